@@ -1,0 +1,121 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Oracle;
+
+/// <summary>Options of the oracle.</summary>
+public sealed record OracleOptions
+{
+    /// <summary>Element type to compute in; null computes in the model's own dtype. Float64 is the ground truth.</summary>
+    public ScalarType? ComputeDType { get; init; }
+
+    /// <summary>Device to compute on; null computes where the model is.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>
+    /// Builds a fresh instance of the model's architecture. Needed only when <see cref="ComputeDType"/> or
+    /// <see cref="Device"/> differ from the model's: the oracle then works on a copy (see <see cref="ModelCopy"/>).
+    /// </summary>
+    public Func<nn.Module<Tensor, Tensor>>? ModelFactory { get; init; }
+
+    /// <summary>Called after each sample with (samples done, N), e.g. for a progress bar.</summary>
+    public Action<long, long>? Progress { get; init; }
+
+    /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
+    public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
+}
+
+/// <summary>
+/// The ground truth. Sample i's gradient is the gradient of the loss evaluated on the batch of one
+/// <c>(x_i, y_i)</c> with the declared reduction, with respect to every trainable parameter. Deliberately naive:
+/// one forward and one backward per sample, nothing shared between samples, so that it can be trusted by reading it.
+/// </summary>
+/// <remarks>
+/// Gradients come from <c>torch.autograd.grad</c>, so no <c>.grad</c> is written. A parameter that does not affect a
+/// sample's loss gets zeros. Inputs of floating type (and floating targets) are converted to the compute dtype;
+/// integer inputs (token ids) and class targets stay as they are.
+/// </remarks>
+public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPerSampleGradientMethod
+{
+    private readonly OracleOptions _options = options ?? new OracleOptions();
+
+    /// <inheritdoc/>
+    public string Name => _options.ComputeDType is { } d ? $"oracle-{DTypeName(d)}" : "oracle";
+
+    /// <inheritdoc/>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    {
+        TorchRuntime.EnsureLoaded();
+        BatchValidator.CheckModel(model);
+        var modelDType = ModelInspection.ParameterDType(model);
+        var modelDevice = ModelInspection.ParameterDevice(model);
+        var dtype = _options.ComputeDType ?? modelDType;
+        var device = _options.Device ?? modelDevice;
+        BatchValidator.RequireAvailable(device);
+        bool copy = dtype != modelDType || !BatchValidator.SameDevice(device, modelDevice);
+
+        using var scope = NewDisposeScope();
+        var work = copy ? ModelCopy.Create(model, _options.ModelFactory, dtype, device) : model;
+        try
+        {
+            var x = Convert(inputs, dtype, device);
+            var y = loss.Targets == TargetKind.Values ? Convert(targets, dtype, device) : targets.to(device);
+            BatchValidator.Validate(work, x, y, loss);
+            using var guard = ModelStateGuard.Capture(work);
+            using var tf32 = new Tf32Scope(_options.Tf32);
+            var result = PerSample(work, x, y, loss);
+            return new PerSampleGradients(Name, x.shape[0], result);
+        }
+        finally
+        {
+            if (copy) work.Dispose();
+        }
+    }
+
+    private List<(string, Tensor)> PerSample(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss)
+    {
+        long n = x.shape[0];
+        var trainable = ModelInspection.TrainableParameters(model);
+        var results = trainable
+            .Select(p => (p.Name, zeros([n, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)))
+            .ToList();
+        var inputs = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+
+        for (long i = 0; i < n; i++)
+        {
+            using (var step = NewDisposeScope())
+            {
+                var output = model.call(x.narrow(0, i, 1));
+                var target = y.narrow(0, i, 1);
+                if (i == 0) loss.ValidateTargets(output, target);
+                var sampleLoss = loss.BatchLoss(output, target);
+                // autograd.grad aborts the process on a loss that does not depend on any input: no gradient at all
+                // then, and the zeros already in place are the answer.
+                if (sampleLoss.requires_grad)
+                {
+                    var grads = autograd.grad([sampleLoss], inputs, allow_unused: true);
+                    using (no_grad())
+                    {
+                        for (int j = 0; j < grads.Count; j++)
+                            if (grads[j] is { IsInvalid: false } g)
+                                results[j].Item2.select(0, i).copy_(g);
+                    }
+                }
+            }
+            _options.Progress?.Invoke(i + 1, n);
+        }
+        return results;
+    }
+
+    private static Tensor Convert(Tensor t, ScalarType dtype, Device device) =>
+        is_floating_point(t.dtype) ? t.to(dtype, device) : t.to(device);
+
+    internal static string DTypeName(ScalarType t) => t switch
+    {
+        ScalarType.Float64 => "float64",
+        ScalarType.Float32 => "float32",
+        ScalarType.Float16 => "float16",
+        ScalarType.BFloat16 => "bfloat16",
+        _ => t.ToString().ToLowerInvariant(),
+    };
+}
