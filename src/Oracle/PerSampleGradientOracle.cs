@@ -31,7 +31,7 @@ public sealed record OracleOptions
 /// one forward and one backward per sample, nothing shared between samples, so that it can be trusted by reading it.
 /// </summary>
 /// <remarks>
-/// Gradients come from <c>torch.autograd.grad</c>, so no <c>.grad</c> is written. A parameter that does not affect a
+/// The caller's <c>.grad</c> tensors are set aside during the loop and restored. A parameter that does not affect a
 /// sample's loss gets zeros. Inputs of floating type (and floating targets) are converted to the compute dtype;
 /// integer inputs (token ids) and class targets stay as they are.
 /// </remarks>
@@ -79,30 +79,48 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         var results = trainable
             .Select(p => (p.Name, zeros([n, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)))
             .ToList();
-        var inputs = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+        var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
 
-        for (long i = 0; i < n; i++)
+        // backward() (not autograd.grad, whose native errors abort the process) accumulates into .grad: the caller's
+        // .grad tensors are set aside for the loop and put back afterwards.
+        var callersGrads = parameters.Select(p => p.grad).ToArray();
+        try
         {
-            using (var step = NewDisposeScope())
+            foreach (var p in parameters) p.grad = null;
+            for (long i = 0; i < n; i++)
             {
-                var output = model.call(x.narrow(0, i, 1));
-                var target = y.narrow(0, i, 1);
-                if (i == 0) loss.ValidateTargets(output, target);
-                var sampleLoss = loss.BatchLoss(output, target);
-                // autograd.grad aborts the process on a loss that does not depend on any input: no gradient at all
-                // then, and the zeros already in place are the answer.
-                if (sampleLoss.requires_grad)
+                using (var step = NewDisposeScope())
                 {
-                    var grads = autograd.grad([sampleLoss], inputs, allow_unused: true);
-                    using (no_grad())
+                    var output = model.call(x.narrow(0, i, 1));
+                    var target = y.narrow(0, i, 1);
+                    if (i == 0) loss.ValidateTargets(output, target);
+                    var sampleLoss = loss.BatchLoss(output, target);
+                    // A loss that depends on no parameter has no graph: its gradient is the zeros already in place.
+                    if (sampleLoss.requires_grad)
                     {
-                        for (int j = 0; j < grads.Count; j++)
-                            if (grads[j] is { IsInvalid: false } g)
+                        autograd.backward([sampleLoss], inputs: parameters);
+                        using (no_grad())
+                        {
+                            for (int j = 0; j < parameters.Length; j++)
+                            {
+                                using var g = parameters[j].grad;
+                                if (g is null) continue;
                                 results[j].Item2.select(0, i).copy_(g);
+                                parameters[j].grad = null;
+                            }
+                        }
                     }
                 }
+                _options.Progress?.Invoke(i + 1, n);
             }
-            _options.Progress?.Invoke(i + 1, n);
+        }
+        finally
+        {
+            for (int j = 0; j < parameters.Length; j++)
+            {
+                parameters[j].grad = callersGrads[j];
+                callersGrads[j]?.Dispose();
+            }
         }
         return results;
     }

@@ -27,8 +27,6 @@ public enum Problem
     InvalidTargets,
     /// <summary>A copy of the model was needed (another dtype or device) and no factory was given.</summary>
     ModelCopyUnavailable,
-    /// <summary>A module was run in a way the method cannot observe (a child called with forward() instead of call()).</summary>
-    UnobservableModule,
 }
 
 /// <summary>

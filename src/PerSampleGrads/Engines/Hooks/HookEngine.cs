@@ -1,0 +1,136 @@
+using TorchSharp;
+using PerSampleGrads.Engines.Hooks.Rules;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines.Hooks;
+
+/// <summary>Options of the hook engine.</summary>
+public sealed record HookEngineOptions
+{
+    /// <summary>Device the computation must run on; null runs where the model is. The model must already be there.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
+    public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
+}
+
+/// <summary>
+/// Opacus-style per-sample gradients in one forward and one backward: forward hooks capture each trainable layer's
+/// input and attach a <see cref="GradientRecorder"/> to its output; one backward delivers the gradient at every
+/// output; a closed-form rule per layer type (<see cref="HookRules"/>) turns (input, output gradient) into
+/// <c>[N, ...]</c> gradients.
+/// </summary>
+/// <remarks>
+/// <para>Definition: the result is the gradient of each sample's own loss (see <see cref="LossFunction"/>). The
+/// backward starts from <c>sum_i L_i</c>, so with <see cref="LossReduction.Mean"/> the batch mean's 1/N is undone
+/// (the engine's rescaling by N).</para>
+/// <para>A layer called several times in one forward (weight sharing) accumulates the contributions of every call.
+/// Only modules that directly own trainable parameters are hooked, so nested modules are never counted twice.
+/// Hooks exist only during <see cref="Compute"/> and are removed also when it throws. Children must be invoked with
+/// <c>call()</c> (as TorchSharp's containers and TorchVision do): <c>forward()</c> skips hooks.</para>
+/// <para>Memory: the captured inputs (views of tensors autograd keeps anyway), one output gradient per layer call,
+/// the clones the recorders return, and the result; nothing else of size N x parameters.</para>
+/// </remarks>
+public sealed class HookEngine : IPerSampleGradientMethod
+{
+    private readonly HookEngineOptions _options;
+    private readonly IReadOnlyDictionary<Type, PerSampleRule> _rules;
+
+    /// <summary>Creates the engine with the default rule table or <paramref name="rules"/>.</summary>
+    public HookEngine(HookEngineOptions? options = null, IReadOnlyDictionary<Type, PerSampleRule>? rules = null)
+    {
+        _options = options ?? new HookEngineOptions();
+        _rules = rules ?? HookRules.Default;
+    }
+
+    internal PlantedBug Bug { get; init; }
+
+    /// <inheritdoc/>
+    public string Name => "hooks";
+
+    /// <inheritdoc/>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    {
+        TorchRuntime.EnsureLoaded();
+        using var scope = NewDisposeScope();
+        var (x, y) = EngineSupport.Place(model, inputs, targets, _options.Device);
+        BatchValidator.Validate(model, x, y, loss);
+        var owners = EngineSupport.CheckSupported(model, (IReadOnlyCollection<Type>)_rules.Keys, Name);
+
+        using var guard = ModelStateGuard.Capture(model);
+        using var tf32 = new Tf32Scope(_options.Tf32);
+        var calls = new List<CapturedCall>();
+        try
+        {
+            Capture(model, x, y, loss, owners, calls);
+            var sums = ApplyRules(owners, calls);
+            var trainable = ModelInspection.TrainableParameters(model);
+            var result = trainable.Select(p => (p.Name, sums.TryGetValue(p.Name, out var g)
+                ? g
+                : zeros([x.shape[0], .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)));
+            return new PerSampleGradients(Name, x.shape[0], result);
+        }
+        finally
+        {
+            foreach (var call in calls) call.Dispose();
+        }
+    }
+
+    // One forward with hooks, one backward that reaches every recorder.
+    private void Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
+        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+    {
+        var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
+            device: x.device, requires_grad: true);
+        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
+        try
+        {
+            foreach (var (named, _) in owners)
+            {
+                var layer = (nn.Module<Tensor, Tensor>)named.Module;
+                handles.Add(layer.register_forward_hook((_, input, output) =>
+                {
+                    var call = new CapturedCall(named, input.detach().DetachFromDisposeScope());
+                    calls.Add(call);
+                    return GradientRecorder.apply(output, call, probe);
+                }));
+            }
+            var output = model.call(x);
+            loss.ValidateTargets(output, y);
+            var total = Bug == PlantedBug.MeanNotRescaled ? loss.BatchLoss(output, y) : loss.PerSampleLosses(output, y).sum();
+            // No trainable layer on the loss's path: no graph, and every gradient is zero.
+            if (total.requires_grad) autograd.backward([total], inputs: [probe]);
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.remove();
+        }
+    }
+
+    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+    {
+        var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
+        var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var call in calls)
+        {
+            // A call whose output did not reach the loss contributes nothing.
+            if (call.OutputGradient is null) continue;
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten);
+            _rules[call.Layer.Module.GetType()](new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
+        }
+        return sums;
+    }
+
+    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite)
+        : ILayerGradientSink
+    {
+        public bool Wants(string parameter) => trainable.Contains(parameter);
+
+        public void Add(string parameter, Tensor perSampleGradient)
+        {
+            var name = layer.Qualify(parameter);
+            if (!overwrite && sums.TryGetValue(name, out var sum)) sum.add_(perSampleGradient);
+            else sums[name] = perSampleGradient;
+        }
+    }
+}

@@ -1,0 +1,25 @@
+using TorchSharp.Modules;
+using static PerSampleGrads.Maths.PerSampleContractions;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PerSampleGrads.Engines.Hooks.Rules;
+
+/// <summary>
+/// GroupNorm with any group count: <c>y = x_hat * w + b</c> per channel, so
+/// <c>dw[n, c] = sum_spatial g[n, c] * x_hat[n, c]</c> and <c>db[n, c] = sum_spatial g[n, c]</c>, with x_hat the
+/// input normalised per sample and group (recomputed from the captured input).
+/// </summary>
+public static class GroupNormRule
+{
+    /// <summary>The rule.</summary>
+    public static void Compute(LayerCall call, ILayerGradientSink sink)
+    {
+        var norm = (GroupNorm)call.Layer;
+        if (sink.Wants("weight"))
+        {
+            var normalized = F.group_norm(call.Input, norm.num_groups, eps: norm.eps);
+            sink.Add("weight", SumSpatial(call.OutputGradient * normalized));
+        }
+        if (sink.Wants("bias")) sink.Add("bias", SumSpatial(call.OutputGradient));
+    }
+}

@@ -1,0 +1,23 @@
+using TorchSharp.Modules;
+
+namespace PerSampleGrads.Engines.Hooks.Rules;
+
+/// <summary>
+/// The hook engine's table, layer type to rule, read top to bottom. An engine receives a table; this is the default.
+/// To support another layer, pass a copy with your entry added (<c>new Dictionary&lt;Type, PerSampleRule&gt;(HookRules.Default) { [typeof(MyLayer)] = MyRule.Compute }</c>).
+/// </summary>
+public static class HookRules
+{
+    /// <summary>Every layer type the hook engine supports.</summary>
+    public static IReadOnlyDictionary<Type, PerSampleRule> Default { get; } = new Dictionary<Type, PerSampleRule>
+    {
+        [typeof(Linear)] = LinearRule.Compute,
+        [typeof(Conv1d)] = ConvolutionRule.Compute,
+        [typeof(Conv2d)] = ConvolutionRule.Compute,
+        [typeof(GroupNorm)] = GroupNormRule.Compute,
+        [typeof(LayerNorm)] = LayerNormRule.Compute,
+        [typeof(InstanceNorm1d)] = InstanceNormRule.Compute,
+        [typeof(InstanceNorm2d)] = InstanceNormRule.Compute,
+        [typeof(Embedding)] = EmbeddingRule.Compute,
+    };
+}

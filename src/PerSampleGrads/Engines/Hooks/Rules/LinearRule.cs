@@ -1,0 +1,18 @@
+using static PerSampleGrads.Maths.PerSampleContractions;
+
+namespace PerSampleGrads.Engines.Hooks.Rules;
+
+/// <summary>
+/// Linear, input <c>[N, ..., in]</c> with any number of middle dimensions:
+/// <c>dW[n] = sum_l g[n, l, :] x[n, l, :]^T</c> (<c>[N, out, in]</c>), <c>db[n] = sum_l g[n, l, :]</c>.
+/// </summary>
+public static class LinearRule
+{
+    /// <summary>The rule.</summary>
+    public static void Compute(LayerCall call, ILayerGradientSink sink)
+    {
+        var g = FlattenPositions(call.OutputGradient);
+        if (sink.Wants("weight")) sink.Add("weight", SumOfOuterProducts(g, FlattenPositions(call.Input)));
+        if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 1));
+    }
+}

@@ -1,0 +1,66 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Zoo;
+
+/// <summary>
+/// A small CNN (5,514 parameters): <c>features</c> = Conv2d(3→16, k3, p1), GroupNorm(4, 16), ReLU, MaxPool2d(2),
+/// Conv2d(16→32, k3, p1), GroupNorm(8, 32), ReLU, AdaptiveAvgPool2d(1), Flatten; <c>classifier</c> = Linear(32→10).
+/// Inputs <c>[N, 3, 32, 32]</c>. Parameter names match <c>tools/pytorch_reference.py</c>.
+/// </summary>
+public sealed class SmallCnn : Module<Tensor, Tensor>
+{
+    private readonly Sequential _features;
+    private readonly Linear _classifier;
+
+    /// <summary>Builds the model with the global generator's initial values.</summary>
+    public SmallCnn(long classes = 10) : base(nameof(SmallCnn))
+    {
+        _features = Sequential(
+            Conv2d(3, 16, 3, padding: 1), GroupNorm(4, 16), ReLU(), MaxPool2d(2),
+            Conv2d(16, 32, 3, padding: 1), GroupNorm(8, 32), ReLU(), AdaptiveAvgPool2d(1), Flatten());
+        _classifier = Linear(32, classes);
+        register_module("features", _features);
+        register_module("classifier", _classifier);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => _classifier.call(_features.call(input));
+}
+
+/// <summary>
+/// A small sequence model over token ids <c>[N, T]</c> (Int64): <c>embedding</c> = Embedding(vocabulary, width,
+/// padding_idx 0), <c>norm</c> = LayerNorm(width), <c>mixer</c> = Linear(width→width) applied to every token
+/// (3-d input), ReLU, mean over tokens, <c>head</c> = Linear(width→classes).
+/// </summary>
+public sealed class TokenClassifier : Module<Tensor, Tensor>
+{
+    private readonly Embedding _embedding;
+    private readonly LayerNorm _norm;
+    private readonly Linear _mixer;
+    private readonly Linear _head;
+
+    /// <summary>Builds the model with the global generator's initial values.</summary>
+    public TokenClassifier(long vocabulary = 50, long width = 16, long classes = 5) : base(nameof(TokenClassifier))
+    {
+        _embedding = Embedding(vocabulary, width, padding_idx: 0);
+        _norm = LayerNorm(width);
+        _mixer = Linear(width, width);
+        _head = Linear(width, classes);
+        register_module("embedding", _embedding);
+        register_module("norm", _norm);
+        register_module("mixer", _mixer);
+        register_module("head", _head);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var h = _norm.call(_embedding.call(tokens));
+        h = functional.relu(_mixer.call(h));
+        return scope.MoveToOuter(_head.call(h.mean([1L])));
+    }
+}
