@@ -1,0 +1,45 @@
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines.Functional;
+
+/// <summary>How the functional engine evaluates a convolution with per-sample weights.</summary>
+public enum ConvolutionStrategy
+{
+    /// <summary>Pick per layer shape and device from measurements (see <see cref="Layers.ConvolutionForward"/>).</summary>
+    Auto,
+    /// <summary>One grouped convolution over the batch: input <c>[1, N*C, H, W]</c>, weights <c>[N*O, C/G, kh, kw]</c>, N*G groups.</summary>
+    GroupedConvolution,
+    /// <summary>im2col (unfold) and one batched matrix product per sample and group.</summary>
+    UnfoldMatmul,
+}
+
+/// <summary>
+/// One layer's parameters for a chunk of k samples, <c>[k, ...parameter shape]</c>: the engine's per-sample leaves for
+/// trainable parameters (slice i is sample i's copy), a broadcast view of the parameter for frozen ones.
+/// </summary>
+public sealed class SampleParameters
+{
+    private readonly Dictionary<string, Tensor> _byLocalName;
+
+    internal SampleParameters(Dictionary<string, Tensor> byLocalName) => _byLocalName = byLocalName;
+
+    /// <summary>The parameter by local name (<c>weight</c>, <c>bias</c>), or null when the layer has none.</summary>
+    public Tensor? this[string local] => _byLocalName.GetValueOrDefault(local);
+}
+
+/// <summary>
+/// One call of a layer in the functional engine.
+/// </summary>
+/// <param name="Layer">The layer (its configuration is read; its own parameters are not used).</param>
+/// <param name="Path">Its path in the model, for messages.</param>
+/// <param name="Input">The real input, <c>[k, ...]</c>.</param>
+/// <param name="Parameters">Per-sample parameters.</param>
+/// <param name="Convolution">The convolution strategy asked for.</param>
+public sealed record FunctionalCall(nn.Module Layer, string Path, Tensor Input, SampleParameters Parameters,
+    ConvolutionStrategy Convolution);
+
+/// <summary>
+/// A layer's forward for a batch in which sample i uses its own parameter copy i: a plain differentiable computation;
+/// autograd does every reduction, there is no hand-written backward.
+/// </summary>
+public delegate Tensor BatchedForward(FunctionalCall call);

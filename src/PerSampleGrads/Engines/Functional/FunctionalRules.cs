@@ -1,0 +1,24 @@
+using TorchSharp.Modules;
+using PerSampleGrads.Engines.Functional.Layers;
+
+namespace PerSampleGrads.Engines.Functional;
+
+/// <summary>
+/// The functional engine's table, layer type to batched forward with per-sample parameters. Layers without
+/// trainable parameters are not in it: they run unchanged.
+/// </summary>
+public static class FunctionalRules
+{
+    /// <summary>Every layer type the functional engine supports.</summary>
+    public static IReadOnlyDictionary<Type, BatchedForward> Default { get; } = new Dictionary<Type, BatchedForward>
+    {
+        [typeof(Linear)] = LinearForward.Forward,
+        [typeof(Conv1d)] = ConvolutionForward.Forward,
+        [typeof(Conv2d)] = ConvolutionForward.Forward,
+        [typeof(GroupNorm)] = NormalizationForward.GroupNorm,
+        [typeof(LayerNorm)] = NormalizationForward.LayerNorm,
+        [typeof(InstanceNorm1d)] = NormalizationForward.InstanceNorm,
+        [typeof(InstanceNorm2d)] = NormalizationForward.InstanceNorm,
+        [typeof(Embedding)] = EmbeddingForward.Forward,
+    };
+}
