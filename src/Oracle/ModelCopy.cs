@@ -27,14 +27,15 @@ public static class ModelCopy
         var copy = factory();
         try
         {
+            // Load in the original's dtype so that nothing is rounded on the way in. (to() replaces tensors, so the
+            // state dictionaries are read after it.)
+            copy.to(ModelInspection.ParameterDType(model));
             var original = model.state_dict();
             var target = copy.state_dict();
             var missing = original.Keys.Except(target.Keys).Concat(target.Keys.Except(original.Keys)).ToList();
             if (missing.Count > 0)
                 throw new PerSampleGradientsException(Problem.ModelCopyUnavailable,
                     $"The model factory builds a different architecture: state entries {string.Join(", ", missing.Take(5))} are not in both. The factory must build the same model as the one passed in.");
-            // Load in the original's dtype so that nothing is rounded on the way in.
-            copy.to(ModelInspection.ParameterDType(model));
             using (no_grad())
             {
                 foreach (var (key, value) in original)

@@ -11,7 +11,7 @@ namespace PerSampleGrads.Verification;
 /// <param name="ExpectedShape">Shape of the reference, <c>[N, ...]</c>.</param>
 /// <param name="ActualShape">Shape of the result checked.</param>
 /// <param name="MaxAbsoluteError">Largest |actual - expected| (in the loss's units per parameter unit); NaN when the shapes differ.</param>
-/// <param name="RelativeError">MaxAbsoluteError / max |expected| (0 when both are all zero; infinity when only the reference is).</param>
+/// <param name="RelativeError">MaxAbsoluteError / <see cref="GradientComparison.ScaleOf"/> (see <see cref="TolerancePolicy"/>).</param>
 /// <param name="WorstSample">The sample holding the largest absolute error (-1 when shapes differ).</param>
 /// <param name="ExpectedNorm">Mean over samples of the reference's per-sample L2 norm.</param>
 /// <param name="Tolerance">The bound that applied.</param>
@@ -54,13 +54,31 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     {
         var missing = expected.Names.Where(n => !actual.Contains(n)).ToList();
         var unexpected = actual.Names.Where(n => !expected.Contains(n)).ToList();
+        double largest = expected.Entries.Select(e => MaxAbs(e.Gradient)).DefaultIfEmpty(0).Max();
         var parameters = new List<ParameterComparison>();
         foreach (var name in expected.Names.Where(actual.Contains))
-            parameters.Add(CompareOne(name, actual[name], expected[name], tolerance.Relative));
+            parameters.Add(CompareOne(name, actual[name], expected[name], tolerance.Relative, largest));
         return new GradientComparison(actual.Method, expected.Method, tolerance, parameters, missing, unexpected);
     }
 
-    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, double tolerance)
+    /// <summary>
+    /// The scale a parameter's errors are divided by: its largest reference value, but at least
+    /// <see cref="ScaleFloor"/> times the largest reference value of the whole model. A parameter whose exact gradient
+    /// is zero (a bias cancelled by a following GroupNorm with one channel per group, or by InstanceNorm) holds only
+    /// rounding noise, whose size follows the computation's scale, not its own.
+    /// </summary>
+    public static double ScaleOf(double parameterMax, double modelMax) => Math.Max(parameterMax, ScaleFloor * modelMax);
+
+    /// <summary>Fraction of the model's largest gradient element below which a parameter is judged against that floor.</summary>
+    public const double ScaleFloor = 1e-2;
+
+    private static double MaxAbs(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.abs().max().to(ScalarType.Float64).item<double>();
+    }
+
+    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, double tolerance, double modelMax)
     {
         using var scope = NewDisposeScope();
         var e = expected.to(ScalarType.Float64);
@@ -71,7 +89,7 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
         var perSample = (a - e).abs().reshape(e.shape[0], -1).max(1).values;
         var worst = perSample.argmax().item<long>();
         double maxAbs = perSample[worst].item<double>();
-        double scale = e.abs().max().item<double>();
+        double scale = ScaleOf(e.abs().max().item<double>(), modelMax);
         double relative = scale > 0 ? maxAbs / scale : maxAbs == 0 ? 0 : double.PositiveInfinity;
         return new ParameterComparison(name, expected.shape, actual.shape, maxAbs, relative, worst, norm, tolerance);
     }

@@ -30,7 +30,10 @@ public sealed record Tolerance(double Relative, string Reason)
 /// elements: a max-norm relative error against the reference (normally the float64 oracle). Scaling by the largest
 /// expected value rather than element by element keeps the tiny gradients that cancellation produces from turning
 /// harmless absolute rounding into huge relative numbers, while any logic error (a wrong factor, a missing term, a
-/// swapped sample) moves the error to order 1.</para>
+/// swapped sample) moves the error to order 1. A parameter whose largest value is below 1% of the model's largest is
+/// scaled by that 1% instead (<see cref="GradientComparison.ScaleOf"/>): a gradient that is exactly zero in exact
+/// arithmetic (a convolution bias followed by a normalisation that removes it) is pure rounding noise of the
+/// surrounding computation's size; a logic error in such a parameter still shows as at least 1e-2 relative.</para>
 /// <para><b>float64: 1e-10.</b> Unit roundoff is 1.1e-16. The engines reorder the same sums (per-sample contractions
 /// instead of batch sums, one backward instead of N) over at most ~1e5 terms per element through ~20 layers; even
 /// unfavourable accumulation stays below 1e-12. 1e-10 leaves a hundredfold margin and is still six orders below any

@@ -32,9 +32,10 @@ public sealed record FunctionalEngineOptions
 /// </summary>
 /// <remarks>
 /// <para>Route: a forward pre-hook on each trainable layer keeps the real input and hands the layer an empty batch
-/// (every supported layer accepts one), and the forward hook returns the batched computation from
-/// <see cref="FunctionalRules"/>. So each layer is computed once; the price is one extra, empty call per layer
-/// (microseconds) and no change to models whose forward the engine did not write (TorchVision's ResNet-18 included).</para>
+/// (InstanceNorm, whose kernel rejects an empty batch, gets one sample), and the forward hook returns the batched
+/// computation from <see cref="FunctionalRules"/>. So each layer is computed once; the price is one extra, empty call
+/// per layer (microseconds) and no change to models whose forward the engine did not write (TorchVision's ResNet-18
+/// included).</para>
 /// <para>The leaves are views (<c>expand</c>) of the parameters: no copy of the model per sample. The gradient of a
 /// leaf is the result itself. Same loss semantics, validation and model guarantees as <see cref="Hooks.HookEngine"/>.</para>
 /// </remarks>
@@ -107,10 +108,11 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
                 var parameters = Parameters(named, leaves, k);
                 var forward = _forwards[layer.GetType()];
                 stash[layer] = new Stack<Tensor>();
+                long standIn = StandInBatch(layer);
                 handles.Add(layer.register_forward_pre_hook((_, input) =>
                 {
                     stash[layer].Push(input);
-                    return input.narrow(0, 0, 0);
+                    return input.narrow(0, 0, standIn);
                 }));
                 handles.Add(layer.register_forward_hook((_, _, _) =>
                     forward(new FunctionalCall(layer, named.Display, stash[layer].Pop(), parameters, _options.Convolution))));
@@ -128,6 +130,10 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         return trainable.Select(p => leaves[p.Name].grad
             ?? zeros([k, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)).ToList();
     }
+
+    // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an
+    // empty batch; it runs on one sample, 1/N of its cost.
+    private static long StandInBatch(nn.Module layer) => layer is InstanceNorm ? 1 : 0;
 
     // The layer's parameters as [k, ...]: its per-sample leaves when trainable, a broadcast view when frozen.
     private SampleParameters Parameters(NamedModule named, Dictionary<string, Tensor> leaves, long k)

@@ -1,0 +1,125 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using PerSampleGrads.Zoo;
+
+namespace PerSampleGrads.Cases;
+
+/// <summary>
+/// The named cases every method is checked on: each supported layer with each option that changes its rule, batch
+/// sizes 1 and more, sum and mean, every built-in loss and a custom one, weight sharing, nesting, frozen and unused
+/// parameters, and the zoo models.
+/// </summary>
+public static class CaseCatalogue
+{
+    private static readonly LossFunction CeMean = LossFunction.CrossEntropy(LossReduction.Mean);
+    private static readonly LossFunction CeSum = LossFunction.CrossEntropy(LossReduction.Sum);
+
+    /// <summary>A per-sample custom loss: softplus of the negative margin of the target class, summed over classes.</summary>
+    public static LossFunction SoftMargin(LossReduction reduction) => LossFunction.PerSample("softmargin",
+        (output, target) => functional.softplus(-output * target).sum(1), reduction);
+
+    /// <summary>Every layer case (small models; fast on a CPU).</summary>
+    public static IReadOnlyList<GradientCase> Layers { get; } = CreateLayerCases();
+
+    /// <summary>One case per zoo model at a small batch (ResNet-18 at N = 2 so that the float64 oracle stays fast on a CPU).</summary>
+    public static IReadOnlyList<GradientCase> Zoo { get; } = ModelZoo.All.Select(m => FromZoo(m, m == ModelZoo.ResNet18GroupNorm ? 2 : 4)).ToList();
+
+    /// <summary>Layers and zoo.</summary>
+    public static IReadOnlyList<GradientCase> All { get; } = [.. Layers, .. Zoo];
+
+    /// <summary>The case with this id; the error lists the ids.</summary>
+    public static GradientCase Get(string id) =>
+        All.FirstOrDefault(c => c.Id == id) ?? throw new ArgumentException($"Unknown case '{id}'. Known: {string.Join(", ", All.Select(c => c.Id))}.");
+
+    /// <summary>A zoo model as a case with CE/mean.</summary>
+    public static GradientCase FromZoo(ZooModel model, long batchSize, LossFunction? loss = null, long seed = 7)
+    {
+        loss ??= CeMean;
+        return new GradientCase(Id($"zoo-{model.Name}", batchSize, loss), () => model.Build(seed), model.InputShape, loss,
+            batchSize, model.InputKind == ZooInputKind.Tokens ? model.Vocabulary : 0, seed);
+    }
+
+    private static string Id(string name, long n, LossFunction loss) =>
+        $"{name}-B{n}-{loss.Name.ToLowerInvariant()}-{(loss.Reduction == LossReduction.Sum ? "sum" : "mean")}";
+
+    private static GradientCase Case(string name, long[] inputShape, LossFunction loss, long n, Func<Module<Tensor, Tensor>> build, long vocabulary = 0) =>
+        new(Id(name, n, loss), build, inputShape, loss, n, vocabulary);
+
+    private static GradientCase Classifier(string name, long[] inputShape, long n, LossFunction loss, Func<Module<Tensor, Tensor>[]> body, long classes = 5) =>
+        Case(name, inputShape, loss, n, () => CaseModels.Build(11, body, inputShape, classes));
+
+    private static GradientCase Plain(string name, long[] inputShape, long n, LossFunction loss, Func<Module<Tensor, Tensor>[]> body) =>
+        Case(name, inputShape, loss, n, () => CaseModels.Build(11, body, inputShape));
+
+    private static List<GradientCase> CreateLayerCases()
+    {
+        var mse = LossFunction.MeanSquaredError;
+        var l1 = LossFunction.L1;
+        var nll = LossFunction.NegativeLogLikelihood;
+        return
+        [
+            // Linear: 2-d, 3-d and 4-d inputs, bias off, non-square.
+            Plain("linear-2d", [6], 5, CeMean, () => [Linear(6, 4)]),
+            Plain("linear-2d", [6], 1, CeSum, () => [Linear(6, 4)]),
+            Plain("linear-3d", [7, 5], 4, mse(LossReduction.Sum), () => [Linear(5, 3)]),
+            Plain("linear-3d", [7, 5], 3, mse(LossReduction.Mean), () => [Linear(5, 3)]),
+            Plain("linear-4d", [2, 3, 5], 3, l1(LossReduction.Mean), () => [Linear(5, 4)]),
+            Classifier("linear-nobias", [9], 4, CeMean, () => [Linear(9, 6, hasBias: false), Tanh()]),
+            // Conv1d: stride, padding, dilation, groups, 'same' with an even kernel, 'valid', bias off, reflect padding.
+            Classifier("conv1d-k3-p1", [3, 11], 4, CeMean, () => [Conv1d(3, 5, 3, padding: 1)]),
+            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 5, CeSum, () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
+            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 1, CeMean, () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
+            Classifier("conv1d-same-k4", [2, 10], 3, CeMean, () => [Conv1d(2, 4, 4, Padding.Same)]),
+            Classifier("conv1d-valid-nobias", [3, 9], 2, CeMean, () => [Conv1d(3, 4, 3, Padding.Valid, bias: false)]),
+            Classifier("conv1d-reflect-p2", [2, 8], 3, CeMean, () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Reflect)]),
+            // Conv2d: the same options, asymmetric kernels and strides, depthwise.
+            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeMean, () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
+            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeSum, () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
+            Classifier("conv2d-k3-p1", [3, 6, 6], 1, CeSum, () => [Conv2d(3, 4, 3, padding: 1)]),
+            Classifier("conv2d-depthwise-k3", [4, 7, 7], 4, CeMean, () => [Conv2d(4, 8, 3, padding: 1, groups: 4)]),
+            Classifier("conv2d-k2x3-s1x2-p1x0", [3, 7, 8], 3, CeMean, () => [Conv2d(3, 5, (2, 3), stride: (1, 2), padding: (1, 0))]),
+            Classifier("conv2d-same-k4-d2", [2, 8, 8], 3, CeSum, () => [Conv2d(2, 3, 4, Padding.Same, dilation: 2)]),
+            Classifier("conv2d-valid-nobias", [3, 6, 6], 2, l1(LossReduction.Mean), () => [Conv2d(3, 4, 3, Padding.Valid, bias: false)], classes: 3),
+            Classifier("conv2d-reflect-p1", [2, 6, 6], 3, CeMean, () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Reflect)]),
+            Classifier("conv2d-circular-p1", [2, 5, 5], 3, CeMean, () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Circular)]),
+            // GroupNorm with 1, some and all channels per group; LayerNorm over 1 and 2 dims; InstanceNorm.
+            Classifier("groupnorm-g1", [4, 5, 5], 4, CeMean, () => [Conv2d(4, 6, 3), GroupNorm(1, 6), ReLU()]),
+            Classifier("groupnorm-g3", [4, 5, 5], 3, CeSum, () => [Conv2d(4, 6, 3), GroupNorm(3, 6), ReLU()]),
+            Classifier("groupnorm-g6", [4, 5, 5], 1, CeMean, () => [Conv2d(4, 6, 3), GroupNorm(6, 6)]),
+            Classifier("groupnorm-1d", [4, 7], 3, CeMean, () => [Conv1d(4, 6, 3), GroupNorm(2, 6)]),
+            Plain("layernorm-1d", [8], 4, mse(LossReduction.Mean), () => [Linear(8, 8), LayerNorm(8), Linear(8, 3)]),
+            Classifier("layernorm-2d", [4, 5], 3, CeMean, () => [LayerNorm([4L, 5L])]),
+            Classifier("layernorm-3d-tokens", [6, 8], 4, CeSum, () => [Linear(8, 8), LayerNorm(8), GELU()]),
+            Classifier("instancenorm1d-affine", [3, 9], 4, CeMean, () => [Conv1d(3, 4, 3), InstanceNorm1d(4, affine: true)]),
+            Classifier("instancenorm2d-affine", [3, 6, 6], 3, CeMean, () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true), ReLU()]),
+            Classifier("instancenorm2d-running-stats", [3, 6, 6], 3, CeMean, () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true, track_running_stats: true)]),
+            // Embedding with padding_idx and 2-d token inputs.
+            Case("embedding-pad0", [6], CeMean, 5, () => CaseModels.Build(11, () => [Embedding(20, 4, padding_idx: 0)], [6], 3, ScalarType.Int64), vocabulary: 20),
+            Case("embedding-nopad", [3, 4], CeSum, 3, () => CaseModels.Build(11, () => [Embedding(15, 3)], [3, 4], 4, ScalarType.Int64), vocabulary: 15),
+            // Weight sharing, nesting, frozen and unused parameters.
+            Case("shared-linear-twice", [6], CeMean, 4, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
+            Case("shared-linear-twice", [6], CeSum, 1, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
+            Case("nested-sequential", [5], CeMean, 3, () => Seeded.Build(11, () => Nested.Create(5, 4))),
+            Case("unused-branch", [5], CeMean, 3, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new UnusedBranch(5, 4))),
+            Case("frozen-first-layer", [6], CeMean, 4, () => Frozen(CaseModels.Build(11, () => [Linear(6, 5), ReLU(), Linear(5, 3)], [6]), "0.weight", "0.bias")),
+            Case("frozen-weight-bias-only", [3, 6, 6], CeMean, 3, () => Frozen(CaseModels.Build(11, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)], [3, 6, 6], 3), "0.weight", "1.weight", "3.weight")),
+            // Losses: NLL on log-probabilities, MSE/L1 on several outputs, a custom per-sample loss.
+            Plain("nll-logsoftmax", [6], 4, nll(LossReduction.Mean), () => [Linear(6, 5), LogSoftmax(1)]),
+            Plain("nll-logsoftmax", [6], 4, nll(LossReduction.Sum), () => [Linear(6, 5), LogSoftmax(1)]),
+            Plain("mse-multi-output", [5], 4, mse(LossReduction.Sum), () => [Linear(5, 6), Tanh(), Linear(6, 3)]),
+            Plain("l1-multi-output", [5], 3, l1(LossReduction.Sum), () => [Linear(5, 3)]),
+            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Mean), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
+            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Sum), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
+            Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
+        ];
+    }
+
+    private static Module<Tensor, Tensor> Frozen(Module<Tensor, Tensor> model, params string[] names)
+    {
+        var frozen = names.ToHashSet();
+        foreach (var (name, p) in model.named_parameters())
+            if (frozen.Contains(name)) p.requires_grad_(false);
+        return model;
+    }
+}
