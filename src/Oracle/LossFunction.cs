@@ -132,8 +132,9 @@ public sealed class LossFunction
     public double PerSampleScale(long batchSize) => Reduction == LossReduction.Mean ? batchSize : 1.0;
 
     /// <summary>
-    /// Checks targets against the model's output; throws <see cref="PerSampleGradientsException"/> naming the
-    /// problem (wrong shape, class index out of range, non-integer class targets).
+    /// Checks the whole batch's targets against the model's output (for any number of samples: only the per-sample
+    /// shape is compared); throws <see cref="PerSampleGradientsException"/> naming the problem (wrong shape, class index
+    /// out of range, non-integer class targets).
     /// </summary>
     public void ValidateTargets(Tensor output, Tensor target)
     {
@@ -152,10 +153,10 @@ public sealed class LossFunction
                 throw new PerSampleGradientsException(Problem.InvalidTargets,
                     $"{Name} targets must be class indices in [0, {classes - 1}] for {classes} output classes; found values from {min} to {max}.");
         }
-        else if (!IsCustom && !output.shape.SequenceEqual(target.shape))
+        else if (!IsCustom && !output.shape[1..].SequenceEqual(target.shape[1..]))
         {
             throw new PerSampleGradientsException(Problem.InvalidTargets,
-                $"{Name} needs targets of the output's shape [{Shape(output)}]; got [{Shape(target)}].");
+                $"{Name} needs targets shaped like the output, [N, {string.Join(", ", output.shape[1..])}]; got [{Shape(target)}].");
         }
     }
 

@@ -93,7 +93,7 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
                 {
                     var output = model.call(x.narrow(0, i, 1));
                     var target = y.narrow(0, i, 1);
-                    if (i == 0) loss.ValidateTargets(output, target);
+                    if (i == 0) loss.ValidateTargets(output, y);
                     var sampleLoss = loss.BatchLoss(output, target);
                     // A loss that depends on no parameter has no graph: its gradient is the zeros already in place.
                     if (sampleLoss.requires_grad)

@@ -1,0 +1,123 @@
+using TorchSharp;
+using PerSampleGrads.Engines.Functional;
+using PerSampleGrads.Engines.Hooks;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Zoo;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>
+/// Every method answers bad input with <see cref="PerSampleGradientsException"/> naming the problem, and leaves the
+/// model as it was (no hooks: a plain forward afterwards gives the same output).
+/// </summary>
+[Trait("Category", "Oracle")]
+[Trait("Category", "Equivalence")]
+public sealed class BadInputTests
+{
+    public BadInputTests() => TestSettings.RequireTorch();
+
+    public static TheoryData<string> Methods => new("oracle", "hooks", "functional");
+
+    private static IPerSampleGradientMethod Method(string name) => name switch
+    {
+        "oracle" => new PerSampleGradientOracle(),
+        "hooks" => new HookEngine(),
+        "functional" => new FunctionalEngine(),
+        _ => throw new ArgumentException(name),
+    };
+
+    private static Module<Tensor, Tensor> SmallModel() => Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(Linear(4, 3)));
+
+    private static void Expect(string method, Problem problem, Module<Tensor, Tensor> model, Tensor x, Tensor y, string mentions, LossFunction? loss = null)
+    {
+        using var snapshot = new ModelSnapshot(model, x.shape[0] > 0 && x.isfinite().all().item<bool>() ? x : zeros([1, .. x.shape[1..]], dtype: x.dtype));
+        var error = Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, x, y, loss ?? LossFunction.CrossEntropy()));
+        Assert.Equal(problem, error.Problem);
+        Assert.Contains(mentions, error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void An_empty_batch_is_refused(string method) =>
+        Expect(method, Problem.EmptyBatch, SmallModel(), zeros(0, 4), zeros(0, ScalarType.Int64), "empty");
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Inputs_and_targets_with_different_batch_sizes_are_refused(string method) =>
+        Expect(method, Problem.BatchSizeMismatch, SmallModel(), randn(3, 4), zeros(2, ScalarType.Int64), "3 samples");
+
+    [Theory, MemberData(nameof(Methods))]
+    public void NaN_inputs_are_refused_naming_the_sample(string method)
+    {
+        var x = randn(3, 4);
+        x[1, 2] = float.NaN;
+        Expect(method, Problem.NonFiniteInput, SmallModel(), x, zeros(3, ScalarType.Int64), "sample 1");
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void BatchNorm_in_training_mode_is_refused_naming_the_module_and_the_fix(string method)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("conv", Conv2d(3, 4, 3)), ("norm", BatchNorm2d(4)), ("flat", Flatten()), ("head", Linear(16, 2))));
+        model.train();
+        Expect(method, Problem.BatchNormInTraining, model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), "'norm' (BatchNorm2d)");
+        Assert.Contains("GroupNorm", Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy())).Message);
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Dropout_in_training_mode_is_refused(string method)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("drop", Dropout(0.5)), ("head", Linear(4, 3))));
+        model.train();
+        Expect(method, Problem.RandomnessInTraining, model, randn(2, 4), zeros(2, ScalarType.Int64), "eval");
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Class_targets_out_of_range_are_refused(string method) =>
+        Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), tensor(new long[] { 0, 7 }), "[0, 2]");
+
+    [Theory, MemberData(nameof(Methods))]
+    public void A_model_with_nothing_trainable_is_refused(string method)
+    {
+        var model = SmallModel();
+        foreach (var p in model.parameters()) p.requires_grad_(false);
+        Expect(method, Problem.NoTrainableParameters, model, randn(2, 4), zeros(2, ScalarType.Int64), "requires_grad");
+    }
+
+    [Theory]
+    [InlineData("hooks")]
+    [InlineData("functional")]
+    public void Unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
+            ("conv", Conv3d(1, 2, 1)), ("flat", Flatten()), ("bilinear_free", Linear(2 * 2 * 2 * 2, 4)), ("prelu", PReLU(1)), ("head", Linear(4, 2))));
+        model.eval();
+        Expect(method, Problem.UnsupportedLayers, model, randn([2, 1, 2, 2, 2]), zeros(2, ScalarType.Int64), "'conv' (Conv3d: weight, bias); 'prelu' (PReLU: weight)");
+    }
+
+    [Fact]
+    public void Float64_oracle_without_a_factory_explains_why_it_needs_one()
+    {
+        var model = SmallModel();
+        using var snapshot = new ModelSnapshot(model, randn(2, 4));
+        var error = Assert.Throws<PerSampleGradientsException>(() =>
+            new PerSampleGradientOracle(new OracleOptions { ComputeDType = ScalarType.Float64 }).Compute(model, randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.ModelCopyUnavailable, error.Problem);
+        Assert.Contains("factory", error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Asking_for_CUDA_without_CUDA_fails_clearly(string method)
+    {
+        Assert.SkipWhen(cuda.is_available(), "CUDA is available here");
+        IPerSampleGradientMethod m = method switch
+        {
+            "oracle" => new PerSampleGradientOracle(new OracleOptions { Device = new Device(DeviceType.CUDA, 0), ModelFactory = SmallModel }),
+            "hooks" => new HookEngine(new HookEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
+            _ => new FunctionalEngine(new FunctionalEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
+        };
+        var error = Assert.Throws<PerSampleGradientsException>(() => m.Compute(SmallModel(), randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.CudaUnavailable, error.Problem);
+    }
+}

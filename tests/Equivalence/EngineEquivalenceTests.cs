@@ -1,0 +1,131 @@
+using TorchSharp;
+using PerSampleGrads.Cases;
+using PerSampleGrads.Engines.Functional;
+using PerSampleGrads.Engines.Hooks;
+using PerSampleGrads.Zoo;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>
+/// What every engine must satisfy, checked case by case against the float64 oracle: one catalogue for all engines.
+/// </summary>
+[Trait("Category", "Equivalence")]
+public abstract class EngineEquivalenceTests
+{
+    protected EngineEquivalenceTests() => TestSettings.RequireTorch();
+
+    /// <summary>The engine under test.</summary>
+    protected abstract IPerSampleGradientMethod CreateEngine();
+
+    public static TheoryData<string, string> CasesAndDTypes
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var c in CaseCatalogue.All)
+                foreach (var dtype in TestSettings.DTypes)
+                    data.Add(c.Id, TestSettings.Name(dtype));
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(CasesAndDTypes))]
+    public void Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged(string caseId, string dtypeName)
+    {
+        var dtype = TestSettings.ParseDType(dtypeName);
+        var gradientCase = CaseCatalogue.Get(caseId);
+        var expected = OracleCache.Float64(gradientCase);
+        using var problem = gradientCase.Create(dtype, TestSettings.Device);
+        using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
+
+        using var actual = problem.Run(CreateEngine());
+
+        Assert.Equal(dtype, actual.Entries.First().Gradient.dtype);
+        GradientAssert.Agree(actual, expected, dtype);
+        Assert.Empty(snapshot.Differences());
+    }
+
+    [Fact]
+    public void Memory_stays_flat_over_a_thousand_calls()
+    {
+        using var problem = CaseCatalogue.FromZoo(ModelZoo.SmallCnn, 2).Create(ScalarType.Float32, TestSettings.Device);
+        var engine = CreateEngine();
+        long growth = TensorLeaks.Growth(() =>
+        {
+            using var result = problem.Run(engine);
+        }, repeats: 1000);
+        Assert.Equal(0, growth);
+    }
+
+    [Fact]
+    public void A_model_left_with_hooks_removed_after_a_failing_call_behaves_as_before()
+    {
+        // The loss throws inside the computation, after the hooks are in place.
+        using var problem = CaseCatalogue.FromZoo(ModelZoo.SmallCnn, 3).Create(ScalarType.Float32, TestSettings.Device);
+        using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
+        var failing = LossFunction.PerSample("throws", (_, _) => throw new InvalidOperationException("planted failure"));
+        var error = Assert.Throws<InvalidOperationException>(() => CreateEngine().Compute(problem.Model, problem.Inputs, problem.Targets, failing));
+        Assert.Equal("planted failure", error.Message);
+        Assert.Empty(snapshot.Differences());
+    }
+}
+
+[Trait("Engine", "Hooks")]
+public sealed class HookEngineEquivalenceTests : EngineEquivalenceTests
+{
+    protected override IPerSampleGradientMethod CreateEngine() => new HookEngine();
+}
+
+[Trait("Engine", "Functional")]
+public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
+{
+    protected override IPerSampleGradientMethod CreateEngine() => new FunctionalEngine();
+
+    public static TheoryData<string> LayerCases => new(CaseCatalogue.Layers.Select(c => c.Id));
+
+    [Theory]
+    [MemberData(nameof(CasesAndDTypes))]
+    public void Agrees_with_the_hook_engine(string caseId, string dtypeName)
+    {
+        var dtype = TestSettings.ParseDType(dtypeName);
+        using var problem = CaseCatalogue.Get(caseId).Create(dtype, TestSettings.Device);
+        using var functional = problem.Run(new FunctionalEngine());
+        using var hooks = problem.Run(new HookEngine());
+        GradientAssert.Agree(functional, hooks, dtype);
+    }
+
+    [Theory]
+    [MemberData(nameof(LayerCases))]
+    public void Chunked_runs_give_the_unchunked_result(string caseId)
+    {
+        using var problem = CaseCatalogue.Get(caseId).Create(ScalarType.Float64, TestSettings.Device);
+        using var whole = problem.Run(new FunctionalEngine());
+        foreach (var chunk in new[] { 1, 2, 3 })
+        {
+            using var chunked = problem.Run(new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = chunk }));
+            GradientAssert.Agree(chunked, whole, ScalarType.Float64);
+        }
+    }
+
+    [Theory]
+    [InlineData(ConvolutionStrategy.GroupedConvolution)]
+    [InlineData(ConvolutionStrategy.UnfoldMatmul)]
+    public void Both_convolution_routes_agree_with_the_oracle_on_every_convolution_case(ConvolutionStrategy strategy)
+    {
+        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("conv", StringComparison.Ordinal) || c.Id.Contains("cnn", StringComparison.Ordinal)))
+        {
+            using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
+            using var actual = problem.Run(new FunctionalEngine(new FunctionalEngineOptions { Convolution = strategy }));
+            GradientAssert.Agree(actual, OracleCache.Float64(gradientCase), ScalarType.Float64);
+        }
+    }
+
+    [Fact]
+    public void A_chunk_size_below_one_is_refused()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = 0 }));
+        Assert.Contains("at least 1", error.Message, StringComparison.Ordinal);
+    }
+}

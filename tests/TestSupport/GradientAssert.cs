@@ -1,0 +1,33 @@
+using PerSampleGrads.Verification;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>Assertions on per-sample gradients that report every mismatching parameter at once.</summary>
+public static class GradientAssert
+{
+    /// <summary>Names, then shapes, then values within <paramref name="tolerance"/>; returns the comparison.</summary>
+    public static GradientComparison Agree(PerSampleGradients actual, PerSampleGradients expected, Tolerance tolerance)
+    {
+        var comparison = GradientComparison.Compare(actual, expected, tolerance);
+        if (!comparison.Passed) Assert.Fail(comparison.Describe());
+        return comparison;
+    }
+
+    /// <summary>Within the policy's tolerance for <paramref name="dtype"/> (IEEE arithmetic).</summary>
+    public static GradientComparison Agree(PerSampleGradients actual, PerSampleGradients expected, ScalarType dtype) =>
+        Agree(actual, expected, TolerancePolicy.ToleranceFor(dtype));
+
+    /// <summary>Bit-for-bit equality of every parameter.</summary>
+    public static void Identical(PerSampleGradients actual, PerSampleGradients expected)
+    {
+        Assert.Equal(expected.Names, actual.Names);
+        var different = expected.Names.Where(n =>
+        {
+            using var scope = NewDisposeScope();
+            return !actual[n].shape.SequenceEqual(expected[n].shape) || !actual[n].equal(expected[n]).all().item<bool>();
+        }).ToList();
+        Assert.True(different.Count == 0, $"{actual.Method} and {expected.Method} differ in: {string.Join(", ", different)}");
+    }
+}
