@@ -40,7 +40,7 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
     private readonly OracleOptions _options = options ?? new OracleOptions();
 
     /// <inheritdoc/>
-    public string Name => _options.ComputeDType is { } d ? $"oracle-{DTypeName(d)}" : "oracle";
+    public string Name => _options.ComputeDType is { } d ? $"oracle-{ElementTypes.Name(d)}" : "oracle";
 
     /// <inheritdoc/>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
@@ -127,13 +127,4 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
 
     private static Tensor Convert(Tensor t, ScalarType dtype, Device device) =>
         is_floating_point(t.dtype) ? t.to(dtype, device) : t.to(device);
-
-    internal static string DTypeName(ScalarType t) => t switch
-    {
-        ScalarType.Float64 => "float64",
-        ScalarType.Float32 => "float32",
-        ScalarType.Float16 => "float16",
-        ScalarType.BFloat16 => "bfloat16",
-        _ => t.ToString().ToLowerInvariant(),
-    };
 }

@@ -1,0 +1,76 @@
+using TorchSharp;
+using PerSampleGrads.Comparison;
+using PerSampleGrads.Oracle;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Benchmarking;
+
+/// <summary>
+/// One benchmark workload: a zoo model and batch on a device in one dtype, and the contenders that run on it: plain
+/// batch backward (the floor no per-sample method can beat), each engine, and the oracle loop, all in the same dtype.
+/// </summary>
+public sealed class BenchWorkload : IDisposable
+{
+    private readonly CompareSettings _settings;
+    private readonly nn.Module<Tensor, Tensor> _model;
+    private readonly Tensor _inputs;
+    private readonly Tensor _targets;
+
+    /// <summary>Builds the model and batch.</summary>
+    public BenchWorkload(CompareSettings settings)
+    {
+        _settings = settings;
+        _model = CompareRun.Build(settings, settings.DType);
+        var (x, y) = CompareRun.Batch(settings, settings.DType);
+        _inputs = x.DetachFromDisposeScope();
+        _targets = y.DetachFromDisposeScope();
+    }
+
+    /// <summary>The settings.</summary>
+    public CompareSettings Settings => _settings;
+
+    /// <summary>Name of the plain batch backward contender, the denominator of every ratio.</summary>
+    public const string PlainBackward = "plain backward";
+
+    /// <summary>Name of the oracle contender.</summary>
+    public const string OracleLoop = "oracle loop";
+
+    /// <summary>The contenders named in <paramref name="methods"/> (<c>plain</c>, <c>hooks</c>, <c>functional</c>, <c>oracle</c>).</summary>
+    public List<BenchContender> Contenders(IEnumerable<string> methods)
+    {
+        var contenders = new List<BenchContender>();
+        foreach (var method in methods)
+        {
+            contenders.Add(method switch
+            {
+                "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
+                "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
+                _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode)),
+            });
+        }
+        return contenders;
+    }
+
+    private BenchContender Method(string name, IPerSampleGradientMethod method) => new(name, () =>
+    {
+        using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
+    });
+
+    // Forward, the declared batch loss, backward into .grad: one training step without the optimizer.
+    private void PlainBackwardStep()
+    {
+        using var scope = NewDisposeScope();
+        using var tf32 = new Tf32Scope(_settings.Tf32Mode);
+        var loss = _settings.Loss.BatchLoss(_model.call(_inputs), _targets);
+        loss.backward();
+        foreach (var p in _model.parameters()) p.grad = null;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _model.Dispose();
+        _inputs.Dispose();
+        _targets.Dispose();
+    }
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using PerSampleGrads.Comparison;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Benchmarking;
+
+/// <summary>Something timed: a name and one call of the work.</summary>
+/// <param name="Name">Row name (<c>plain backward</c>, <c>hooks</c>, ...).</param>
+/// <param name="Run">One call; it must release what it allocates.</param>
+public sealed record BenchContender(string Name, Action Run);
+
+/// <summary>The repeats of one contender, in milliseconds.</summary>
+/// <param name="Name">Contender.</param>
+/// <param name="Milliseconds">Each timed repeat, in order.</param>
+/// <param name="PeakBytes">Peak memory growth of one call (see <see cref="PeakMemory"/>), or null when not measured.</param>
+public sealed record BenchTiming(string Name, IReadOnlyList<double> Milliseconds, long? PeakBytes)
+{
+    /// <summary>Median of the repeats.</summary>
+    public double Median => Quantile(0.5);
+
+    /// <summary>Fastest repeat.</summary>
+    public double Min => Milliseconds.Min();
+
+    /// <summary>Slowest repeat.</summary>
+    public double Max => Milliseconds.Max();
+
+    /// <summary>Interquartile range relative to the median: the run-to-run spread.</summary>
+    public double RelativeSpread => Median > 0 ? (Quantile(0.75) - Quantile(0.25)) / Median : 0;
+
+    private double Quantile(double q)
+    {
+        var sorted = Milliseconds.Order().ToArray();
+        double position = q * (sorted.Length - 1);
+        int below = (int)Math.Floor(position);
+        int above = Math.Min(below + 1, sorted.Length - 1);
+        return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
+    }
+}
+
+/// <summary>
+/// Times contenders the same way: warm-up calls first, then repeats interleaved (one call of each contender per
+/// round, so that drifts of the machine hit all of them alike), with the device synchronised around each call.
+/// </summary>
+public static class BenchmarkRunner
+{
+    /// <summary>Measures every contender; <paramref name="progress"/> hears (contender, round).</summary>
+    public static List<BenchTiming> Measure(IReadOnlyList<BenchContender> contenders, Device device, int warmUp, int repeats,
+        bool measureMemory = true, Action<string, int>? progress = null)
+    {
+        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "At least one repeat is needed.");
+        foreach (var contender in contenders)
+            for (int i = 0; i < warmUp; i++) contender.Run();
+
+        var peaks = contenders.ToDictionary(c => c.Name, c => measureMemory ? PeakMemory.Measure(c.Run, device) : null);
+        var times = contenders.ToDictionary(c => c.Name, _ => new List<double>());
+        var stopwatch = new Stopwatch();
+        for (int round = 0; round < repeats; round++)
+        {
+            foreach (var contender in contenders)
+            {
+                progress?.Invoke(contender.Name, round);
+                CompareRun.Synchronize(device);
+                stopwatch.Restart();
+                contender.Run();
+                CompareRun.Synchronize(device);
+                times[contender.Name].Add(stopwatch.Elapsed.TotalMilliseconds);
+            }
+        }
+        return contenders.Select(c => new BenchTiming(c.Name, times[c.Name], peaks[c.Name])).ToList();
+    }
+}

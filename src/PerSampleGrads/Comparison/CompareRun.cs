@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using TorchSharp;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Verification;
+using PerSampleGrads.Zoo;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Comparison;
+
+/// <summary>
+/// What to compare: a zoo model and batch, where and in which arithmetic the engines run, the loss, the engines.
+/// </summary>
+/// <param name="Model">The zoo model.</param>
+/// <param name="BatchSize">N.</param>
+/// <param name="Seed">Seed of the weights and the batch.</param>
+/// <param name="Device">Device of the engines (the oracle runs there too).</param>
+/// <param name="DType">Element type of the engines.</param>
+/// <param name="Tf32">Whether float32 products may use TF32 (CUDA only).</param>
+/// <param name="Loss">Loss and reduction.</param>
+/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>).</param>
+public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType, bool Tf32,
+    LossFunction Loss, IReadOnlyList<string> Engines)
+{
+    /// <summary>The arithmetic the engines use.</summary>
+    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA ? PrecisionMode.Tf32 : PrecisionMode.Ieee;
+
+    /// <summary>The TF32 mode engines are run with.</summary>
+    public Tf32Mode Tf32Mode => Tf32 ? Tf32Mode.ForceOn : Tf32Mode.ForceOff;
+
+    /// <summary>One line: <c>small-cnn N=8 float32 cpu CE/mean seed=1</c>.</summary>
+    public string Describe() => $"{Model.Name} N={BatchSize} {ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
+}
+
+/// <summary>One engine's result against the oracle.</summary>
+/// <param name="Engine">Engine name.</param>
+/// <param name="Comparison">Per-parameter errors against the float64 oracle.</param>
+/// <param name="Elapsed">Wall time of the engine's second call (device synchronised; the first call warms up).</param>
+public sealed record EngineOutcome(string Engine, GradientComparison Comparison, TimeSpan Elapsed);
+
+/// <summary>The result of a comparison run.</summary>
+/// <param name="Settings">What was compared.</param>
+/// <param name="OracleElapsed">Wall time of the float64 oracle.</param>
+/// <param name="Engines">Each engine's outcome.</param>
+/// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
+public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed, IReadOnlyList<EngineOutcome> Engines,
+    IReadOnlyList<(string Name, long[] Shape)> Parameters)
+{
+    /// <summary>Every engine within tolerance.</summary>
+    public bool Passed => Engines.All(e => e.Comparison.Passed);
+}
+
+/// <summary>Runs the float64 oracle and the engines on one problem and compares them.</summary>
+public static class CompareRun
+{
+    /// <summary>Builds the model and batch, runs the oracle (reporting progress) and every engine, and compares.</summary>
+    public static CompareOutcome Run(CompareSettings settings, Action<long, long>? oracleProgress = null)
+    {
+        BatchValidator.RequireAvailable(settings.Device);
+        using var model = Build(settings, settings.DType);
+        var (x, y) = Batch(settings, settings.DType);
+        using var scope = NewDisposeScope();
+
+        var stopwatch = Stopwatch.StartNew();
+        using var oracle = new PerSampleGradientOracle(new OracleOptions
+        {
+            ComputeDType = ScalarType.Float64, ModelFactory = () => settings.Model.Build(settings.Seed), Progress = oracleProgress,
+        }).Compute(model, x, y, settings.Loss);
+        var oracleElapsed = stopwatch.Elapsed;
+
+        var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
+        var outcomes = new List<EngineOutcome>();
+        foreach (var name in settings.Engines)
+        {
+            var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
+            engine.Compute(model, x, y, settings.Loss).Dispose();
+            Synchronize(settings.Device);
+            stopwatch.Restart();
+            using var result = engine.Compute(model, x, y, settings.Loss);
+            Synchronize(settings.Device);
+            var elapsed = stopwatch.Elapsed;
+            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed));
+        }
+        var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
+        return new CompareOutcome(settings, oracleElapsed, outcomes, parameters);
+    }
+
+    /// <summary>The zoo model in <paramref name="dtype"/> on the settings' device.</summary>
+    public static nn.Module<Tensor, Tensor> Build(CompareSettings settings, ScalarType dtype)
+    {
+        var model = settings.Model.Build(settings.Seed);
+        if (dtype != ScalarType.Float32) model.to(dtype);
+        if (settings.Device.type != DeviceType.CPU) model.to(settings.Device);
+        return model;
+    }
+
+    /// <summary>The batch in <paramref name="dtype"/> (floating inputs) on the settings' device.</summary>
+    public static (Tensor Inputs, Tensor Targets) Batch(CompareSettings settings, ScalarType dtype)
+    {
+        var (x, y) = settings.Model.MakeBatch(settings.BatchSize, settings.Seed);
+        if (is_floating_point(x)) x = x.to(dtype);
+        if (settings.Loss.Targets == TargetKind.Values)
+        {
+            // Regression losses on a classifier's outputs: targets are standard normal values, one per output.
+            using var generator = Seeded.Generator(settings.Seed + 1);
+            y = randn([settings.BatchSize, settings.Model.Classes], generator: generator).to(dtype);
+        }
+        return (x.to(settings.Device), y.to(settings.Device));
+    }
+
+    /// <summary>Waits for the device's queued work (no-op on the CPU).</summary>
+    public static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+    }
+}

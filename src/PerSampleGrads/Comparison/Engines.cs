@@ -1,0 +1,20 @@
+using PerSampleGrads.Engines.Functional;
+using PerSampleGrads.Engines.Hooks;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Comparison;
+
+/// <summary>The engines by name, as the command line and reports know them.</summary>
+public static class EngineCatalogue
+{
+    /// <summary>Every engine name.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["hooks", "functional"];
+
+    /// <summary>Creates the engine <paramref name="name"/> computing on <paramref name="device"/> with <paramref name="tf32"/>.</summary>
+    public static IPerSampleGradientMethod Create(string name, Device device, Tf32Mode tf32, int? chunkSize = null) => name switch
+    {
+        "hooks" => new HookEngine(new HookEngineOptions { Device = device, Tf32 = tf32 }),
+        "functional" => new FunctionalEngine(new FunctionalEngineOptions { Device = device, Tf32 = tf32, ChunkSize = chunkSize }),
+        _ => throw new ArgumentException($"Unknown engine '{name}'. Known engines: {string.Join(", ", Names)}."),
+    };
+}

@@ -1,0 +1,107 @@
+using System.Globalization;
+using TorchSharp;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Verification;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Comparison;
+
+/// <summary>What a diagnosis concluded.</summary>
+public enum DiagnosisVerdict
+{
+    /// <summary>Every engine is within tolerance in every arithmetic tried.</summary>
+    Agreement,
+    /// <summary>The engines differ in float32 (or with TF32) but agree in float64: rounding, not a bug.</summary>
+    Precision,
+    /// <summary>An engine still differs in float64, where rounding is far below the tolerance: a logic error.</summary>
+    Logic,
+}
+
+/// <summary>One measured comparison of the diagnosis.</summary>
+/// <param name="Method">What was run: an engine name or <c>oracle</c>.</param>
+/// <param name="Arithmetic">How: <c>float32</c>, <c>float32+TF32</c>, <c>float64</c>.</param>
+/// <param name="MaxRelativeError">Largest per-parameter relative error against the float64 oracle.</param>
+/// <param name="WorstParameter">Where.</param>
+/// <param name="Tolerance">The policy's bound for that arithmetic.</param>
+public sealed record DiagnosisRow(string Method, string Arithmetic, double MaxRelativeError, string WorstParameter, double Tolerance)
+{
+    /// <summary>Within the bound.</summary>
+    public bool Within => MaxRelativeError <= Tolerance;
+}
+
+/// <summary>The precision diagnosis: the rows measured and one sentence that attributes the gap.</summary>
+public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, DiagnosisVerdict Verdict, string Sentence)
+{
+    /// <summary>
+    /// Reruns the comparison to attribute any disagreement: each engine in float32 with TF32 off (and on, on CUDA) and
+    /// in float64, and the oracle itself in float32 (and with TF32), all against the float64 oracle.
+    /// </summary>
+    public static PrecisionDiagnosis Run(CompareSettings settings, Action<string>? status = null)
+    {
+        BatchValidator.RequireAvailable(settings.Device);
+        bool cuda = settings.Device.type == DeviceType.CUDA;
+        var rows = new List<DiagnosisRow>();
+        using var model32 = CompareRun.Build(settings, ScalarType.Float32);
+        using var model64 = CompareRun.Build(settings, ScalarType.Float64);
+        var (x32, y32) = CompareRun.Batch(settings, ScalarType.Float32);
+        var (x64, y64) = CompareRun.Batch(settings, ScalarType.Float64);
+
+        status?.Invoke("float64 oracle");
+        using var truth = new PerSampleGradientOracle().Compute(model64, x64, y64, settings.Loss);
+
+        void Measure(string method, string arithmetic, IPerSampleGradientMethod m, nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, ScalarType dtype, PrecisionMode precision)
+        {
+            status?.Invoke($"{method} in {arithmetic}");
+            using var result = m.Compute(model, x, y, settings.Loss);
+            var tolerance = TolerancePolicy.ToleranceFor(dtype, precision);
+            var comparison = GradientComparison.Compare(result, truth, tolerance);
+            rows.Add(new DiagnosisRow(method, arithmetic, comparison.MaxRelativeError, comparison.Worst?.Name ?? "-", tolerance.Relative));
+        }
+
+        Measure("oracle", "float32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOff }), model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
+        if (cuda) Measure("oracle", "float32+TF32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOn }), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
+        foreach (var engine in settings.Engines)
+        {
+            Measure(engine, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff), model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
+            if (cuda) Measure(engine, "float32+TF32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOn), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
+            Measure(engine, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff), model64, x64, y64, ScalarType.Float64, PrecisionMode.Ieee);
+        }
+        return Conclude(rows, settings.Engines, cuda);
+    }
+
+    /// <summary>The verdict and its sentence from measured rows.</summary>
+    public static PrecisionDiagnosis Conclude(IReadOnlyList<DiagnosisRow> rows, IReadOnlyList<string> engines, bool cuda)
+    {
+        static string E(double v) => v.ToString("0.0e0", CultureInfo.InvariantCulture);
+        var float64 = rows.Where(r => r.Arithmetic == "float64" && r.Method != "oracle").ToList();
+        var float32 = rows.Where(r => r.Arithmetic == "float32" && r.Method != "oracle").ToList();
+        var tf32 = rows.Where(r => r.Arithmetic == "float32+TF32" && r.Method != "oracle").ToList();
+        var oracle32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32");
+        var oracleTf32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32+TF32");
+
+        var logic = float64.Where(r => !r.Within).ToList();
+        if (logic.Count > 0)
+        {
+            var worst = logic.MaxBy(r => r.MaxRelativeError)!;
+            return new PrecisionDiagnosis(rows, DiagnosisVerdict.Logic,
+                $"Logic: {string.Join(" and ", logic.Select(r => r.Method))} still differ{(logic.Count == 1 ? "s" : "")} from the oracle in float64 (worst {E(worst.MaxRelativeError)} in {worst.WorstParameter}, where rounding stays below {E(worst.Tolerance)}), so the gap is not rounding: look at that parameter's rule.");
+        }
+
+        string f64 = $"in float64 every engine agrees with the oracle to {E(float64.Max(r => r.MaxRelativeError))}";
+        string floor = oracle32 is null ? "" : $"; the float32 oracle itself is {E(oracle32.MaxRelativeError)} from the float64 one";
+        if (float32.Any(r => !r.Within) || tf32.Any(r => !r.Within))
+        {
+            string tf32Part = tf32.Count > 0
+                ? $"; with TF32 the engines differ by up to {E(tf32.Max(r => r.MaxRelativeError))} (the float32+TF32 oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}) and without it by {E(float32.Max(r => r.MaxRelativeError))}"
+                : $"; in float32 the engines differ by up to {E(float32.Max(r => r.MaxRelativeError))}";
+            return new PrecisionDiagnosis(rows, DiagnosisVerdict.Precision,
+                $"Precision: the disagreement vanishes in float64 ({f64}){tf32Part}{floor}.");
+        }
+
+        string tf32Note = tf32.Count > 0
+            ? $"; TF32 moves them by up to {E(tf32.Max(r => r.MaxRelativeError))} (the oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}), within its tolerance"
+            : cuda ? "" : "; TF32 does not exist on the CPU";
+        return new PrecisionDiagnosis(rows, DiagnosisVerdict.Agreement,
+            $"Agreement: {f64}, in float32 to {E(float32.Max(r => r.MaxRelativeError))}{floor}{tf32Note}: what differences remain are rounding.");
+    }
+}

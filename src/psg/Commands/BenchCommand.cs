@@ -1,0 +1,113 @@
+using System.CommandLine;
+using System.Globalization;
+using PerSampleGrads.Benchmarking;
+using PerSampleGrads.Cli.Reports;
+using PerSampleGrads.Comparison;
+using PerSampleGrads.Zoo;
+using Spectre.Console;
+
+namespace PerSampleGrads.Cli.Commands;
+
+/// <summary><c>psg bench</c>: plain backward, the engines and the oracle timed on the same workload, with ratios.</summary>
+internal static class BenchCommand
+{
+    private static readonly string[] Methods = ["plain", "hooks", "functional", "oracle"];
+
+    public static Command Create()
+    {
+        var model = Choices.Model(ModelZoo.SmallCnn.Name);
+        var batchSizes = new Option<string>("--batch-sizes", "-n") { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "32" };
+        var sweep = new Option<bool>("--sweep") { Description = "Sweep N over 16, 32, 64, 128, 256 so that cost growth with N shows." };
+        var preset = new Option<string?>("--preset") { Description = "seed: the seed benchmark's workload (resnet18-gn, N = 128, float32, TF32 off, CUDA)." }
+            .AcceptOnlyFromAmong("seed");
+        var repeats = new Option<int>("--repeats", "-r") { Description = "Timed repeats per contender (interleaved).", DefaultValueFactory = _ => 7 };
+        var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.", DefaultValueFactory = _ => 2 };
+        var seed = Choices.Seed();
+        var device = Choices.Device();
+        var dtype = Choices.DType();
+        var tf32 = Choices.Tf32();
+        var loss = Choices.Loss();
+        var reduction = Choices.Reduction();
+        var threads = Choices.Threads();
+        var methods = new Option<string>("--methods")
+        {
+            Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
+            DefaultValueFactory = _ => string.Join(",", Methods),
+        };
+        var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
+
+        var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
+        {
+            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, methods, json,
+        };
+        command.SetAction(parse =>
+        {
+            Choices.ApplyThreads(parse.GetValue(threads));
+            bool seedPreset = parse.GetValue(preset) == "seed";
+            var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
+                : seedPreset && parse.GetResult(batchSizes) is null ? [128]
+                : ParseSizes(parse.GetValue(batchSizes)!);
+            var zoo = seedPreset && parse.GetResult(model) is null ? ModelZoo.ResNet18GroupNorm : ModelZoo.Get(parse.GetValue(model)!);
+            var deviceName = seedPreset && parse.GetResult(device) is null ? "cuda" : parse.GetValue(device)!;
+            int r = parse.GetValue(repeats), w = parse.GetValue(warmUp);
+            if (r < 1 || w < 0) throw new ArgumentException("--repeats must be at least 1 and --warmup at least 0.");
+            var template = new CompareSettings(zoo, sizes[0], parse.GetValue(seed), Choices.ParseDevice(deviceName),
+                Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
+                Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!), Choices.EngineNames);
+            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static long[] ParseSizes(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var sizes = parts.Select(p => long.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : -1).ToArray();
+        if (sizes.Length == 0 || sizes.Any(n => n < 1))
+            throw new ArgumentException($"--batch-sizes takes positive whole numbers, comma-separated; got '{text}'.");
+        return sizes;
+    }
+
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, FileInfo? json)
+    {
+        PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
+        var machine = MachineInfo.Describe(template.Device);
+        AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} {Markup.Escape(template.Describe().Split(' ', 3)[2])}; {warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
+        var results = new List<BenchReport.SizeResult>();
+        foreach (var n in sizes)
+        {
+            var settings = template with { BatchSize = n };
+            List<BenchTiming> timings = null!;
+            AnsiConsole.Status().Start($"N = {n}: warming up", status =>
+            {
+                using var workload = new BenchWorkload(settings);
+                timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
+                    progress: (name, round) => status.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
+            });
+            results.Add(new BenchReport.SizeResult(n, timings));
+            AnsiConsole.Write(Table(settings, timings));
+        }
+        if (json is not null)
+        {
+            BenchReport.Write(json, template, machine, warmUp, repeats, results);
+            AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
+        }
+        return Program.Agree;
+    }
+
+    private static Table Table(CompareSettings settings, List<BenchTiming> timings)
+    {
+        var plain = timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+        var table = new Table().Title($"{settings.Model.Name}, N = {settings.BatchSize}")
+            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "peak memory");
+        foreach (var t in timings)
+        {
+            table.AddRow(
+                Markup.Escape(t.Name), CompareCommand.Ms(t.Median), CompareCommand.Ms(t.Min), CompareCommand.Ms(t.Max),
+                t.RelativeSpread.ToString("0%", CultureInfo.InvariantCulture),
+                plain is null ? "-" : (t.Median / plain.Median).ToString("0.00", CultureInfo.InvariantCulture),
+                t.PeakBytes is { } b ? $"{b / 1048576.0:0.0} MiB" : PeakMemory.NotMeasuredReason(settings.Device));
+        }
+        return table;
+    }
+}

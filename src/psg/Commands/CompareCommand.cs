@@ -1,0 +1,116 @@
+using System.CommandLine;
+using System.Globalization;
+using PerSampleGrads.Cli.Reports;
+using PerSampleGrads.Comparison;
+using PerSampleGrads.Zoo;
+using Spectre.Console;
+
+namespace PerSampleGrads.Cli.Commands;
+
+/// <summary><c>psg compare</c>: the oracle and the engines on one zoo model, a verdict per engine, optional report and diagnosis.</summary>
+internal static class CompareCommand
+{
+    public static Command Create()
+    {
+        var model = Choices.Model(ModelZoo.SmallCnn.Name);
+        var batchSize = new Option<long>("--batch-size", "-n") { Description = "N, the number of samples.", DefaultValueFactory = _ => 8 };
+        var seed = Choices.Seed();
+        var device = Choices.Device();
+        var dtype = Choices.DType();
+        var tf32 = Choices.Tf32();
+        var loss = Choices.Loss();
+        var reduction = Choices.Reduction();
+        var engines = new Option<string>("--engines")
+        {
+            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.EngineNames)}.",
+            DefaultValueFactory = _ => string.Join(",", Choices.EngineNames),
+        };
+        var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.json, report.md and one PNG plot per engine into this folder." };
+        var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
+        var threads = Choices.Threads();
+
+        var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
+        {
+            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, threads,
+        };
+        command.SetAction(parse =>
+        {
+            Choices.ApplyThreads(parse.GetValue(threads));
+            long n = parse.GetValue(batchSize);
+            if (n < 1) throw new ArgumentException($"--batch-size must be at least 1, got {n}.");
+            var settings = new CompareSettings(ModelZoo.Get(parse.GetValue(model)!), n, parse.GetValue(seed),
+                Choices.ParseDevice(parse.GetValue(device)!), Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
+                Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!),
+                Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
+            return Run(settings, parse.GetValue(report), parse.GetValue(diagnose));
+        });
+        return command;
+    }
+
+    private static int Run(CompareSettings settings, DirectoryInfo? reportFolder, bool diagnose)
+    {
+        AnsiConsole.MarkupLine($"[bold]compare[/] {Markup.Escape(settings.Describe())}, engines: {string.Join(", ", settings.Engines)}");
+        CompareOutcome outcome = null!;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(context =>
+            {
+                var task = context.AddTask("float64 oracle, one sample at a time", maxValue: settings.BatchSize);
+                outcome = CompareRun.Run(settings, (done, _) => task.Value = done);
+                task.StopTask();
+            });
+
+        AnsiConsole.Write(ResultTable(outcome));
+        PrecisionDiagnosis? diagnosis = null;
+        if (diagnose)
+        {
+            AnsiConsole.Status().Start("diagnosing precision", status =>
+                diagnosis = PrecisionDiagnosis.Run(settings, step => status.Status($"diagnosing precision: {step}")));
+            AnsiConsole.Write(DiagnosisTable(diagnosis!));
+            AnsiConsole.MarkupLine($"[bold]Diagnosis:[/] {Markup.Escape(diagnosis!.Sentence)}");
+        }
+        if (reportFolder is not null)
+        {
+            var files = CompareReport.Write(reportFolder, outcome, diagnosis);
+            AnsiConsole.MarkupLine($"Report: {string.Join(", ", files.Select(f => Markup.Escape(f)))}");
+        }
+        AnsiConsole.MarkupLine(outcome.Passed
+            ? "[green]Every engine agrees with the oracle within tolerance.[/]"
+            : $"[red]Disagreement:[/] {Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine)))} outside tolerance.");
+        return outcome.Passed ? Program.Agree : Program.Disagree;
+    }
+
+    private static Table ResultTable(CompareOutcome outcome)
+    {
+        var table = new Table().Title($"against the float64 oracle ({Ms(outcome.OracleElapsed.TotalMilliseconds)})")
+            .AddColumns("engine", "max rel. error", "worst parameter", "worst sample", "tolerance", "verdict", "time");
+        foreach (var e in outcome.Engines)
+        {
+            var worst = e.Comparison.Worst;
+            table.AddRow(
+                e.Engine,
+                Sci(e.Comparison.MaxRelativeError),
+                Markup.Escape(worst?.Name ?? "-"),
+                worst is null ? "-" : worst.WorstSample.ToString(CultureInfo.InvariantCulture),
+                Sci(e.Comparison.Tolerance.Relative),
+                e.Comparison.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]",
+                Ms(e.Elapsed.TotalMilliseconds));
+        }
+        return table;
+    }
+
+    private static Table DiagnosisTable(PrecisionDiagnosis diagnosis)
+    {
+        var table = new Table().Title("precision diagnosis (each against the float64 oracle)")
+            .AddColumns("method", "arithmetic", "max rel. error", "worst parameter", "tolerance", "within");
+        foreach (var r in diagnosis.Rows)
+            table.AddRow(r.Method, r.Arithmetic, Sci(r.MaxRelativeError), Markup.Escape(r.WorstParameter), Sci(r.Tolerance), r.Within ? "yes" : "[red]no[/]");
+        return table;
+    }
+
+    internal static string Sci(double value) => value.ToString("0.00e0", CultureInfo.InvariantCulture);
+
+    internal static string Ms(double value) => value >= 1000
+        ? (value / 1000).ToString("0.00", CultureInfo.InvariantCulture) + " s"
+        : value.ToString("0.0", CultureInfo.InvariantCulture) + " ms";
+}

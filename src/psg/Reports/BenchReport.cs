@@ -1,0 +1,49 @@
+using System.Text.Json;
+using PerSampleGrads.Benchmarking;
+using PerSampleGrads.Comparison;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Verification;
+
+namespace PerSampleGrads.Cli.Reports;
+
+/// <summary>Benchmark figures as JSON.</summary>
+internal static class BenchReport
+{
+    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings);
+
+    public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, IReadOnlyList<SizeResult> results)
+    {
+        file.Directory?.Create();
+        var document = new
+        {
+            machine,
+            model = settings.Model.Name,
+            device = settings.Device.ToString(),
+            dtype = ElementTypes.Name(settings.DType),
+            tf32 = settings.Precision == PrecisionMode.Tf32,
+            loss = settings.Loss.ToString(),
+            warmUp,
+            repeats,
+            sizes = results.Select(r =>
+            {
+                var plain = r.Timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+                return new
+                {
+                    batchSize = r.BatchSize,
+                    contenders = r.Timings.Select(t => new
+                    {
+                        name = t.Name,
+                        medianMs = t.Median,
+                        minMs = t.Min,
+                        maxMs = t.Max,
+                        relativeSpread = t.RelativeSpread,
+                        ratioToPlainBackward = plain is null ? (double?)null : t.Median / plain.Median,
+                        peakBytes = t.PeakBytes,
+                        samplesMs = t.Milliseconds,
+                    }),
+                };
+            }),
+        };
+        File.WriteAllText(file.FullName, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+    }
+}
