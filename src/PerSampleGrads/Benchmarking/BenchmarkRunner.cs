@@ -51,7 +51,6 @@ public static class BenchmarkRunner
         foreach (var contender in contenders)
             for (int i = 0; i < warmUp; i++) contender.Run();
 
-        var peaks = contenders.ToDictionary(c => c.Name, c => measureMemory ? PeakMemory.Measure(c.Run, device) : null);
         var times = contenders.ToDictionary(c => c.Name, _ => new List<double>());
         var stopwatch = new Stopwatch();
         for (int round = 0; round < repeats; round++)
@@ -66,6 +65,8 @@ public static class BenchmarkRunner
                 times[contender.Name].Add(stopwatch.Elapsed.TotalMilliseconds);
             }
         }
+        // Memory last: measuring it hands freed memory back to the system, which the timed calls must not pay for.
+        var peaks = contenders.ToDictionary(c => c.Name, c => measureMemory ? PeakMemory.Measure(c.Run, device) : null);
         return contenders.Select(c => new BenchTiming(c.Name, times[c.Name], peaks[c.Name])).ToList();
     }
 }

@@ -29,6 +29,7 @@ internal static class BenchCommand
         var loss = Choices.Loss();
         var reduction = Choices.Reduction();
         var threads = Choices.Threads();
+        var heap = Choices.Heap();
         var methods = new Option<string>("--methods")
         {
             Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
@@ -38,11 +39,12 @@ internal static class BenchCommand
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, methods, json,
+            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, json,
         };
         command.SetAction(parse =>
         {
             Choices.ApplyThreads(parse.GetValue(threads));
+            Choices.ApplyHeap(parse.GetValue(heap));
             bool seedPreset = parse.GetValue(preset) == "seed";
             var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
                 : seedPreset && parse.GetResult(batchSizes) is null ? [128]

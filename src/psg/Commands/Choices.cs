@@ -49,6 +49,17 @@ internal static class Choices
 
     public static Option<int?> Threads() => new("--threads") { Description = "CPU threads for TorchSharp (torch.set_num_threads); default: libtorch's choice." };
 
+    public static Option<string> Heap() => new Option<string>("--heap")
+    {
+        Description = "retain: keep freed memory in glibc's heap so that large per-sample results reuse mapped pages (the default here); system: glibc's default (large blocks unmapped on free, page faults on every call).",
+        DefaultValueFactory = _ => "retain",
+    }.AcceptOnlyFromAmong("retain", "system");
+
+    public static void ApplyHeap(string? choice)
+    {
+        if (choice == "retain") PerSampleGrads.Runtime.CpuHeap.RetainFreedMemory();
+    }
+
     public static Device ParseDevice(string name) => name == "cuda" ? new Device(DeviceType.CUDA, 0) : CPU;
 
     public static ScalarType ParseDType(string name) => name == "float64" ? ScalarType.Float64 : ScalarType.Float32;

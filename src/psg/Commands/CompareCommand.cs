@@ -28,14 +28,16 @@ internal static class CompareCommand
         var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.json, report.md and one PNG plot per engine into this folder." };
         var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
         var threads = Choices.Threads();
+        var heap = Choices.Heap();
 
         var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
-            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, threads,
+            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, threads, heap,
         };
         command.SetAction(parse =>
         {
             Choices.ApplyThreads(parse.GetValue(threads));
+            Choices.ApplyHeap(parse.GetValue(heap));
             long n = parse.GetValue(batchSize);
             if (n < 1) throw new ArgumentException($"--batch-size must be at least 1, got {n}.");
             var settings = new CompareSettings(ModelZoo.Get(parse.GetValue(model)!), n, parse.GetValue(seed),
