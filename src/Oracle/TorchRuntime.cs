@@ -26,12 +26,18 @@ public static partial class TorchRuntime
         }
         catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or BadImageFormatException or NotSupportedException)
         {
-            var all = string.Join(" | ", Chain(e).Select(x => x.Message));
-            var glibcxx = GlibcxxPattern().Match(all);
-            if (glibcxx.Success)
-                return $"TorchSharp cannot load its native library: the system libstdc++ lacks {glibcxx.Value} (TorchSharp 0.107 needs GCC 13's). Run scripts/setup.sh (on Debian 12 it installs libstdc++6 from Debian 13), then try again.";
-            return $"TorchSharp cannot load its native library ({Chain(e).Last().Message.Split('\n')[0]}). Run scripts/setup.sh, and on a CUDA machine put your PyTorch's torch/lib on LD_LIBRARY_PATH.";
+            return Describe(e);
         }
+    }
+
+    /// <summary>One line for a failure to load TorchSharp's native library, naming a missing GLIBCXX version if any.</summary>
+    internal static string Describe(Exception e)
+    {
+        var all = string.Join(" | ", Chain(e).Select(x => x.Message));
+        var glibcxx = GlibcxxPattern().Match(all);
+        if (glibcxx.Success)
+            return $"TorchSharp cannot load its native library: the system libstdc++ lacks {glibcxx.Value} (TorchSharp 0.107 needs GCC 13's). Run scripts/setup.sh (on Debian 12 it installs libstdc++6 from Debian 13), then try again.";
+        return $"TorchSharp cannot load its native library ({Chain(e).Last().Message.Split('\n')[0]}). Run scripts/setup.sh, and on a CUDA machine put your PyTorch's torch/lib on LD_LIBRARY_PATH.";
     }
 
     private static IEnumerable<Exception> Chain(Exception e)

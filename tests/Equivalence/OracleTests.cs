@@ -136,3 +136,32 @@ public sealed class OracleTests
         Assert.True(error <= relative, $"relative error {error:e3} > {relative:e0}");
     }
 }
+
+/// <summary>When TorchSharp's native library cannot load, the message is one line naming the cause and the fix.</summary>
+[Trait("Category", "Oracle")]
+public sealed class TorchRuntimeTests
+{
+    [Fact]
+    public void A_missing_GLIBCXX_version_is_named_with_the_setup_script()
+    {
+        // What .NET raises on Debian 12 without the setup: the dlopen error inside a type initialiser.
+        var failure = new TypeInitializationException("TorchSharp.torch", new DllNotFoundException(
+            "Unable to load shared library 'LibTorchSharp': /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by libLibTorchSharp.so)"));
+        var line = TorchRuntime.Describe(failure);
+        Assert.DoesNotContain('\n', line);
+        Assert.Contains("GLIBCXX_3.4.32", line, StringComparison.Ordinal);
+        Assert.Contains("scripts/setup.sh", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Other_load_failures_name_the_loader_message_in_one_line()
+    {
+        var failure = new TypeInitializationException("TorchSharp.torch", new DllNotFoundException("libtorch_cpu.so: cannot open shared object file\nmore detail"));
+        var line = TorchRuntime.Describe(failure);
+        Assert.DoesNotContain('\n', line);
+        Assert.Contains("libtorch_cpu.so: cannot open shared object file", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TorchSharp_loads_here() => Assert.Null(TorchRuntime.Problem);
+}

@@ -16,10 +16,13 @@ public sealed class BenchWorkload : IDisposable
     private readonly Tensor _inputs;
     private readonly Tensor _targets;
 
-    /// <summary>Builds the model and batch.</summary>
-    public BenchWorkload(CompareSettings settings)
+    private readonly int? _chunkSize;
+
+    /// <summary>Builds the model and batch; <paramref name="chunkSize"/> is passed to the functional engine.</summary>
+    public BenchWorkload(CompareSettings settings, int? chunkSize = null)
     {
         _settings = settings;
+        _chunkSize = chunkSize;
         _model = CompareRun.Build(settings, settings.DType);
         var (x, y) = CompareRun.Batch(settings, settings.DType);
         _inputs = x.DetachFromDisposeScope();
@@ -45,7 +48,7 @@ public sealed class BenchWorkload : IDisposable
             {
                 "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
                 "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
-                _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode)),
+                _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode, _chunkSize)),
             });
         }
         return contenders;

@@ -35,11 +35,12 @@ internal static class BenchCommand
             Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
             DefaultValueFactory = _ => string.Join(",", Methods),
         };
+        var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, json,
+            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, chunkSize, json,
         };
         command.SetAction(parse =>
         {
@@ -56,7 +57,9 @@ internal static class BenchCommand
             var template = new CompareSettings(zoo, sizes[0], parse.GetValue(seed), Choices.ParseDevice(deviceName),
                 Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
                 Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!), Choices.EngineNames);
-            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, parse.GetValue(json));
+            var chunk = parse.GetValue(chunkSize);
+            if (chunk is < 1) throw new ArgumentException($"--chunk-size must be at least 1, got {chunk}.");
+            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, parse.GetValue(json));
         });
         return command;
     }
@@ -70,11 +73,11 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, FileInfo? json)
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, FileInfo? json)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
-        AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} {Markup.Escape(template.Describe().Split(' ', 3)[2])}; {warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
+        AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} {Markup.Escape(template.Describe().Split(' ', 3)[2])}{(chunkSize is { } c ? $", functional chunk size {c}" : "")}; {warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
         var results = new List<BenchReport.SizeResult>();
         foreach (var n in sizes)
         {
@@ -82,7 +85,7 @@ internal static class BenchCommand
             List<BenchTiming> timings = null!;
             AnsiConsole.Status().Start($"N = {n}: warming up", status =>
             {
-                using var workload = new BenchWorkload(settings);
+                using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
                     progress: (name, round) => status.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
             });
@@ -91,7 +94,7 @@ internal static class BenchCommand
         }
         if (json is not null)
         {
-            BenchReport.Write(json, template, machine, warmUp, repeats, results);
+            BenchReport.Write(json, template, machine, warmUp, repeats, chunkSize, results);
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
         return Program.Agree;

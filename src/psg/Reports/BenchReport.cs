@@ -11,7 +11,7 @@ internal static class BenchReport
 {
     public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings);
 
-    public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, IReadOnlyList<SizeResult> results)
+    public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, int? chunkSize, IReadOnlyList<SizeResult> results)
     {
         file.Directory?.Create();
         var document = new
@@ -22,6 +22,7 @@ internal static class BenchReport
             dtype = ElementTypes.Name(settings.DType),
             tf32 = settings.Precision == PrecisionMode.Tf32,
             loss = settings.Loss.ToString(),
+            functionalChunkSize = chunkSize,
             warmUp,
             repeats,
             sizes = results.Select(r =>
