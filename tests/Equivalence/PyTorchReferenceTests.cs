@@ -183,8 +183,11 @@ public sealed class PyTorchReferenceTests
     public void A_Python_without_torch_and_numpy_fails_with_the_install_hint()
     {
         PyTorchRequirement.Require();
-        // The real script under the same Python with no site-packages (-S): its imports of numpy and torch fail.
-        using var fake = new FakePython($"exec {new PyTorchReferenceOptions().ResolvePython()} -S \"$@\"");
+        // The real script under the same Python with numpy and torch blocked (None in sys.modules makes importing
+        // them fail). The fake receives "-B script versions"; the script is run as __main__ with its own argv.
+        const string blocked = "import sys; sys.modules['numpy'] = None; sys.modules['torch'] = None; sys.argv = sys.argv[2:]; " +
+            "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))";
+        using var fake = new FakePython($"exec {new PyTorchReferenceOptions().ResolvePython()} -c \"{blocked}\" \"$@\"");
 
         var error = Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Probe(new PyTorchReferenceOptions { Python = fake.Path }));
 
