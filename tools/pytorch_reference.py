@@ -72,6 +72,10 @@ class BadInput(Exception):
     """The exchange does not describe something this script can reproduce; the message names what differs."""
 
 
+class Unsupported(Exception):
+    """The method cannot handle this model or this PyTorch; reported per method, the run goes on."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # vmap API: torch.func (PyTorch >= 2.0) or functorch (PyTorch 1.13)
 # ---------------------------------------------------------------------------------------------------------------
@@ -467,7 +471,7 @@ def per_sample_loop(model, x, y, loss, names):
     for i in range(x.shape[0]):
         sample_loss = loss(model(x[i:i + 1]), y[i:i + 1])
         gradients = torch.autograd.grad(sample_loss, chosen, allow_unused=True)
-        for n, g, p in zip(names, gradients, chosen):
+        for n, g in zip(names, gradients):
             if g is not None:
                 results[n][i] = g
     return results
@@ -519,7 +523,6 @@ EXPANDED_WEIGHTS_PROBES = [
 def expanded_weights_defect(model):
     """The first known defect of this PyTorch's ExpandedWeights that affects `model`, confirmed by its probe; None
     when there is none."""
-    call_for_per_sample_grads, _ = expanded_weights()
     for affects, make_module, make_input, what in EXPANDED_WEIGHTS_PROBES:
         if not any(affects(m) for m in model.modules()):
             continue
@@ -567,10 +570,6 @@ def batch_backward(model, x, y, loss, names):
     """The plain training step's gradient computation: one forward and backward of the declared batch loss."""
     parameters = dict(model.named_parameters())
     return torch.autograd.grad(loss(model(x), y), [parameters[n] for n in names], allow_unused=True)
-
-
-class Unsupported(Exception):
-    """The method cannot handle this model or this PyTorch; reported per method, the run goes on."""
 
 
 def compute_gradients(problem, out_folder):
@@ -668,6 +667,9 @@ def main(argv):
     os.makedirs(out_folder, exist_ok=True)
     result = {"format": FORMAT, "problem": problem.problem, "architecture": problem.architecture, "versions": versions(),
               "threads": torch.get_num_threads()}
+    print("%s %s: PyTorch %s (vmap: %s), numpy %s, Python %s, %d thread(s)"
+          % (args.command, problem.problem, torch.__version__, VMAP.name or VMAP.problem, np.__version__,
+             platform.python_version(), torch.get_num_threads()))
     if args.command == "gradients":
         result["methods"] = compute_gradients(problem, out_folder)
     else:
