@@ -36,16 +36,16 @@ internal sealed class ExchangeFolder : IDisposable
     {
         var dtype = ModelInspection.ParameterDType(model);
         var parameters = model.named_parameters()
-            .Select((p, i) => Parameter(p.name, p.parameter, p.parameter.requires_grad, $"param-{i:000}.npy"))
+            .Select((p, i) => WriteParameter(p.name, p.parameter, p.parameter.requires_grad, $"param-{i:000}.npy"))
             .ToList();
         var buffers = model.named_buffers()
-            .Select((b, i) => Tensor(b.name, b.buffer, $"buffer-{i:000}.npy"))
+            .Select((b, i) => WriteTensor(b.name, b.buffer, $"buffer-{i:000}.npy"))
             .ToList();
         var training = ModelInspection.AllModules(model).Where(m => m.Module.training).Select(m => m.Path).ToList();
         var request = new ExchangeRequest(
             ExchangeJson.Format, problem, architecture, DTypeName(dtype), inputs.shape[0],
             new ExchangeLoss(loss.Name, loss.Reduction == LossReduction.Sum ? "sum" : "mean", loss.IsCustom),
-            Tensor("inputs", inputs, "inputs.npy"), Tensor("targets", targets, "targets.npy"),
+            WriteTensor("inputs", inputs, "inputs.npy"), WriteTensor("targets", targets, "targets.npy"),
             parameters, buffers, training);
         ExchangeJson.Write(System.IO.Path.Combine(Path, "request.json"), request);
         return request;
@@ -99,13 +99,13 @@ internal sealed class ExchangeFolder : IDisposable
             $"The PyTorch exchange carries float32, float64, int64 and bool tensors; this one is {dtype}."),
     };
 
-    private ExchangeParameter Parameter(string name, Tensor value, bool requiresGrad, string file)
+    private ExchangeParameter WriteParameter(string name, Tensor value, bool requiresGrad, string file)
     {
-        var written = Tensor(name, value, file);
+        var written = WriteTensor(name, value, file);
         return new ExchangeParameter(name, file, written.Shape, written.DType, requiresGrad);
     }
 
-    private ExchangeTensor Tensor(string name, Tensor value, string file)
+    private ExchangeTensor WriteTensor(string name, Tensor value, string file)
     {
         var dtypeName = DTypeName(value.dtype);
         Npy.Write(value, System.IO.Path.Combine(Path, file));
