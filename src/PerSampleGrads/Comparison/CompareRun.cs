@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using PerSampleGrads.Interop;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Verification;
 using PerSampleGrads.Zoo;
@@ -42,18 +43,23 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// <param name="OracleElapsed">Wall time of the float64 oracle.</param>
 /// <param name="Engines">Each engine's outcome.</param>
 /// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
+/// <param name="PyTorch">The cross-check against PyTorch, when asked for.</param>
 public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed, IReadOnlyList<EngineOutcome> Engines,
-    IReadOnlyList<(string Name, long[] Shape)> Parameters)
+    IReadOnlyList<(string Name, long[] Shape)> Parameters, PyTorchCrossCheck? PyTorch = null)
 {
-    /// <summary>Every engine within tolerance.</summary>
-    public bool Passed => Engines.All(e => e.Comparison.Passed);
+    /// <summary>Every engine within tolerance (and, when PyTorch was asked, every PyTorch method that ran).</summary>
+    public bool Passed => Engines.All(e => e.Comparison.Passed) && (PyTorch?.Passed ?? true);
 }
 
 /// <summary>Runs the float64 oracle and the engines on one problem and compares them.</summary>
 public static class CompareRun
 {
-    /// <summary>Builds the model and batch, runs the oracle (reporting progress) and every engine, and compares.</summary>
-    public static CompareOutcome Run(CompareSettings settings, Action<long, long>? oracleProgress = null)
+    /// <summary>
+    /// Builds the model and batch, runs the oracle (reporting progress) and every engine, and compares; with
+    /// <paramref name="pytorch"/>, also asks PyTorch for its per-sample gradients on the same weights and batch.
+    /// </summary>
+    public static CompareOutcome Run(CompareSettings settings, Action<long, long>? oracleProgress = null,
+        PyTorchReferenceOptions? pytorch = null)
     {
         BatchValidator.RequireAvailable(settings.Device);
         using var model = Build(settings, settings.DType);
@@ -68,6 +74,9 @@ public static class CompareRun
         var oracleElapsed = stopwatch.Elapsed;
 
         var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
+        using var reference = pytorch is null ? null : PyTorchReference.Compute(
+            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss, pytorch with { Architecture = settings.Model.Name });
+        var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
         foreach (var name in settings.Engines)
         {
@@ -75,13 +84,22 @@ public static class CompareRun
             engine.Compute(model, x, y, settings.Loss).Dispose();
             Synchronize(settings.Device);
             stopwatch.Restart();
-            using var result = engine.Compute(model, x, y, settings.Loss);
+            var result = engine.Compute(model, x, y, settings.Loss);
             Synchronize(settings.Device);
             var elapsed = stopwatch.Elapsed;
+            kept.Add(result);
             outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed));
         }
-        var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
-        return new CompareOutcome(settings, oracleElapsed, outcomes, parameters);
+        try
+        {
+            var crossCheck = reference is null ? null : PyTorchCrossCheck.Compare(reference, oracle, kept, tolerance);
+            var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
+            return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck);
+        }
+        finally
+        {
+            foreach (var result in kept) result.Dispose();
+        }
     }
 
     /// <summary>The zoo model in <paramref name="dtype"/> on the settings' device.</summary>

@@ -52,6 +52,9 @@ internal static class PyTorchScript
             UseShellExecute = false,
             WorkingDirectory = folder,
         };
+        // The same heap behaviour as this process, so that timings compare like with like (see CpuHeap).
+        if (Runtime.CpuHeap.Retaining)
+            foreach (var (name, value) in Runtime.CpuHeap.EnvironmentVariables) start.Environment[name] = value;
         start.ArgumentList.Add("-B");  // no __pycache__ next to the script
         start.ArgumentList.Add(script);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);

@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Reports;
+using PerSampleGrads.Cases;
 using PerSampleGrads.Comparison;
+using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
 using Spectre.Console;
 
@@ -36,11 +38,15 @@ internal static class BenchCommand
             DefaultValueFactory = _ => string.Join(",", Methods),
         };
         var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
+        var peers = new Option<string?>("--peers")
+        {
+            Description = "pytorch: also time PyTorch's plain backward, vmap(grad), ExpandedWeights and loop on the same workload with the same thread count (CPU).",
+        }.AcceptOnlyFromAmong("pytorch");
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, chunkSize, json,
+            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, chunkSize, peers, json,
         };
         command.SetAction(parse =>
         {
@@ -59,7 +65,10 @@ internal static class BenchCommand
                 Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!), Choices.EngineNames);
             var chunk = parse.GetValue(chunkSize);
             if (chunk is < 1) throw new ArgumentException($"--chunk-size must be at least 1, got {chunk}.");
-            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, parse.GetValue(json));
+            bool withPyTorch = parse.GetValue(peers) == "pytorch";
+            if (withPyTorch && template.Device.type != TorchSharp.DeviceType.CPU)
+                throw new ArgumentException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA path): use it with --device cpu.");
+            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, withPyTorch, parse.GetValue(json));
         });
         return command;
     }
@@ -73,7 +82,7 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, FileInfo? json)
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, bool withPyTorch, FileInfo? json)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
@@ -89,8 +98,21 @@ internal static class BenchCommand
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
                     progress: (name, round) => status.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
             });
-            results.Add(new BenchReport.SizeResult(n, timings));
+            PyTorchTimings? peers = null;
+            if (withPyTorch)
+            {
+                AnsiConsole.Status().Start($"N = {n}: PyTorch", _ =>
+                {
+                    using var model = CompareRun.Build(settings, settings.DType);
+                    var (x, y) = CompareRun.Batch(settings, settings.DType);
+                    using var problem = new GradientProblem($"zoo-{settings.Model.Name}-B{n}", model, x, y, settings.Loss, () => settings.Model.Build(settings.Seed));
+                    peers = PyTorchReference.Time(problem, repeats, TorchSharp.torch.get_num_threads(), warmUp,
+                        new PyTorchReferenceOptions { Architecture = settings.Model.Name, Timeout = TimeSpan.FromHours(2) });
+                });
+            }
+            results.Add(new BenchReport.SizeResult(n, timings, peers));
             AnsiConsole.Write(Table(settings, timings));
+            if (peers is not null) AnsiConsole.Write(PeersTable(peers, timings));
         }
         if (json is not null)
         {
@@ -98,6 +120,27 @@ internal static class BenchCommand
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
         return Program.Agree;
+    }
+
+    private static Table PeersTable(PyTorchTimings peers, List<BenchTiming> ours)
+    {
+        var plain = ours.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+        double? theirPlain = peers.Methods.FirstOrDefault(m => m.Method == PyTorchReference.BatchBackward)?.MedianSeconds;
+        var table = new Table().Title(Markup.Escape($"PyTorch on the same workload: {peers.Versions}, {peers.Threads} threads"))
+            .AddColumns("contender", "median", "× our plain backward", "× PyTorch plain backward");
+        foreach (var m in peers.Methods)
+        {
+            if (m.MedianSeconds is not { } seconds)
+            {
+                table.AddRow(Markup.Escape(m.Method), $"[yellow]unsupported[/]: {Markup.Escape(m.UnsupportedReason ?? "")}", "-", "-");
+                continue;
+            }
+            double ms = seconds * 1000;
+            table.AddRow(Markup.Escape(m.Method), CompareCommand.Ms(ms),
+                plain is null ? "-" : (ms / plain.Median).ToString("0.00", CultureInfo.InvariantCulture),
+                theirPlain is { } p ? (seconds / p).ToString("0.00", CultureInfo.InvariantCulture) : "-");
+        }
+        return table;
     }
 
     private static Table Table(CompareSettings settings, List<BenchTiming> timings)

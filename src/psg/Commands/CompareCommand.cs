@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Cli.Reports;
 using PerSampleGrads.Comparison;
+using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
 using Spectre.Console;
 
@@ -29,10 +30,14 @@ internal static class CompareCommand
         var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
         var threads = Choices.Threads();
         var heap = Choices.Heap();
+        var reference = new Option<string?>("--reference")
+        {
+            Description = "pytorch: also compute PyTorch's per-sample gradients (float64 loop, vmap(grad), ExpandedWeights) on the same weights and batch, and compare both frameworks.",
+        }.AcceptOnlyFromAmong("pytorch");
 
         var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
-            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, threads, heap,
+            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, reference, threads, heap,
         };
         command.SetAction(parse =>
         {
@@ -44,12 +49,13 @@ internal static class CompareCommand
                 Choices.ParseDevice(parse.GetValue(device)!), Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
                 Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!),
                 Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
-            return Run(settings, parse.GetValue(report), parse.GetValue(diagnose));
+            var pytorch = parse.GetValue(reference) == "pytorch" ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() } : null;
+            return Run(settings, parse.GetValue(report), parse.GetValue(diagnose), pytorch);
         });
         return command;
     }
 
-    private static int Run(CompareSettings settings, DirectoryInfo? reportFolder, bool diagnose)
+    private static int Run(CompareSettings settings, DirectoryInfo? reportFolder, bool diagnose, PyTorchReferenceOptions? pytorch)
     {
         AnsiConsole.MarkupLine($"[bold]compare[/] {Markup.Escape(settings.Describe())}, engines: {string.Join(", ", settings.Engines)}");
         CompareOutcome outcome = null!;
@@ -58,11 +64,12 @@ internal static class CompareCommand
             .Start(context =>
             {
                 var task = context.AddTask("float64 oracle, one sample at a time", maxValue: settings.BatchSize);
-                outcome = CompareRun.Run(settings, (done, _) => task.Value = done);
+                outcome = CompareRun.Run(settings, (done, _) => task.Value = done, pytorch);
                 task.StopTask();
             });
 
         AnsiConsole.Write(ResultTable(outcome));
+        if (outcome.PyTorch is { } crossCheck) AnsiConsole.Write(CrossCheckTable(crossCheck));
         PrecisionDiagnosis? diagnosis = null;
         if (diagnose)
         {
@@ -78,7 +85,7 @@ internal static class CompareCommand
         }
         AnsiConsole.MarkupLine(outcome.Passed
             ? "[green]Every engine agrees with the oracle within tolerance.[/]"
-            : $"[red]Disagreement:[/] {Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine)))} outside tolerance.");
+            : $"[red]Disagreement:[/] {Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine).Concat(outcome.PyTorch?.Rows.Where(r => r.Unsupported is null && !r.Passed).Select(r => r.Method) ?? [])))} outside tolerance.");
         return outcome.Passed ? Program.Agree : Program.Disagree;
     }
 
@@ -97,6 +104,21 @@ internal static class CompareCommand
                 Sci(e.Comparison.Tolerance.Relative),
                 e.Comparison.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]",
                 Ms(e.Elapsed.TotalMilliseconds));
+        }
+        return table;
+    }
+
+    private static Table CrossCheckTable(PyTorchCrossCheck crossCheck)
+    {
+        var table = new Table().Title(Markup.Escape($"both frameworks: {crossCheck.Versions}, {crossCheck.Threads} threads"))
+            .AddColumns("method", "framework", "vs our float64 oracle", "vs PyTorch float64 loop", "verdict");
+        foreach (var r in crossCheck.Rows)
+        {
+            table.AddRow(
+                Markup.Escape(r.Method), r.Framework,
+                r.VersusOracle is { } o ? Sci(o.MaxRelativeError) : "-",
+                r.VersusPyTorchLoop is { } l ? Sci(l.MaxRelativeError) : "-",
+                r.Unsupported is { } why ? $"[yellow]unsupported[/]: {Markup.Escape(why)}" : r.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]");
         }
         return table;
     }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Comparison;
+using PerSampleGrads.Interop;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Verification;
 
@@ -9,7 +10,7 @@ namespace PerSampleGrads.Cli.Reports;
 /// <summary>Benchmark figures as JSON.</summary>
 internal static class BenchReport
 {
-    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings);
+    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers);
 
     public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, int? chunkSize, IReadOnlyList<SizeResult> results)
     {
@@ -42,6 +43,19 @@ internal static class BenchReport
                         peakBytes = t.PeakBytes,
                         samplesMs = t.Milliseconds,
                     }),
+                    pytorch = r.Peers is not { } peers ? null : new
+                    {
+                        versions = peers.Versions.ToString(),
+                        threads = peers.Threads,
+                        methods = peers.Methods.Select(m => new
+                        {
+                            name = m.Method,
+                            medianMs = m.MedianSeconds * 1000,
+                            ratioToOurPlainBackward = plain is null || m.MedianSeconds is null ? (double?)null : m.MedianSeconds * 1000 / plain.Median,
+                            samplesMs = m.Seconds.Select(x => x * 1000),
+                            unsupported = m.UnsupportedReason,
+                        }),
+                    },
                 };
             }),
         };

@@ -42,6 +42,18 @@ internal static class CompareReport
                     worstSample = p.WorstSample, meanPerSampleNorm = Finite(p.ExpectedNorm), passed = p.Passed,
                 }),
             }),
+            pytorch = outcome.PyTorch is not { } cross ? null : new
+            {
+                versions = cross.Versions.ToString(),
+                threads = cross.Threads,
+                passed = cross.Passed,
+                methods = cross.Rows.Select(r => new
+                {
+                    method = r.Method, framework = r.Framework, unsupported = r.Unsupported, passed = r.Passed,
+                    versusOracle = Errors(r.VersusOracle),
+                    versusPyTorchLoop = Errors(r.VersusPyTorchLoop),
+                }),
+            },
             diagnosis = diagnosis is null ? null : new
             {
                 verdict = diagnosis.Verdict.ToString(), sentence = diagnosis.Sentence,
@@ -56,6 +68,13 @@ internal static class CompareReport
     }
 
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
+    private static object? Errors(GradientComparison? comparison) => comparison is null ? null : new
+    {
+        maxRelativeError = Finite(comparison.MaxRelativeError),
+        tolerance = comparison.Tolerance.Relative,
+        parameters = comparison.Parameters.Select(p => new { name = p.Name, relativeError = Finite(p.RelativeError), worstSample = p.WorstSample }),
+    };
 
     private static string Save(DirectoryInfo folder, string name, string text)
     {
@@ -78,6 +97,16 @@ internal static class CompareReport
         {
             var w = e.Comparison.Worst;
             md.AppendLine(inv, $"| {e.Engine} | {Commands.CompareCommand.Sci(e.Comparison.MaxRelativeError)} | `{w?.Name}` | {w?.WorstSample} | {Commands.CompareCommand.Sci(e.Comparison.Tolerance.Relative)} | {(e.Comparison.Passed ? "agrees" : "**disagrees**")} | {Commands.CompareCommand.Ms(e.Elapsed.TotalMilliseconds)} |");
+        }
+        if (outcome.PyTorch is { } cross)
+        {
+            md.AppendLine();
+            md.AppendLine(inv, $"## Both frameworks ({cross.Versions}, {cross.Threads} threads)");
+            md.AppendLine();
+            md.AppendLine("| method | framework | vs our float64 oracle | vs PyTorch float64 loop | verdict |");
+            md.AppendLine("|---|---|---|---|---|");
+            foreach (var r in cross.Rows)
+                md.AppendLine(inv, $"| {r.Method} | {r.Framework} | {(r.VersusOracle is { } o ? Commands.CompareCommand.Sci(o.MaxRelativeError) : "-")} | {(r.VersusPyTorchLoop is { } l ? Commands.CompareCommand.Sci(l.MaxRelativeError) : "-")} | {(r.Unsupported is { } why ? "unsupported: " + why : r.Passed ? "agrees" : "**disagrees**")} |");
         }
         if (diagnosis is not null)
         {
