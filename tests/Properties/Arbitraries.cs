@@ -64,6 +64,9 @@ public static class Arbitraries
 
     private static readonly LossKind[] Losses = Enum.GetValues<LossKind>();
 
+    // Input channels: prime and composite counts, so that groups of several channels occur.
+    private static readonly long[] Channels = [1, 2, 3, 4, 6];
+
     // float32: normalisations only after Tanh or GELU, or on the raw input.
     private static Gen<CaseSpec> Case(Budget budget, bool float32) =>
         from input in InputShape(budget)
@@ -80,10 +83,10 @@ public static class Arbitraries
 
     private static Gen<SampleShape> InputShape(Budget budget) => Gen.OneOf(
         Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f)),
-        from c in Gen.Choose(1, 4)
+        from c in Gen.Elements(Channels)
         from l in Gen.Choose(3, budget.Spatial + 4)
         select new SampleShape(ShapeKind.Signal, [c, l]),
-        from c in Gen.Choose(1, 4)
+        from c in Gen.Elements(Channels)
         from h in Gen.Choose(3, budget.Spatial)
         from w in Gen.Choose(3, budget.Spatial)
         select new SampleShape(ShapeKind.Image, [c, h, w]),
@@ -130,7 +133,7 @@ public static class Arbitraries
                 break;
             default:
                 options.Add((4, Convolution(shape, budget)));
-                if (normalizationAllowed && GroupCounts(shape).Length > 0) options.Add((2, Gen.Elements(GroupCounts(shape)).Select(g => (LayerSpec)new GroupNormSpec(g))));
+                if (normalizationAllowed && GroupCounts(shape).Length > 0) options.Add((3, GroupNorm(shape)));
                 options.Add((1, Residual(shape)));
                 options.Add((1, ShapeKeepingConvolution(shape).Select(c => (LayerSpec)new SharedTwiceSpec(c))));
                 options.Add((1, Gen.Constant((LayerSpec)new FlattenSpec())));
@@ -139,6 +142,13 @@ public static class Arbitraries
         }
         return Gen.Frequency(options.Select(o => (o.Item1, o.Item2)).ToArray());
     }
+
+    // A group count that divides the channels and leaves enough values per group; several groups of several channels
+    // (the case where grouping matters) three times as often as one group or one channel per group.
+    private static Gen<LayerSpec> GroupNorm(SampleShape shape) =>
+        Gen.Frequency(GroupCounts(shape)
+            .Select(g => (g > 1 && g < shape.Channels ? 3 : 1, Gen.Constant((LayerSpec)new GroupNormSpec(g))))
+            .ToArray());
 
     // Group counts that divide the channels and leave enough values per group.
     private static long[] GroupCounts(SampleShape shape) =>
@@ -156,11 +166,18 @@ public static class Arbitraries
             select (k, d, p, s)).ToArray();
         return
             from groups in Gen.Elements(Divisors(shape.Channels))
-            from perGroup in Gen.Choose(1, Math.Max(1, budget.Width / (int)groups))
+            from perGroup in OutputsPerGroup(groups, budget)
             from geometry in Gen.Elements(geometries)
             from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
             select (LayerSpec)new ConvSpec(shape.Spatial.Length, groups * perGroup, geometry.k, geometry.s, geometry.p, geometry.d, groups, bias);
     }
+
+    // Output channels per group; totals with a divisor other than 1 and themselves (room for GroupNorm groups of
+    // several channels) twice as often.
+    private static Gen<long> OutputsPerGroup(long groups, Budget budget) =>
+        Gen.Frequency(Enumerable.Range(1, Math.Max(1, budget.Width / (int)groups))
+            .Select(m => (Divisors(m * groups).Length > 2 ? 2 : 1, Gen.Constant((long)m)))
+            .ToArray());
 
     // A stride-1 convolution with C -> C channels and 'same' zero padding (odd kernel): for residual blocks and sharing.
     private static Gen<ConvSpec> ShapeKeepingConvolution(SampleShape shape) =>
@@ -173,12 +190,14 @@ public static class Arbitraries
         var first = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
             ? Gen.Constant((LayerSpec)new LinearSpec(shape.Channels))
             : ShapeKeepingConvolution(shape).Select(c => (LayerSpec)c);
-        var normalization = shape.Kind is ShapeKind.Features or ShapeKind.Tokens ? (LayerSpec)new LayerNormSpec() : new GroupNormSpec(1);
+        var normalization = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
+            ? new LayerNormSpec().Apply(shape) is null ? null : Gen.Constant((LayerSpec)new LayerNormSpec())
+            : GroupCounts(shape).Length == 0 ? null : GroupNorm(shape);
         return
             from head in first
-            from norm in Gen.Elements(normalization.Apply(shape) is null ? [false] : new[] { true, false })
-            from activation in norm ? Gen.Elements(ActivationKind.Tanh, ActivationKind.GELU) : Gen.Elements(Enum.GetValues<ActivationKind>())
-            select (LayerSpec)new ResidualSpec(norm ? [head, new ActivationSpec(activation), normalization] : [head, new ActivationSpec(activation)]);
+            from norm in normalization is null ? Gen.Constant((LayerSpec?)null) : Gen.OneOf(Gen.Constant((LayerSpec?)null), normalization.Select(n => (LayerSpec?)n))
+            from activation in norm is not null ? Gen.Elements(ActivationKind.Tanh, ActivationKind.GELU) : Gen.Elements(Enum.GetValues<ActivationKind>())
+            select (LayerSpec)new ResidualSpec(norm is not null ? [head, new ActivationSpec(activation), norm] : [head, new ActivationSpec(activation)]);
     }
 
     private static long[] Divisors(long n) => [.. Enumerable.Range(1, (int)n).Select(d => (long)d).Where(d => n % d == 0)];

@@ -110,7 +110,7 @@ public sealed record GroupNormSpec(long Groups) : LayerSpec
 
     /// <inheritdoc/>
     public override IEnumerable<string> Exercises(SampleShape input) =>
-        Groups > 1 && Groups < input.Channels ? ["groupnorm-several-channels-per-group"] : ["groupnorm"];
+        Groups > 1 && Groups < input.Channels ? ["groupnorm-several-groups-of-several-channels"] : ["groupnorm"];
 }
 
 /// <summary>
