@@ -79,6 +79,7 @@ public static class GradientChecks
     /// </summary>
     public static void MeanAndSumFollowTheDocumentedRelation(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
     {
+        using var scope = NewDisposeScope();
         using var problem = spec.ToGradientCase().Create(Exact);
         var loss = problem.Loss;
         using var sum = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Sum));

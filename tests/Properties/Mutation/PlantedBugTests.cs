@@ -3,6 +3,9 @@ using System.Globalization;
 using System.Text;
 using FsCheck;
 using FsCheck.Fluent;
+using PerSampleGrads.Tests.Checks;
+using PerSampleGrads.Tests.Specs;
+using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests.Mutation;
 
@@ -22,6 +25,9 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
     /// several layers, where rule-level bugs live.
     /// </summary>
     public const int StartSize = 20;
+
+    /// <summary>Cases for the shrinking test: one property, until its first failure.</summary>
+    public const int ShrinkingCases = 60;
 
     // A fixed FsCheck seed (seed, gamma; gamma odd): every run generates the same cases.
     private static readonly ulong Seed = ulong.Parse(Environment.GetEnvironmentVariable("PSG_MUTATION_SEED") ?? "20261125", CultureInfo.InvariantCulture);
@@ -43,6 +49,38 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
         Assert.True(survivors.Count == 0, $"Planted bugs no property caught: {string.Join(", ", survivors)}\n{table}");
     }
 
+    [Fact]
+    public void A_planted_bug_shrinks_to_at_most_one_layer_before_the_head_and_at_most_two_samples()
+    {
+        TestSettings.RequireTorch();
+        var lines = new List<string>();
+        var tooLarge = new List<string>();
+        foreach (var mutant in Mutants.All)
+        {
+            CaseSpec? original = null, shrunk = null;
+            // The shrinking arbitrary of the suite; the last failing case FsCheck evaluates is where shrinking ended.
+            var property = Prop.ForAll(Arbitraries.Cases(), c =>
+            {
+                try
+                {
+                    GradientChecks.MatchesOracle(mutant.UnderTest, c, ScalarType.Float64);
+                }
+                catch
+                {
+                    original ??= c;
+                    shrunk = c;
+                    throw;
+                }
+            });
+            Falsify(property, ShrinkingCases);
+            lines.Add($"{mutant.Name}:\n  generated: {original}\n  shrunk:    {shrunk}");
+            if (shrunk is null || !shrunk.IsValid || shrunk.Architecture.Body.Count > 1 || shrunk.BatchSize > 2)
+                tooLarge.Add($"{mutant.Name}: {shrunk?.ToString() ?? "no failure"}");
+        }
+        output.WriteLine(string.Join("\n", lines));
+        Assert.True(tooLarge.Count == 0, $"Not shrunk to a minimal case: {string.Join("; ", tooLarge)}\n{string.Join("\n", lines)}");
+    }
+
     private sealed record Outcome(NamedProperty Property, bool Applies, string? Falsified);
 
     private sealed record Row(Mutant Mutant, List<Outcome> Outcomes)
@@ -57,9 +95,9 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
     }).ToList());
 
     // The first counterexample's message, or null when every case passed.
-    private static string? Falsify(Property property)
+    private static string? Falsify(Property property, int cases = CasesPerProperty)
     {
-        var config = Config.QuickThrowOnFailure.WithMaxTest(CasesPerProperty).WithStartSize(StartSize).WithReplay(Seed, Gamma).WithQuietOnSuccess(true);
+        var config = Config.QuickThrowOnFailure.WithMaxTest(cases).WithStartSize(StartSize).WithReplay(Seed, Gamma).WithQuietOnSuccess(true);
         try
         {
             Check.One(config, property);
