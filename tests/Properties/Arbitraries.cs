@@ -45,20 +45,19 @@ public static class Arbitraries
         select new InvalidCaseSpec(valid, fault, position);
 
     /// <summary>
-    /// How big a case may be at FsCheck size <paramref name="Size"/> (0 to 100).
+    /// How big a case may be at a given FsCheck size (0 to 100).
     /// </summary>
-    /// <param name="Size">The size the budget is for.</param>
     /// <param name="Layers">Most body layers (1 to 5).</param>
     /// <param name="Width">Most features, or channels per group (2 to 7).</param>
     /// <param name="Spatial">Largest signal length or image side (5 to 10).</param>
     /// <param name="Batch">Largest N (2 to 8).</param>
-    public sealed record Budget(int Size, int Layers, int Width, int Spatial, int Batch)
+    public sealed record Budget(int Layers, int Width, int Spatial, int Batch)
     {
         /// <summary>The budget at FsCheck size <paramref name="size"/>, capped at size 100.</summary>
         public static Budget For(int size)
         {
             int s = Math.Clamp(size, 0, 100);
-            return new Budget(s, 1 + s / 25, 2 + s / 20, 5 + s / 20, Math.Min(8, 2 + s / 12));
+            return new Budget(1 + s / 25, 2 + s / 20, 5 + s / 20, Math.Min(8, 2 + s / 12));
         }
     }
 
