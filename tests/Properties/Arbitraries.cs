@@ -1,0 +1,252 @@
+using FsCheck;
+using FsCheck.Fluent;
+using PerSampleGrads.Tests.Specs;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>
+/// Every generator and shrinker of the property suite, in one place. Cases are generated valid by construction
+/// (layer options are drawn from the combinations that fit the current shape), and shrinkers keep them valid
+/// (<c>c => Candidates(c).Where(IsValid)</c>), so a failure ends as a minimal architecture.
+/// </summary>
+/// <remarks>
+/// Sizes follow FsCheck's size parameter (it grows over a run, from 1 to 100 by default) and are capped: at most
+/// <see cref="Budget.Layers"/> body layers of at most <see cref="Budget.Width"/> features or channels per group,
+/// signals and images at most <see cref="Budget.Spatial"/> wide, N from 1 to 8. Every case is a small model: a float64
+/// oracle, two engines and a few reruns take milliseconds on a CPU.
+/// </remarks>
+public static class Arbitraries
+{
+    /// <summary>Valid cases, shrinking towards N = 1, fewer and smaller layers, smaller inputs.</summary>
+    public static Arbitrary<CaseSpec> Cases() => Arb.From(CaseGenerator, ShrinkCase);
+
+    /// <summary>
+    /// Valid cases for float32 computation: every normalisation follows a Tanh or GELU or normalises the raw input
+    /// (<see cref="ArchitectureSpec.NormalizesOnlyAfterSmoothActivations"/> says why), shrinking like <see cref="Cases"/>.
+    /// </summary>
+    public static Arbitrary<Float32CaseSpec> Float32Cases() => Arb.From(Float32CaseGenerator,
+        c => ShrinkCase(c.Case).Select(x => new Float32CaseSpec(x)).Where(x => x.IsValid));
+
+    /// <summary>Valid cases with one fault planted, shrinking the valid part while the fault still fits.</summary>
+    public static Arbitrary<InvalidCaseSpec> InvalidCases() => Arb.From(InvalidCaseGenerator, ShrinkInvalidCase);
+
+    /// <summary>The case generator (sized).</summary>
+    public static Gen<CaseSpec> CaseGenerator { get; } = Gen.Sized(size => Case(Budget.For(size), float32: false));
+
+    /// <summary>The float32 case generator (sized).</summary>
+    public static Gen<Float32CaseSpec> Float32CaseGenerator { get; } =
+        Gen.Sized(size => Case(Budget.For(size), float32: true)).Select(c => new Float32CaseSpec(c));
+
+    /// <summary>The faulty case generator (sized).</summary>
+    public static Gen<InvalidCaseSpec> InvalidCaseGenerator { get; } =
+        from valid in CaseGenerator
+        from fault in Gen.Elements(Enum.GetValues<Fault>().Where(f => Positions(valid, f).Length > 0))
+        from position in Gen.Elements(Positions(valid, fault))
+        select new InvalidCaseSpec(valid, fault, position);
+
+    /// <summary>
+    /// How big a case may be at a given FsCheck size (0 to 100).
+    /// </summary>
+    /// <param name="Layers">Most body layers (1 to 5).</param>
+    /// <param name="Width">Most features, or channels per group (2 to 7).</param>
+    /// <param name="Spatial">Largest signal length or image side (5 to 10).</param>
+    /// <param name="Batch">Largest N (2 to 8).</param>
+    public sealed record Budget(int Layers, int Width, int Spatial, int Batch)
+    {
+        /// <summary>The budget at FsCheck size <paramref name="size"/>, capped at size 100.</summary>
+        public static Budget For(int size)
+        {
+            int s = Math.Clamp(size, 0, 100);
+            return new Budget(1 + s / 25, 2 + s / 20, 5 + s / 20, Math.Min(8, 2 + s / 12));
+        }
+    }
+
+    private static readonly LossKind[] Losses = Enum.GetValues<LossKind>();
+
+    // Input channels: prime and composite counts, so that groups of several channels occur.
+    private static readonly long[] Channels = [1, 2, 3, 4, 6];
+
+    // float32: normalisations only after Tanh or GELU, or on the raw input.
+    private static Gen<CaseSpec> Case(Budget budget, bool float32) =>
+        from input in InputShape(budget)
+        from layers in Gen.Choose(0, budget.Layers)
+        from body in input.Kind == ShapeKind.TokenIds
+            ? TokenBody(input, layers, budget, float32)
+            : Body(input, layers, budget, normalizationAllowed: true, float32)
+        from loss in Gen.Elements(Losses)
+        from reduction in Gen.Elements(LossReduction.Mean, LossReduction.Sum)
+        from outputs in loss is LossKind.CrossEntropy or LossKind.NegativeLogLikelihood ? Gen.Choose(2, 5) : Gen.Choose(1, 4)
+        from n in Gen.Choose(1, budget.Batch)
+        from seed in Gen.Choose(0, int.MaxValue)
+        select new CaseSpec(new ArchitectureSpec(input, body, outputs, loss == LossKind.NegativeLogLikelihood), n, loss, reduction, seed);
+
+    private static Gen<SampleShape> InputShape(Budget budget) => Gen.OneOf(
+        Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f)),
+        from c in Gen.Elements(Channels)
+        from l in Gen.Choose(3, budget.Spatial + 4)
+        select new SampleShape(ShapeKind.Signal, [c, l]),
+        from c in Gen.Elements(Channels)
+        from h in Gen.Choose(3, budget.Spatial)
+        from w in Gen.Choose(3, budget.Spatial)
+        select new SampleShape(ShapeKind.Image, [c, h, w]),
+        from t in Gen.Choose(2, 6)
+        from v in Gen.Choose(3, 12)
+        select new SampleShape(ShapeKind.TokenIds, [t], v));
+
+    // Token ids always go through an Embedding first.
+    private static Gen<List<LayerSpec>> TokenBody(SampleShape input, int layers, Budget budget, bool float32) =>
+        from width in Gen.Choose(1, budget.Width)
+        from padding in Gen.Elements(true, false)
+        let embedding = new EmbeddingSpec(width, padding)
+        from rest in Body(embedding.Apply(input)!, layers, budget, normalizationAllowed: !float32, float32)
+        select (List<LayerSpec>)[embedding, .. rest];
+
+    private static Gen<List<LayerSpec>> Body(SampleShape shape, int layers, Budget budget, bool normalizationAllowed, bool float32) =>
+        layers == 0
+            ? Gen.Constant(new List<LayerSpec>())
+            : from layer in Layer(shape, budget, normalizationAllowed, float32)
+              from rest in Body(layer.Apply(shape)!, layers - 1, budget,
+                  !float32 || layer is ActivationSpec { Kind: ActivationKind.Tanh or ActivationKind.GELU }, float32)
+              select (List<LayerSpec>)[layer, .. rest];
+
+    // A layer that fits `shape`, weighted towards the layers with per-sample rules.
+    private static Gen<LayerSpec> Layer(SampleShape shape, Budget budget, bool normalizationAllowed, bool float32)
+    {
+        var options = new List<(int, Gen<LayerSpec>)>
+        {
+            (2, Gen.Elements(Enum.GetValues<ActivationKind>()).Select(k => (LayerSpec)new ActivationSpec(k))),
+        };
+        if (normalizationAllowed && new LayerNormSpec().Apply(shape) is not null) options.Add((1, Gen.Constant((LayerSpec)new LayerNormSpec())));
+        switch (shape.Kind)
+        {
+            case ShapeKind.Features:
+                options.Add((4, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
+                options.Add((1, Residual(shape)));
+                options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
+                break;
+            case ShapeKind.Tokens:
+                options.Add((3, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
+                options.Add((1, Residual(shape)));
+                options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
+                options.Add((1, Gen.Elements<LayerSpec>(new MeanOverTokensSpec(), new FlattenSpec())));
+                break;
+            default:
+                options.Add((4, Convolution(shape, budget)));
+                if (normalizationAllowed && GroupCounts(shape).Length > 0) options.Add((3, GroupNorm(shape)));
+                options.Add((1, Residual(shape)));
+                options.Add((1, ShapeKeepingConvolution(shape).Select(c => (LayerSpec)new SharedTwiceSpec(c))));
+                options.Add((1, Gen.Constant((LayerSpec)new FlattenSpec())));
+                if (shape.Spatial.All(s => s >= 2)) options.Add((1, Gen.Elements(true, false).Select(max => (LayerSpec)new PoolSpec(max))));
+                break;
+        }
+        return Gen.Frequency(options.Select(o => (o.Item1, o.Item2)).ToArray());
+    }
+
+    // A group count that divides the channels and leaves enough values per group; several groups of several channels
+    // (the case where grouping matters) three times as often as one group or one channel per group.
+    private static Gen<LayerSpec> GroupNorm(SampleShape shape) =>
+        Gen.Frequency(GroupCounts(shape)
+            .Select(g => (g > 1 && g < shape.Channels ? 3 : 1, Gen.Constant((LayerSpec)new GroupNormSpec(g))))
+            .ToArray());
+
+    // Group counts that divide the channels and leave enough values per group.
+    private static long[] GroupCounts(SampleShape shape) =>
+        [.. Divisors(shape.Channels).Where(g => new GroupNormSpec(g).Apply(shape) is not null)];
+
+    // Every (kernel, dilation, padding, stride) that leaves an output position on every spatial axis.
+    private static Gen<LayerSpec> Convolution(SampleShape shape, Budget budget)
+    {
+        var geometries = (
+            from k in new long[] { 1, 2, 3 }
+            from d in new long[] { 1, 2 }
+            from p in new long[] { 0, 1, 2 }
+            from s in new long[] { 1, 2 }
+            where !(k == 1 && d > 1) && p <= d * (k - 1) && shape.Spatial.All(size => ConvSpec.Fits(size, k, p, d))
+            select (k, d, p, s)).ToArray();
+        return
+            from groups in Gen.Elements(Divisors(shape.Channels))
+            from perGroup in OutputsPerGroup(groups, budget)
+            from geometry in Gen.Elements(geometries)
+            from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
+            select (LayerSpec)new ConvSpec(shape.Spatial.Length, groups * perGroup, geometry.k, geometry.s, geometry.p, geometry.d, groups, bias);
+    }
+
+    // Output channels per group; totals with a divisor other than 1 and themselves (room for GroupNorm groups of
+    // several channels) twice as often.
+    private static Gen<long> OutputsPerGroup(long groups, Budget budget) =>
+        Gen.Frequency(Enumerable.Range(1, Math.Max(1, budget.Width / (int)groups))
+            .Select(m => (Divisors(m * groups).Length > 2 ? 2 : 1, Gen.Constant((long)m)))
+            .ToArray());
+
+    // A stride-1 convolution with C -> C channels and 'same' zero padding (odd kernel): for residual blocks and sharing.
+    private static Gen<ConvSpec> ShapeKeepingConvolution(SampleShape shape) =>
+        from groups in Gen.Elements(Divisors(shape.Channels))
+        from geometry in Gen.Elements((1L, 1L), (3L, 1L), (3L, 2L))
+        select new ConvSpec(shape.Spatial.Length, shape.Channels, geometry.Item1, 1, geometry.Item2 * (geometry.Item1 - 1) / 2, geometry.Item2, groups);
+
+    private static Gen<LayerSpec> Residual(SampleShape shape)
+    {
+        var first = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
+            ? Gen.Constant((LayerSpec)new LinearSpec(shape.Channels))
+            : ShapeKeepingConvolution(shape).Select(c => (LayerSpec)c);
+        var normalization = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
+            ? new LayerNormSpec().Apply(shape) is null ? null : Gen.Constant((LayerSpec)new LayerNormSpec())
+            : GroupCounts(shape).Length == 0 ? null : GroupNorm(shape);
+        return
+            from head in first
+            from norm in normalization is null ? Gen.Constant((LayerSpec?)null) : Gen.OneOf(Gen.Constant((LayerSpec?)null), normalization.Select(n => (LayerSpec?)n))
+            from activation in norm is not null ? Gen.Elements(ActivationKind.Tanh, ActivationKind.GELU) : Gen.Elements(Enum.GetValues<ActivationKind>())
+            select (LayerSpec)new ResidualSpec(norm is not null ? [head, new ActivationSpec(activation), norm] : [head, new ActivationSpec(activation)]);
+    }
+
+    private static long[] Divisors(long n) => [.. Enumerable.Range(1, (int)n).Select(d => (long)d).Where(d => n % d == 0)];
+
+    // Body positions (insert before body[i]; Count = after the body) where a fault layer fits; for an empty batch, one.
+    private static int[] Positions(CaseSpec valid, Fault fault)
+    {
+        if (fault == Fault.EmptyBatch) return [0];
+        var shapes = valid.Architecture.Shapes()!;
+        var layer = new InvalidCaseSpec(valid, fault, 0).FaultLayer!;
+        return [.. Enumerable.Range(0, shapes.Count).Where(i => layer.Apply(shapes[i]) is not null)];
+    }
+
+    /// <summary>Valid simpler cases, the boldest first.</summary>
+    public static IEnumerable<CaseSpec> ShrinkCase(CaseSpec c) => Candidates(c).Where(x => x.IsValid);
+
+    private static IEnumerable<InvalidCaseSpec> ShrinkInvalidCase(InvalidCaseSpec c) =>
+        ShrinkCase(c.Valid)
+            .SelectMany(valid => new[] { c with { Valid = valid }, c with { Valid = valid, Position = Math.Max(0, c.Position - 1) } })
+            .Where(x => x.IsValid);
+
+    private static IEnumerable<CaseSpec> Candidates(CaseSpec c)
+    {
+        var architecture = c.Architecture;
+        var body = architecture.Body;
+        if (c.BatchSize > 1) yield return c with { BatchSize = 1 };
+        if (c.BatchSize > 2) yield return c with { BatchSize = c.BatchSize - 1 };
+        for (int i = 0; i < body.Count; i++)
+            yield return WithBody(c, [.. body.Take(i), .. body.Skip(i + 1)]);
+        for (int i = 0; i < body.Count; i++)
+        {
+            var inner = body[i] switch
+            {
+                ResidualSpec residual => residual.Body,
+                SharedTwiceSpec twice => [twice.Shared],
+                _ => null,
+            };
+            if (inner is not null) yield return WithBody(c, [.. body.Take(i), .. inner, .. body.Skip(i + 1)]);
+        }
+        for (int i = 0; i < body.Count; i++)
+            foreach (var simpler in body[i].Simpler())
+                yield return WithBody(c, [.. body.Take(i), simpler, .. body.Skip(i + 1)]);
+        var input = architecture.Input;
+        for (int d = 0; d < input.Dims.Length; d++)
+            if (input.Dims[d] > 1)
+                yield return c with { Architecture = architecture with { Input = input.With([.. input.Dims.Select((x, j) => j == d ? x - 1 : x)]) } };
+        if (input.Vocabulary > 2)
+            yield return c with { Architecture = architecture with { Input = input with { Vocabulary = input.Vocabulary - 1 } } };
+        if (architecture.Outputs > 1) yield return c with { Architecture = architecture with { Outputs = architecture.Outputs - 1 } };
+    }
+
+    private static CaseSpec WithBody(CaseSpec c, List<LayerSpec> body) => c with { Architecture = c.Architecture with { Body = body } };
+}

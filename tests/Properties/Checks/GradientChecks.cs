@@ -1,0 +1,170 @@
+using TorchSharp;
+using PerSampleGrads.Cases;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Zoo;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Tests.Checks;
+
+/// <summary>
+/// The bodies of the properties, one static method each: they take the engine(s) to check as factories (so the
+/// planted-bug test can hand in mutants) and one generated case, and throw with every mismatching parameter listed when
+/// the property does not hold. Tolerances come from <see cref="Verification.TolerancePolicy"/> only: float64 for the
+/// relations that hold exactly in real arithmetic, the computation's own dtype for the comparison with the float64
+/// oracle.
+/// </summary>
+public static class GradientChecks
+{
+    private const ScalarType Exact = ScalarType.Float64;
+
+    /// <summary>
+    /// (1) The engine, computing in <paramref name="dtype"/>, agrees with the float64 oracle within the policy's tolerance
+    /// for <paramref name="dtype"/>.
+    /// </summary>
+    public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype)
+    {
+        var gradientCase = spec.ToGradientCase();
+        using var reference = gradientCase.Create(ScalarType.Float64);
+        using var problem = gradientCase.Create(dtype);
+        using var expected = reference.Run(new PerSampleGradientOracle());
+        using var actual = problem.Run(engine());
+        GradientAssert.Agree(actual, expected, dtype);
+    }
+
+    /// <summary>
+    /// (2) The per-sample gradients sum to the batch gradient of <c>sum_i L_i</c>: the gradient of the summed loss, or
+    /// N times the gradient of the mean loss (the declared batch loss is <c>(1/N) sum_i L_i</c>, see
+    /// <see cref="LossFunction"/>).
+    /// </summary>
+    public static void SumsToTheBatchGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    {
+        using var problem = spec.ToGradientCase().Create(Exact);
+        using var perSample = problem.Run(engine());
+        using var summed = Map(perSample, "sum over samples", g => g.sum(dim: 0, keepdim: true));
+        using var batch = BatchGradientOfTheSummedLoss(problem);
+        GradientAssert.Agree(summed, batch, Exact);
+    }
+
+    /// <summary>(3) Running the engine on a permuted batch permutes its per-sample gradients.</summary>
+    public static void PermutationPermutesTheGradients(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var problem = spec.ToGradientCase().Create(Exact);
+        long n = problem.Inputs.shape[0];
+        using var generator = Seeded.Generator(spec.Seed);
+        var permutation = randperm(n, generator: generator);
+        // A permutation that moves nothing checks nothing: reverse the batch instead.
+        if (n > 1 && permutation.equal(arange(n)).all().item<bool>()) permutation = permutation.flip(0);
+        Reindexed(engine, problem, permutation, "permuted batch");
+    }
+
+    /// <summary>
+    /// (4) Appending a copy of sample i gives the copy sample i's gradient and leaves every other sample's gradient as it
+    /// was (i = seed mod N).
+    /// </summary>
+    public static void DuplicatingASampleDuplicatesItsGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var problem = spec.ToGradientCase().Create(Exact);
+        long n = problem.Inputs.shape[0];
+        var withCopy = cat([arange(n), tensor(new[] { spec.Seed % n })]);
+        Reindexed(engine, problem, withCopy, $"sample {spec.Seed % n} duplicated");
+    }
+
+    /// <summary>
+    /// (5) The documented relation between the reductions (<see cref="LossFunction"/>): the per-sample gradients with
+    /// <c>Mean</c> and <c>Sum</c> are identical for CE, NLL and a custom per-sample loss; for MSE and L1 with D output
+    /// elements per sample, mean = sum / D exactly.
+    /// </summary>
+    public static void MeanAndSumFollowTheDocumentedRelation(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var problem = spec.ToGradientCase().Create(Exact);
+        var loss = problem.Loss;
+        using var sum = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Sum));
+        using var mean = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Mean));
+        bool withinSampleMean = !loss.IsCustom && loss.Targets == TargetKind.Values;
+        long elementsPerSample = withinSampleMean ? problem.Targets[0].numel() : 1;
+        using var scaled = Map(mean, $"{mean.Method} with mean x {elementsPerSample}", g => g * elementsPerSample);
+        GradientAssert.Agree(scaled, sum, Exact);
+    }
+
+    /// <summary>(6) The functional engine in chunks of 1 and of about N/2 gives its unchunked result.</summary>
+    public static void ChunkedRunsGiveTheUnchunkedResult(Func<int?, IPerSampleGradientMethod> functional, CaseSpec spec)
+    {
+        using var problem = spec.ToGradientCase().Create(Exact);
+        using var whole = problem.Run(functional(null));
+        long n = problem.Inputs.shape[0];
+        foreach (var chunk in new[] { 1, (int)(n + 1) / 2 }.Distinct())
+        {
+            using var chunked = problem.Run(functional(chunk));
+            GradientAssert.Agree(chunked, whole, Exact);
+        }
+    }
+
+    /// <summary>(7) The hook engine and the functional engine agree (both float64).</summary>
+    public static void HooksAgreeWithFunctional(Func<IPerSampleGradientMethod> hooks, Func<IPerSampleGradientMethod> functional, CaseSpec spec)
+    {
+        using var problem = spec.ToGradientCase().Create(Exact);
+        using var fromHooks = problem.Run(hooks());
+        using var fromFunctional = problem.Run(functional());
+        GradientAssert.Agree(fromHooks, fromFunctional, Exact);
+    }
+
+    /// <summary>
+    /// A faulty configuration raises <see cref="PerSampleGradientsException"/> with the documented
+    /// <see cref="Problem"/>: not another exception, and never a result.
+    /// </summary>
+    public static void InvalidConfigurationIsRefused(Func<IPerSampleGradientMethod> engine, InvalidCaseSpec spec)
+    {
+        // The batch comes from the valid case (a fault layer keeps every shape): building it runs the model once, which
+        // BatchNorm in training mode would refuse for a single sample.
+        using var batch = spec.Valid.ToGradientCase().Create(Exact);
+        using var model = spec.Architecture.Build(spec.Valid.Seed);
+        model.to(Exact);
+        using var scope = NewDisposeScope();
+        var (inputs, targets) = spec.Fault == Fault.EmptyBatch
+            ? (batch.Inputs.narrow(0, 0, 0), batch.Targets.narrow(0, 0, 0))
+            : (batch.Inputs, batch.Targets);
+        var error = Assert.Throws<PerSampleGradientsException>(() => engine().Compute(model, inputs, targets, batch.Loss).Dispose());
+        Assert.Equal(spec.Expected, error.Problem);
+    }
+
+    // Runs the engine on the batch reindexed by `index` and compares with its gradients on the batch, reindexed alike.
+    private static void Reindexed(Func<IPerSampleGradientMethod> engine, GradientProblem problem, Tensor index, string what)
+    {
+        using var original = problem.Run(engine());
+        using var expected = Map(original, $"{original.Method} reindexed", g => g.index_select(0, index));
+        using var actual = engine().Compute(problem.Model, problem.Inputs.index_select(0, index), problem.Targets.index_select(0, index), problem.Loss);
+        using var labelled = Map(actual, $"{actual.Method} on the {what}", g => g.clone());
+        GradientAssert.Agree(labelled, expected, Exact);
+    }
+
+    // The gradient of sum_i L_i for the whole batch with one ordinary backward, as a result with N = 1.
+    private static PerSampleGradients BatchGradientOfTheSummedLoss(GradientProblem problem)
+    {
+        using var scope = NewDisposeScope();
+        var trainable = ModelInspection.TrainableParameters(problem.Model);
+        var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+        long n = problem.Inputs.shape[0];
+        var batchLoss = problem.Loss.BatchLoss(problem.Model.call(problem.Inputs), problem.Targets);
+        var summed = problem.Loss.Reduction == LossReduction.Mean ? batchLoss * n : batchLoss;
+        autograd.backward([summed], inputs: parameters);
+        var gradients = trainable.Select(p =>
+        {
+            using var grad = p.Parameter.grad;
+            var value = grad is null ? zeros_like(p.Parameter) : grad.detach().clone();
+            p.Parameter.grad = null;
+            return (p.Name, value.unsqueeze(0));
+        }).ToList();
+        return new PerSampleGradients("batch gradient of sum_i L_i", 1, gradients);
+    }
+
+    private static PerSampleGradients Map(PerSampleGradients source, string method, Func<Tensor, Tensor> map)
+    {
+        using var scope = NewDisposeScope();
+        var mapped = source.Entries.Select(e => (e.Name, map(e.Gradient))).ToList();
+        return new PerSampleGradients(method, mapped[0].Item2.shape[0], mapped);
+    }
+}

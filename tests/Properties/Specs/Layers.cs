@@ -1,0 +1,335 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Tests.Specs;
+
+/// <summary>Linear on the last dimension of features <c>[F]</c> or tokens <c>[T, F]</c>.</summary>
+public sealed record LinearSpec(long Out, bool Bias = true) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) => input.Kind switch
+    {
+        ShapeKind.Features => SampleShape.Features(Out),
+        ShapeKind.Tokens => input.With(input.Dims[0], Out),
+        _ => null,
+    };
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => Linear(input.Channels, Out, hasBias: Bias);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"Linear({input.Channels}->{Out}{(Bias ? "" : ",nobias")})";
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        if (Out > 1) yield return this with { Out = 1 };
+        if (Out > 2) yield return this with { Out = Out - 1 };
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input) =>
+        input.Kind == ShapeKind.Tokens ? ["linear-3d"] : Out != input.Channels ? ["linear-nonsquare"] : [];
+}
+
+/// <summary>Conv1d on signals <c>[C, L]</c> or Conv2d on images <c>[C, H, W]</c>, square kernel, zero padding.</summary>
+public sealed record ConvSpec(int SpatialDims, long Out, long Kernel, long Stride, long Padding, long Dilation, long Groups,
+    bool Bias = true) : LayerSpec
+{
+    /// <summary>Whether a spatial size leaves at least one output position.</summary>
+    public static bool Fits(long size, long kernel, long padding, long dilation) => size + 2 * padding >= dilation * (kernel - 1) + 1;
+
+    /// <summary>PyTorch's output size.</summary>
+    public static long OutputSize(long size, long kernel, long stride, long padding, long dilation) =>
+        (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input)
+    {
+        var kind = SpatialDims == 1 ? ShapeKind.Signal : ShapeKind.Image;
+        if (input.Kind != kind || Groups < 1 || input.Channels % Groups != 0 || Out % Groups != 0) return null;
+        if (input.Spatial.Any(s => !Fits(s, Kernel, Padding, Dilation))) return null;
+        return input.With([Out, .. input.Spatial.Select(s => OutputSize(s, Kernel, Stride, Padding, Dilation))]);
+    }
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => SpatialDims == 1
+        ? Conv1d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups, bias: Bias)
+        : Conv2d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups, bias: Bias);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) =>
+        $"Conv{SpatialDims}d({input.Channels}->{Out},k{Kernel},s{Stride},p{Padding},d{Dilation},g{Groups}{(Bias ? "" : ",nobias")})";
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        if (Groups > 1) yield return this with { Groups = 1 };
+        if (Dilation > 1) yield return this with { Dilation = 1 };
+        if (Stride > 1) yield return this with { Stride = 1 };
+        if (Padding > 0) yield return this with { Padding = Padding - 1 };
+        if (Kernel > 1) yield return this with { Kernel = Kernel - 1 };
+        if (Out > Groups) yield return this with { Out = Groups };
+        if (Out > 2 * Groups) yield return this with { Out = Out - Groups };
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input)
+    {
+        yield return $"conv{SpatialDims}d";
+        if (Dilation > 1 && Kernel > 1) yield return $"conv{SpatialDims}d-dilated";
+        if (Groups > 1) yield return "conv-grouped";
+    }
+}
+
+/// <summary>
+/// GroupNorm over the channel dimension of signals or images (TorchSharp's GroupNorm refuses 2-d inputs), each group
+/// normalising at least <see cref="LayerSpec.MinimumNormalizedValues"/> values.
+/// </summary>
+public sealed record GroupNormSpec(long Groups) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.Kind is ShapeKind.Signal or ShapeKind.Image && Groups >= 1 && input.Channels % Groups == 0
+        && input.Elements / Groups >= LayerSpec.MinimumNormalizedValues
+            ? input
+            : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => GroupNorm(Groups, input.Channels);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"GroupNorm({Groups},{input.Channels})";
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        if (Groups > 1) yield return this with { Groups = 1 };
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input) =>
+        Groups > 1 && Groups < input.Channels ? ["groupnorm-several-groups-of-several-channels"] : ["groupnorm"];
+}
+
+/// <summary>
+/// LayerNorm over the last dimension (features, a token's features, a signal's or an image's last axis) of at least
+/// <see cref="LayerSpec.MinimumNormalizedValues"/> values.
+/// </summary>
+public sealed record LayerNormSpec : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.IsFloating && input.Dims[^1] >= LayerSpec.MinimumNormalizedValues ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => LayerNorm(input.Dims[^1]);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"LayerNorm({input.Dims[^1]})";
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input) => ["layernorm"];
+}
+
+/// <summary>The token front end: Embedding(vocabulary, width), optionally with <c>padding_idx = 0</c>.</summary>
+public sealed record EmbeddingSpec(long Width, bool PaddingZero) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.Kind == ShapeKind.TokenIds ? new SampleShape(ShapeKind.Tokens, [input.Dims[0], Width]) : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) =>
+        Embedding(input.Vocabulary, Width, padding_idx: PaddingZero ? 0 : null);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"Embedding({input.Vocabulary},{Width}{(PaddingZero ? ",pad0" : "")})";
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        if (Width > 1) yield return this with { Width = Width - 1 };
+        if (PaddingZero) yield return this with { PaddingZero = false };
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input) => [PaddingZero ? "embedding-padding" : "embedding"];
+}
+
+/// <summary>An elementwise activation.</summary>
+public enum ActivationKind
+{
+    /// <summary>max(0, x).</summary>
+    ReLU,
+    /// <summary>tanh.</summary>
+    Tanh,
+    /// <summary>GELU.</summary>
+    GELU,
+}
+
+/// <summary>An activation: any floating shape.</summary>
+public sealed record ActivationSpec(ActivationKind Kind) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) => input.IsFloating ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => Kind switch
+    {
+        ActivationKind.ReLU => ReLU(),
+        ActivationKind.Tanh => Tanh(),
+        _ => GELU(),
+    };
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => Kind.ToString();
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        if (Kind != ActivationKind.Tanh) yield return this with { Kind = ActivationKind.Tanh };
+    }
+}
+
+/// <summary>Max or average pooling with kernel and stride 2 over a signal's or an image's spatial dimensions.</summary>
+public sealed record PoolSpec(bool Max) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.Kind is ShapeKind.Signal or ShapeKind.Image && input.Spatial.All(s => s >= 2)
+            ? input.With([input.Channels, .. input.Spatial.Select(s => s / 2)])
+            : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => (input.Kind, Max) switch
+    {
+        (ShapeKind.Signal, true) => MaxPool1d(2),
+        (ShapeKind.Signal, false) => AvgPool1d(2),
+        (_, true) => MaxPool2d(2),
+        _ => AvgPool2d(2),
+    };
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"{(Max ? "Max" : "Avg")}Pool{input.Spatial.Length}d(2)";
+}
+
+/// <summary>Flatten to features.</summary>
+public sealed record FlattenSpec : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.IsFloating && input.Kind != ShapeKind.Features ? SampleShape.Features(input.Elements) : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => Flatten();
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => "Flatten";
+}
+
+/// <summary>Mean over the tokens: <c>[T, D]</c> to <c>[D]</c>.</summary>
+public sealed record MeanOverTokensSpec : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.Kind == ShapeKind.Tokens ? SampleShape.Features(input.Dims[1]) : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => new MeanOverTokens();
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => "MeanOverTokens";
+}
+
+/// <summary><c>x + body(x)</c>; the body must keep the shape.</summary>
+public sealed record ResidualSpec(IReadOnlyList<LayerSpec> Body) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        Body.Count > 0 && Walk(input, Body) is { } shapes && shapes[^1].SameAs(input) ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input)
+    {
+        var shapes = Walk(input, Body)!;
+        return new ResidualBlock(Sequential(Body.Select((layer, i) => ($"{i}", layer.Build(shapes[i]))).ToArray()));
+    }
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input)
+    {
+        var shapes = Walk(input, Body)!;
+        return $"Residual[{string.Join("+", Body.Select((layer, i) => layer.Describe(shapes[i])))}]";
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler()
+    {
+        for (int i = 0; i < Body.Count; i++)
+        {
+            if (Body.Count > 1) yield return new ResidualSpec([.. Body.Take(i), .. Body.Skip(i + 1)]);
+            foreach (var simpler in Body[i].Simpler())
+                yield return new ResidualSpec([.. Body.Take(i), simpler, .. Body.Skip(i + 1)]);
+        }
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input)
+    {
+        var shapes = Walk(input, Body)!;
+        return ["residual", .. Body.SelectMany((layer, i) => layer.Exercises(shapes[i]))];
+    }
+}
+
+/// <summary>One module applied twice, <c>m(tanh(m(x)))</c> (weight sharing); it must keep the shape.</summary>
+public sealed record SharedTwiceSpec(LayerSpec Shared) : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) => Shared.Apply(input) is { } output && output.SameAs(input) ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => new AppliedTwice(Shared.Build(input));
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => $"Twice[{Shared.Describe(input)}]";
+
+    /// <inheritdoc/>
+    public override IEnumerable<LayerSpec> Simpler() => Shared.Simpler().Select(s => new SharedTwiceSpec(s));
+
+    /// <inheritdoc/>
+    public override IEnumerable<string> Exercises(SampleShape input) => ["shared-module", .. Shared.Exercises(input)];
+}
+
+/// <summary>Fault: BatchNorm in training mode (invalid for every method).</summary>
+public sealed record BatchNormInTrainingSpec : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) =>
+        input.Kind is ShapeKind.Features or ShapeKind.Signal or ShapeKind.Image ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) =>
+        input.Kind == ShapeKind.Image ? BatchNorm2d(input.Channels) : BatchNorm1d(input.Channels);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) =>
+        $"BatchNorm{(input.Kind == ShapeKind.Image ? 2 : 1)}d({input.Channels},train)";
+
+    /// <inheritdoc/>
+    public override bool StaysInTraining => true;
+}
+
+/// <summary>Fault: a trainable layer no engine has a rule for (PReLU's slope).</summary>
+public sealed record UnsupportedTrainableSpec : LayerSpec
+{
+    /// <inheritdoc/>
+    public override SampleShape? Apply(SampleShape input) => input.IsFloating ? input : null;
+
+    /// <inheritdoc/>
+    public override Module<Tensor, Tensor> Build(SampleShape input) => PReLU(1);
+
+    /// <inheritdoc/>
+    public override string Describe(SampleShape input) => "PReLU";
+}
