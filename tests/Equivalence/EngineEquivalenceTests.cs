@@ -112,7 +112,8 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
     [Theory]
     [InlineData(ConvolutionStrategy.GroupedConvolution)]
     [InlineData(ConvolutionStrategy.UnfoldMatmul)]
-    public void Both_convolution_routes_agree_with_the_oracle_on_every_convolution_case(ConvolutionStrategy strategy)
+    [InlineData(ConvolutionStrategy.SharedValueUnfold)]
+    public void Every_convolution_route_agrees_with_the_oracle_on_every_convolution_case(ConvolutionStrategy strategy)
     {
         foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("conv", StringComparison.Ordinal) || c.Id.Contains("cnn", StringComparison.Ordinal)))
         {

@@ -13,8 +13,10 @@ namespace PerSampleGrads.Runtime;
 /// memory (<c>M_TRIM_THRESHOLD</c> at its maximum), so the next call reuses pages already mapped. The price: the
 /// process keeps its peak memory until it exits. The same is done for a Python process with the environment variables
 /// <c>MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647</c> (see <see cref="EnvironmentVariables"/>).</para>
-/// <para>Process-wide and opt-in: the library never changes it on its own. The command line applies it for
-/// <c>bench</c> and <c>compare</c> unless <c>--heap system</c> is given, and says so.</para>
+/// <para>Process-wide and opt-in: the library never changes it on its own; the command line applies it only for
+/// <c>--heap retain</c>. Measured with ResNet-18 at N = 32 (docs/benchmarks.md, "The heap"): the functional engine
+/// settles at a fixed footprint and stops faulting, but the hook engine's mix of large temporaries fragments the heap,
+/// which then grows by about 290 MB per call: an experiment for measurements, not a setting for training runs.</para>
 /// </remarks>
 public static partial class CpuHeap
 {

@@ -51,8 +51,8 @@ internal static class Choices
 
     public static Option<string> Heap() => new Option<string>("--heap")
     {
-        Description = "retain: keep freed memory in glibc's heap so that large per-sample results reuse mapped pages (the default here); system: glibc's default (large blocks unmapped on free, page faults on every call).",
-        DefaultValueFactory = _ => "retain",
+        Description = "system: glibc's default (large blocks are unmapped when freed, so every call page-faults its fresh result); retain: keep freed memory in glibc's heap so later calls can reuse mapped pages (an experiment: the heap may grow with fragmentation, see docs/benchmarks.md).",
+        DefaultValueFactory = _ => "system",
     }.AcceptOnlyFromAmong("retain", "system");
 
     public static void ApplyHeap(string? choice)

@@ -11,6 +11,12 @@ public enum ConvolutionStrategy
     GroupedConvolution,
     /// <summary>im2col (unfold) and one batched matrix product per sample and group.</summary>
     UnfoldMatmul,
+    /// <summary>
+    /// The layer's own convolution with the shared weight gives the value and the input's gradient (the per-sample
+    /// copies all equal that weight); unfold + batched product with the per-sample copies forms a term <c>t - t.detach()</c>,
+    /// zero in value, whose gradient is each sample's weight gradient. Autograd still does every reduction.
+    /// </summary>
+    SharedValueUnfold,
 }
 
 /// <summary>
@@ -21,10 +27,22 @@ public sealed class SampleParameters
 {
     private readonly Dictionary<string, Tensor> _byLocalName;
 
-    internal SampleParameters(Dictionary<string, Tensor> byLocalName) => _byLocalName = byLocalName;
+    internal SampleParameters(Dictionary<string, Tensor> byLocalName, Dictionary<string, Tensor> sharedByLocalName)
+    {
+        _byLocalName = byLocalName;
+        _sharedByLocalName = sharedByLocalName;
+    }
+
+    private readonly Dictionary<string, Tensor> _sharedByLocalName;
 
     /// <summary>The parameter by local name (<c>weight</c>, <c>bias</c>), or null when the layer has none.</summary>
     public Tensor? this[string local] => _byLocalName.GetValueOrDefault(local);
+
+    /// <summary>
+    /// The parameter's own value (detached, not per sample), or null when the layer has none: every per-sample copy
+    /// equals it, so a layer may compute its output's value from it.
+    /// </summary>
+    public Tensor? Shared(string local) => _sharedByLocalName.GetValueOrDefault(local);
 }
 
 /// <summary>

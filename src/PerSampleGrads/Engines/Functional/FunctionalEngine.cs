@@ -139,13 +139,15 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     private SampleParameters Parameters(NamedModule named, Dictionary<string, Tensor> leaves, long k)
     {
         var byLocal = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var shared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (local, p) in named.Module.named_parameters(recurse: false))
         {
+            shared[local] = p.detach();
             byLocal[local] = leaves.TryGetValue(named.Qualify(local), out var leaf)
                 ? Bug == PlantedBug.SharedParameterCopy && k > 1 ? SharedCopy(leaf, k) : leaf
                 : p.detach().unsqueeze(0).expand([k, .. p.shape]);
         }
-        return new SampleParameters(byLocal);
+        return new SampleParameters(byLocal, shared);
     }
 
     // Planted bug: sample 1 reads sample 0's copy.

@@ -7,18 +7,22 @@ using F = TorchSharp.torch.nn.functional;
 namespace PerSampleGrads.Engines.Functional.Layers;
 
 /// <summary>
-/// Conv1d/Conv2d with per-sample weights, by one of two routes (<see cref="ConvolutionStrategy"/>): a grouped
-/// convolution over the whole batch, or unfold + batched matrix product. Which is faster depends on the device and the
-/// layer's shape (see <see cref="Choose"/>).
+/// Conv1d/Conv2d with per-sample weights, by one of three routes (<see cref="ConvolutionStrategy"/>): a grouped
+/// convolution over the whole batch, unfold + batched matrix product, or the shared-value route (the layer's own
+/// convolution for the value and the input gradient, unfold + batched product for the per-sample weight path). Which
+/// is faster depends on the device and the layer's shape (see <see cref="Choose"/>).
 /// </summary>
 public static class ConvolutionForward
 {
     /// <summary>
-    /// Output positions at or below which unfold + matmul beats the grouped convolution on the CPU. Measured with
-    /// ResNet-18's layers at N = 32 on 2 cores (docs/benchmarks.md, "Convolution routes"): unfold wins at 8x8 and
-    /// smaller, the grouped convolution from 16x16 up, where unfold's buffer (C*k*k x positions per sample) grows large.
+    /// Output positions from which the grouped convolution is the CPU's route; below, the shared-value route. Measured
+    /// per ResNet-18 layer at N = 32 on 2 cores (forward and backward; docs/benchmarks.md, "Convolution routes"): from
+    /// 16 positions the grouped convolution is as fast or up to 1.4x faster than unfold; at 2x2 and 1x1 oneDNN's grouped
+    /// kernels with N*C groups collapse (25x slower than unfold at 1x1), and the shared-value route is 1.8-2x faster than
+    /// plain unfold because the input gradient comes from the layer's own convolution instead of per-sample products
+    /// and col2im.
     /// </summary>
-    public const long CpuUnfoldMaxPositions = 64;
+    public const long CpuGroupedMinPositions = 16;
 
     /// <summary>The batched forward.</summary>
     public static Tensor Forward(FunctionalCall call)
@@ -32,10 +36,19 @@ public static class ConvolutionForward
         long outH = OutputSize(padded.shape[2], zeros.H, geometry.Kernel.H, geometry.Stride.H, geometry.Dilation.H);
         long outW = OutputSize(padded.shape[3], zeros.W, geometry.Kernel.W, geometry.Stride.W, geometry.Dilation.W);
 
-        var y = Choose(call.Convolution, call.Input.device, outH * outW) == ConvolutionStrategy.GroupedConvolution
-            ? Grouped(padded, zeros, weight, geometry, conv, k)
-            : Unfolded(padded, zeros, weight, geometry, conv, k, outH, outW);
-        if (bias is not null) y = y + bias.reshape(k, conv.out_channels, 1, 1);
+        var strategy = Choose(call.Convolution, call.Input.device, outH * outW);
+        Tensor y;
+        if (strategy == ConvolutionStrategy.SharedValueUnfold)
+        {
+            y = SharedValue(padded, zeros, call.Parameters, geometry, conv, k, outH, outW);
+        }
+        else
+        {
+            y = strategy == ConvolutionStrategy.GroupedConvolution
+                ? Grouped(padded, zeros, weight, geometry, conv, k)
+                : Unfolded(padded, zeros, weight, geometry, conv, k, outH, outW);
+            if (bias is not null) y = y + bias.reshape(k, conv.out_channels, 1, 1);
+        }
         return geometry.SpatialDims == 1 ? y.squeeze(2) : y;
     }
 
@@ -43,7 +56,7 @@ public static class ConvolutionForward
     public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device, long positions) => requested switch
     {
         ConvolutionStrategy.Auto when device.type == DeviceType.CUDA => ConvolutionStrategy.GroupedConvolution,
-        ConvolutionStrategy.Auto => positions <= CpuUnfoldMaxPositions ? ConvolutionStrategy.UnfoldMatmul : ConvolutionStrategy.GroupedConvolution,
+        ConvolutionStrategy.Auto => positions >= CpuGroupedMinPositions ? ConvolutionStrategy.GroupedConvolution : ConvolutionStrategy.SharedValueUnfold,
         _ => requested,
     };
 
@@ -64,6 +77,35 @@ public static class ConvolutionForward
             weight.reshape(k, g.Groups, conv.out_channels / g.Groups, perGroup),
             columns.reshape(k, g.Groups, perGroup, columns.shape[2]));
         return y.reshape(k, conv.out_channels, outH, outW);
+    }
+
+    // value: the layer's convolution with the shared weight and bias (its backward gives the input's gradient);
+    // plus, per trainable parameter, t - t.detach() with t computed from the per-sample copies: zero in value,
+    // gradient exactly the per-sample one. With one output position the product is an elementwise multiply and a sum,
+    // whose backward is a broadcast multiply, 2x faster on the CPU than the batched matrix product's.
+    private static Tensor SharedValue(Tensor padded, (long H, long W) zeros, SampleParameters parameters, ConvolutionGeometry g,
+        Convolution conv, long k, long outH, long outW)
+    {
+        var y = F.conv2d(padded, parameters.Shared("weight")!.reshape(conv.out_channels, -1, g.Kernel.H, g.Kernel.W),
+            parameters.Shared("bias"), [g.Stride.H, g.Stride.W], [zeros.H, zeros.W], [g.Dilation.H, g.Dilation.W], g.Groups);
+        var weight = parameters["weight"]!;
+        if (weight.requires_grad)
+        {
+            var columns = F.unfold(padded.detach(), g.Kernel, g.Dilation, zeros, g.Stride);
+            long perGroup = columns.shape[1] / g.Groups, positions = columns.shape[2];
+            var w = weight.reshape(k, g.Groups, conv.out_channels / g.Groups, perGroup);
+            var t = positions == 1
+                ? (w * columns.reshape(k, g.Groups, 1, perGroup)).sum(dim: 3)
+                : matmul(w, columns.reshape(k, g.Groups, perGroup, positions));
+            t = t.reshape(k, conv.out_channels, outH, outW);
+            y = y + (t - t.detach());
+        }
+        if (parameters["bias"] is { requires_grad: true } bias)
+        {
+            var b = bias.reshape(k, conv.out_channels, 1, 1);
+            y = y + (b - b.detach());
+        }
+        return y;
     }
 
     private static long OutputSize(long paddedSize, long zeroPadding, long kernel, long stride, long dilation) =>
