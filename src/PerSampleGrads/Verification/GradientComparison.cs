@@ -57,20 +57,17 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
         double largest = expected.Entries.Select(e => MaxAbs(e.Gradient)).DefaultIfEmpty(0).Max();
         var parameters = new List<ParameterComparison>();
         foreach (var name in expected.Names.Where(actual.Contains))
-            parameters.Add(CompareOne(name, actual[name], expected[name], tolerance.Relative, largest));
+            parameters.Add(CompareOne(name, actual[name], expected[name], tolerance, largest));
         return new GradientComparison(actual.Method, expected.Method, tolerance, parameters, missing, unexpected);
     }
 
     /// <summary>
     /// The scale a parameter's errors are divided by: its largest reference value, but at least
-    /// <see cref="ScaleFloor"/> times the largest reference value of the whole model. A parameter whose exact gradient
-    /// is zero (a bias cancelled by a following GroupNorm with one channel per group, or by InstanceNorm) holds only
-    /// rounding noise, whose size follows the computation's scale, not its own.
+    /// <paramref name="floor"/> (<see cref="Tolerance.ScaleFloor"/>) times the largest reference value of the whole
+    /// model. A parameter whose exact gradient is zero (a bias cancelled by a following GroupNorm with one channel per
+    /// group, or by InstanceNorm) holds only rounding noise, whose size follows the computation's scale, not its own.
     /// </summary>
-    public static double ScaleOf(double parameterMax, double modelMax) => Math.Max(parameterMax, ScaleFloor * modelMax);
-
-    /// <summary>Fraction of the model's largest gradient element below which a parameter is judged against that floor.</summary>
-    public const double ScaleFloor = 1e-2;
+    public static double ScaleOf(double parameterMax, double modelMax, double floor) => Math.Max(parameterMax, floor * modelMax);
 
     private static double MaxAbs(Tensor t)
     {
@@ -78,8 +75,9 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
         return t.abs().max().to(ScalarType.Float64).item<double>();
     }
 
-    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, double tolerance, double modelMax)
+    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, Tolerance policy, double modelMax)
     {
+        double tolerance = policy.Relative;
         using var scope = NewDisposeScope();
         var e = expected.to(ScalarType.Float64);
         double norm = e.reshape(e.shape[0], -1).norm(1).mean().item<double>();
@@ -89,7 +87,7 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
         var perSample = (a - e).abs().reshape(e.shape[0], -1).max(1).values;
         var worst = perSample.argmax().item<long>();
         double maxAbs = perSample[worst].item<double>();
-        double scale = ScaleOf(e.abs().max().item<double>(), modelMax);
+        double scale = ScaleOf(e.abs().max().item<double>(), modelMax, policy.ScaleFloor);
         double relative = scale > 0 ? maxAbs / scale : maxAbs == 0 ? 0 : double.PositiveInfinity;
         return new ParameterComparison(name, expected.shape, actual.shape, maxAbs, relative, worst, norm, tolerance);
     }
