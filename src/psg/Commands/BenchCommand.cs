@@ -92,16 +92,16 @@ internal static class BenchCommand
         {
             var settings = template with { BatchSize = n };
             List<BenchTiming> timings = null!;
-            AnsiConsole.Status().Start($"N = {n}: warming up", status =>
+            Quiet.Status($"N = {n}: warming up", status =>
             {
                 using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
-                    progress: (name, round) => status.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
+                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
             });
             PyTorchTimings? peers = null;
             if (withPyTorch)
             {
-                AnsiConsole.Status().Start($"N = {n}: PyTorch", _ =>
+                Quiet.Status($"N = {n}: PyTorch", _ =>
                 {
                     using var model = CompareRun.Build(settings, settings.DType);
                     var (x, y) = CompareRun.Batch(settings, settings.DType);

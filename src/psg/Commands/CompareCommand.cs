@@ -73,8 +73,8 @@ internal static class CompareCommand
         PrecisionDiagnosis? diagnosis = null;
         if (diagnose)
         {
-            AnsiConsole.Status().Start("diagnosing precision", status =>
-                diagnosis = PrecisionDiagnosis.Run(settings, step => status.Status($"diagnosing precision: {step}")));
+            Quiet.Status("diagnosing precision", status =>
+                diagnosis = PrecisionDiagnosis.Run(settings, step => status?.Status($"diagnosing precision: {step}")));
             AnsiConsole.Write(DiagnosisTable(diagnosis!));
             AnsiConsole.MarkupLine($"[bold]Diagnosis:[/] {Markup.Escape(diagnosis!.Sentence)}");
         }

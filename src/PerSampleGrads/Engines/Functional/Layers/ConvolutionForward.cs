@@ -14,15 +14,6 @@ namespace PerSampleGrads.Engines.Functional.Layers;
 /// </summary>
 public static class ConvolutionForward
 {
-    /// <summary>
-    /// Output positions from which the grouped convolution is the CPU's route; below, the shared-value route. Measured
-    /// per ResNet-18 layer at N = 32 on 2 cores (forward and backward; docs/benchmarks.md, "Convolution routes"): from
-    /// 16 positions the grouped convolution is as fast or up to 1.4x faster than unfold; at 2x2 and 1x1 oneDNN's grouped
-    /// kernels with N*C groups collapse (25x slower than unfold at 1x1), and the shared-value route is 1.8-2x faster than
-    /// plain unfold because the input gradient comes from the layer's own convolution instead of per-sample products
-    /// and col2im.
-    /// </summary>
-    public const long CpuGroupedMinPositions = 16;
 
     /// <summary>The batched forward.</summary>
     public static Tensor Forward(FunctionalCall call)
@@ -36,7 +27,7 @@ public static class ConvolutionForward
         long outH = OutputSize(padded.shape[2], zeros.H, geometry.Kernel.H, geometry.Stride.H, geometry.Dilation.H);
         long outW = OutputSize(padded.shape[3], zeros.W, geometry.Kernel.W, geometry.Stride.W, geometry.Dilation.W);
 
-        var strategy = Choose(call.Convolution, call.Input.device, outH * outW);
+        var strategy = Choose(call.Convolution, call.Input.device);
         Tensor y;
         if (strategy == ConvolutionStrategy.SharedValueUnfold)
         {
@@ -52,11 +43,17 @@ public static class ConvolutionForward
         return geometry.SpatialDims == 1 ? y.squeeze(2) : y;
     }
 
-    /// <summary>The route for a layer with <paramref name="positions"/> output positions on <paramref name="device"/>.</summary>
-    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device, long positions) => requested switch
+    /// <summary>
+    /// The route on <paramref name="device"/> when <paramref name="requested"/> is <see cref="ConvolutionStrategy.Auto"/>. On the CPU
+    /// the shared-value route, measured fastest for the whole ResNet-18 at N = 32 and 64 on 2 cores (docs/benchmarks.md,
+    /// "Convolution routes": 0.97 s and 2.15 s, against 1.08 s and 2.24 s choosing the grouped convolution from 4x4
+    /// outputs up, and 1.36 s and 3.07 s for plain unfold); oneDNN's grouped kernels with N*C groups collapse on small
+    /// outputs (25x slower than unfold at 1x1). On CUDA the grouped convolution (cuDNN), not yet measured there.
+    /// </summary>
+    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device) => requested switch
     {
         ConvolutionStrategy.Auto when device.type == DeviceType.CUDA => ConvolutionStrategy.GroupedConvolution,
-        ConvolutionStrategy.Auto => positions >= CpuGroupedMinPositions ? ConvolutionStrategy.GroupedConvolution : ConvolutionStrategy.SharedValueUnfold,
+        ConvolutionStrategy.Auto => ConvolutionStrategy.SharedValueUnfold,
         _ => requested,
     };
 
