@@ -27,7 +27,7 @@ public static class ConvolutionForward
         long outH = OutputSize(padded.shape[2], zeros.H, geometry.Kernel.H, geometry.Stride.H, geometry.Dilation.H);
         long outW = OutputSize(padded.shape[3], zeros.W, geometry.Kernel.W, geometry.Stride.W, geometry.Dilation.W);
 
-        var strategy = Choose(call.Convolution, call.Input.device);
+        var strategy = Choose(call.Convolution, call.Input.device, outH * outW);
         Tensor y;
         if (strategy == ConvolutionStrategy.SharedValueUnfold)
         {
@@ -44,16 +44,22 @@ public static class ConvolutionForward
     }
 
     /// <summary>
-    /// The route on <paramref name="device"/> when <paramref name="requested"/> is <see cref="ConvolutionStrategy.Auto"/>. On the CPU
-    /// the shared-value route, measured fastest for the whole ResNet-18 at N = 32 and 64 on 2 cores (docs/benchmarks.md,
-    /// "Convolution routes": 0.97 s and 2.15 s, against 1.08 s and 2.24 s choosing the grouped convolution from 4x4
-    /// outputs up, and 1.36 s and 3.07 s for plain unfold); oneDNN's grouped kernels with N*C groups collapse on small
-    /// outputs (25x slower than unfold at 1x1). On CUDA the grouped convolution (cuDNN), not yet measured there.
+    /// Output positions from which the CPU takes the grouped convolution (oneDNN, N*C groups); below, the shared-value
+    /// route. Measured on 2 cores (docs/benchmarks.md, "Convolution routes"): the small CNN's 32x32 and 16x16 layers run
+    /// 1.5x faster grouped; ResNet-18's 8x8 and smaller layers run faster shared-value (the whole model 0.97 s against
+    /// 1.08 s with the grouped route from 4x4 up at N = 32), and grouped kernels collapse at 1x1 (25x slower).
     /// </summary>
-    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device) => requested switch
+    public const long CpuGroupedMinPositions = 256;
+
+    /// <summary>
+    /// The route for a layer with <paramref name="positions"/> output positions on <paramref name="device"/> when
+    /// <paramref name="requested"/> is <see cref="ConvolutionStrategy.Auto"/>. On CUDA the grouped convolution (cuDNN),
+    /// not yet measured there.
+    /// </summary>
+    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device, long positions) => requested switch
     {
         ConvolutionStrategy.Auto when device.type == DeviceType.CUDA => ConvolutionStrategy.GroupedConvolution,
-        ConvolutionStrategy.Auto => ConvolutionStrategy.SharedValueUnfold,
+        ConvolutionStrategy.Auto => positions >= CpuGroupedMinPositions ? ConvolutionStrategy.GroupedConvolution : ConvolutionStrategy.SharedValueUnfold,
         _ => requested,
     };
 
