@@ -95,6 +95,25 @@ public sealed class BadInputTests
         Expect(method, Problem.UnsupportedLayers, model, randn([2, 1, 2, 2, 2]), zeros(2, ScalarType.Int64), "'conv' (Conv3d: weight, bias); 'prelu' (PReLU: weight)");
     }
 
+    [Theory]
+    [InlineData("hooks", "max_norm")]
+    [InlineData("functional", "max_norm")]
+    [InlineData("hooks", "scale_grad_by_freq")]
+    [InlineData("functional", "scale_grad_by_freq")]
+    public void Embedding_options_without_a_per_sample_meaning_are_refused_and_the_table_is_left_as_it_was(string method, string option)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
+            ("embedding", option == "max_norm" ? Embedding(10, 4, max_norm: 0.5) : Embedding(10, 4, scale_grad_by_freq: true)),
+            ("flat", Flatten()), ("head", Linear(12, 2))));
+        var tokens = tensor(new long[] { 1, 2, 3, 4, 5, 6 }).reshape(2, 3);
+        // No probe forward here: a max_norm embedding rewrites its own table on every forward.
+        var before = model.parameters().Select(p => p.detach().clone()).ToList();
+        var error = Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, tokens, zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.UnsupportedLayers, error.Problem);
+        Assert.Contains(option, error.Message, StringComparison.Ordinal);
+        Assert.All(model.parameters().Zip(before), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>()));
+    }
+
     [Fact]
     public void Float64_oracle_without_a_factory_explains_why_it_needs_one()
     {
