@@ -5,6 +5,61 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines;
 
+/// <summary>Options every engine has.</summary>
+public record EngineOptions
+{
+    /// <summary>Device the computation must run on; null runs where the model is. The model must already be there.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
+    public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
+}
+
+/// <summary>
+/// A validated call of an engine: inputs and targets on the model's device, the modules that own trainable parameters,
+/// and, until disposed, the guard that restores the model's state and the TF32 setting.
+/// </summary>
+internal sealed class PreparedCall : IDisposable
+{
+    private readonly ModelStateGuard _guard;
+    private readonly Tf32Scope _tf32;
+
+    private PreparedCall(Tensor inputs, Tensor targets, List<(NamedModule Module, List<string> Trainable)> owners,
+        ModelStateGuard guard, Tf32Scope tf32)
+    {
+        Inputs = inputs;
+        Targets = targets;
+        Owners = owners;
+        _guard = guard;
+        _tf32 = tf32;
+    }
+
+    public Tensor Inputs { get; }
+    public Tensor Targets { get; }
+    public List<(NamedModule Module, List<string> Trainable)> Owners { get; }
+
+    /// <summary>
+    /// Everything an engine does before computing, in one place: load check, placement, the one validator, the
+    /// per-layer support check (before any computation), then the model-state guard and the TF32 scope.
+    /// </summary>
+    public static PreparedCall Begin(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
+        EngineOptions options, IReadOnlyCollection<Type> supported, string engine)
+    {
+        TorchRuntime.EnsureLoaded();
+        var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
+        BatchValidator.Validate(model, x, y, loss);
+        var owners = EngineSupport.CheckSupported(model, supported, engine);
+        var guard = ModelStateGuard.Capture(model);
+        return new PreparedCall(x, y, owners, guard, new Tf32Scope(options.Tf32));
+    }
+
+    public void Dispose()
+    {
+        _tf32.Dispose();
+        _guard.Dispose();
+    }
+}
+
 /// <summary>What both engines do before computing: device placement and the per-layer support check.</summary>
 internal static class EngineSupport
 {

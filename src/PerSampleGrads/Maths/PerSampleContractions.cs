@@ -40,6 +40,14 @@ public static class PerSampleContractions
         return product.reshape(n, o, ck / groups);
     }
 
+    /// <summary>
+    /// Per-sample gradients of a per-channel affine <c>y = x_hat * w + b</c> (GroupNorm, InstanceNorm):
+    /// <c>dw[n, c] = sum_spatial g * x_hat</c>, <c>db[n, c] = sum_spatial g</c>. <paramref name="normalized"/> is only
+    /// evaluated when the weight is wanted. Returns (weight, bias), each null when not wanted.
+    /// </summary>
+    public static (Tensor? Weight, Tensor? Bias) PerChannelAffine(Tensor outputGradient, Func<Tensor> normalized, bool weight, bool bias) =>
+        (weight ? SumSpatial(outputGradient * normalized()) : null, bias ? SumSpatial(outputGradient) : null);
+
     /// <summary>Sum over every dimension after the first two: <c>[N, C, ...]</c> to <c>[N, C]</c>.</summary>
     public static Tensor SumSpatial(Tensor t) => t.dim() == 2 ? t : t.reshape(t.shape[0], t.shape[1], -1).sum(dim: 2);
 }

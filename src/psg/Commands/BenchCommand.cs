@@ -17,21 +17,13 @@ internal static class BenchCommand
 
     public static Command Create()
     {
-        var model = Choices.Model(ModelZoo.SmallCnn.Name);
+        var workload = new WorkloadOptions(ModelZoo.SmallCnn.Name);
         var batchSizes = new Option<string>("--batch-sizes", "-n") { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "32" };
         var sweep = new Option<bool>("--sweep") { Description = "Sweep N over 16, 32, 64, 128, 256 so that cost growth with N shows." };
         var preset = new Option<string?>("--preset") { Description = "seed: the seed benchmark's workload (resnet18-gn, N = 128, float32, TF32 off, CUDA)." }
             .AcceptOnlyFromAmong("seed");
         var repeats = new Option<int>("--repeats", "-r") { Description = "Timed repeats per contender (interleaved).", DefaultValueFactory = _ => 7 };
         var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.", DefaultValueFactory = _ => 2 };
-        var seed = Choices.Seed();
-        var device = Choices.Device();
-        var dtype = Choices.DType();
-        var tf32 = Choices.Tf32();
-        var loss = Choices.Loss();
-        var reduction = Choices.Reduction();
-        var threads = Choices.Threads();
-        var heap = Choices.Heap();
         var methods = new Option<string>("--methods")
         {
             Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
@@ -46,23 +38,21 @@ internal static class BenchCommand
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            model, batchSizes, sweep, preset, repeats, warmUp, seed, device, dtype, tf32, loss, reduction, threads, heap, methods, chunkSize, peers, json,
+            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json,
         };
+        workload.AddTo(command);
         command.SetAction(parse =>
         {
-            Choices.ApplyThreads(parse.GetValue(threads));
-            Choices.ApplyHeap(parse.GetValue(heap));
+            workload.ApplyToProcess(parse);
             bool seedPreset = parse.GetValue(preset) == "seed";
             var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
-                : seedPreset && parse.GetResult(batchSizes) is null ? [128]
+                : seedPreset && parse.GetResult(batchSizes) is not { Implicit: false } ? [128]
                 : ParseSizes(parse.GetValue(batchSizes)!);
-            var zoo = seedPreset && parse.GetResult(model) is null ? ModelZoo.ResNet18GroupNorm : ModelZoo.Get(parse.GetValue(model)!);
-            var deviceName = seedPreset && parse.GetResult(device) is null ? "cuda" : parse.GetValue(device)!;
+            var zoo = seedPreset && parse.GetResult(workload.Model) is not { Implicit: false } ? ModelZoo.ResNet18GroupNorm : null;
+            var deviceName = seedPreset && parse.GetResult(workload.Device) is not { Implicit: false } ? "cuda" : null;
             int r = parse.GetValue(repeats), w = parse.GetValue(warmUp);
             if (r < 1 || w < 0) throw new ArgumentException("--repeats must be at least 1 and --warmup at least 0.");
-            var template = new CompareSettings(zoo, sizes[0], parse.GetValue(seed), Choices.ParseDevice(deviceName),
-                Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
-                Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!), Choices.EngineNames);
+            var template = workload.Settings(parse, sizes[0], Choices.EngineNames, zoo, deviceName);
             var chunk = parse.GetValue(chunkSize);
             if (chunk is < 1) throw new ArgumentException($"--chunk-size must be at least 1, got {chunk}.");
             bool withPyTorch = parse.GetValue(peers) == "pytorch";

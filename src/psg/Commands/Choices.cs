@@ -6,6 +6,41 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Cli.Commands;
 
+/// <summary>
+/// The options that describe a workload (model, seed, device, arithmetic, loss) and the process (threads, heap), shared
+/// by <c>compare</c> and <c>bench</c>, and their parsing into <see cref="CompareSettings"/>.
+/// </summary>
+internal sealed class WorkloadOptions(string defaultModel)
+{
+    public Option<string> Model { get; } = Choices.Model(defaultModel);
+    public Option<long> Seed { get; } = Choices.Seed();
+    public Option<string> Device { get; } = Choices.Device();
+    public Option<string> DType { get; } = Choices.DType();
+    public Option<string> Tf32 { get; } = Choices.Tf32();
+    public Option<string> Loss { get; } = Choices.Loss();
+    public Option<string> Reduction { get; } = Choices.Reduction();
+    public Option<int?> Threads { get; } = Choices.Threads();
+    public Option<string> Heap { get; } = Choices.Heap();
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { Model, Seed, Device, DType, Tf32, Loss, Reduction, Threads, Heap }) command.Options.Add(option);
+    }
+
+    /// <summary>Applies the process-wide settings (threads, heap); call before building anything.</summary>
+    public void ApplyToProcess(ParseResult parse)
+    {
+        Choices.ApplyThreads(parse.GetValue(Threads));
+        Choices.ApplyHeap(parse.GetValue(Heap));
+    }
+
+    /// <summary>The settings; <paramref name="model"/> and <paramref name="device"/> replace the options' values when given.</summary>
+    public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<string> engines, ZooModel? model = null, string? device = null) =>
+        new(model ?? ModelZoo.Get(parse.GetValue(Model)!), batchSize, parse.GetValue(Seed),
+            Choices.ParseDevice(device ?? parse.GetValue(Device)!), Choices.ParseDType(parse.GetValue(DType)!), parse.GetValue(Tf32) == "on",
+            Choices.ParseLoss(parse.GetValue(Loss)!, parse.GetValue(Reduction)!), engines);
+}
+
 /// <summary>Options shared by the commands, and their parsing into library types.</summary>
 internal static class Choices
 {

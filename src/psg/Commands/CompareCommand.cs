@@ -13,14 +13,8 @@ internal static class CompareCommand
 {
     public static Command Create()
     {
-        var model = Choices.Model(ModelZoo.SmallCnn.Name);
+        var workload = new WorkloadOptions(ModelZoo.SmallCnn.Name);
         var batchSize = new Option<long>("--batch-size", "-n") { Description = "N, the number of samples.", DefaultValueFactory = _ => 8 };
-        var seed = Choices.Seed();
-        var device = Choices.Device();
-        var dtype = Choices.DType();
-        var tf32 = Choices.Tf32();
-        var loss = Choices.Loss();
-        var reduction = Choices.Reduction();
         var engines = new Option<string>("--engines")
         {
             Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.EngineNames)}.",
@@ -28,8 +22,6 @@ internal static class CompareCommand
         };
         var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.json, report.md and one PNG plot per engine into this folder." };
         var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
-        var threads = Choices.Threads();
-        var heap = Choices.Heap();
         var reference = new Option<string?>("--reference")
         {
             Description = "pytorch: also compute PyTorch's per-sample gradients (float64 loop, vmap(grad), ExpandedWeights) on the same weights and batch, and compare both frameworks.",
@@ -37,18 +29,15 @@ internal static class CompareCommand
 
         var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
-            model, batchSize, seed, device, dtype, tf32, loss, reduction, engines, report, diagnose, reference, threads, heap,
+            batchSize, engines, report, diagnose, reference,
         };
+        workload.AddTo(command);
         command.SetAction(parse =>
         {
-            Choices.ApplyThreads(parse.GetValue(threads));
-            Choices.ApplyHeap(parse.GetValue(heap));
+            workload.ApplyToProcess(parse);
             long n = parse.GetValue(batchSize);
             if (n < 1) throw new ArgumentException($"--batch-size must be at least 1, got {n}.");
-            var settings = new CompareSettings(ModelZoo.Get(parse.GetValue(model)!), n, parse.GetValue(seed),
-                Choices.ParseDevice(parse.GetValue(device)!), Choices.ParseDType(parse.GetValue(dtype)!), parse.GetValue(tf32) == "on",
-                Choices.ParseLoss(parse.GetValue(loss)!, parse.GetValue(reduction)!),
-                Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
+            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
             var pytorch = parse.GetValue(reference) == "pytorch" ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() } : null;
             return Run(settings, parse.GetValue(report), parse.GetValue(diagnose), pytorch);
         });

@@ -4,15 +4,9 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
 
-/// <summary>Options of the functional engine.</summary>
-public sealed record FunctionalEngineOptions
+/// <summary>Options of the functional engine: those of every engine (<see cref="EngineOptions"/>) and its own.</summary>
+public sealed record FunctionalEngineOptions : EngineOptions
 {
-    /// <summary>Device the computation must run on; null runs where the model is. The model must already be there.</summary>
-    public Device? Device { get; init; }
-
-    /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
-    public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
-
     /// <summary>
     /// Process the batch in chunks of this many samples (like <c>torch.func.vmap(chunk_size=...)</c>) to bound
     /// memory: activations and per-sample parameter gradients then scale with the chunk, not N. Null: the whole batch.
@@ -61,14 +55,9 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     /// <inheritdoc/>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
-        TorchRuntime.EnsureLoaded();
         using var scope = NewDisposeScope();
-        var (x, y) = EngineSupport.Place(model, inputs, targets, _options.Device);
-        BatchValidator.Validate(model, x, y, loss);
-        var owners = EngineSupport.CheckSupported(model, (IReadOnlyCollection<Type>)_forwards.Keys, Name);
-
-        using var guard = ModelStateGuard.Capture(model);
-        using var tf32 = new Tf32Scope(_options.Tf32);
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_forwards.Keys, Name);
+        var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
         long n = x.shape[0];
         long chunk = Math.Min(_options.ChunkSize ?? n, n);
         var trainable = ModelInspection.TrainableParameters(model);

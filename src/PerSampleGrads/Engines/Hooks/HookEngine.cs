@@ -4,15 +4,8 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Hooks;
 
-/// <summary>Options of the hook engine.</summary>
-public sealed record HookEngineOptions
-{
-    /// <summary>Device the computation must run on; null runs where the model is. The model must already be there.</summary>
-    public Device? Device { get; init; }
-
-    /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
-    public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
-}
+/// <summary>Options of the hook engine: those of every engine (<see cref="EngineOptions"/>).</summary>
+public sealed record HookEngineOptions : EngineOptions;
 
 /// <summary>
 /// Opacus-style per-sample gradients in one forward and one backward: forward hooks capture each trainable layer's
@@ -51,14 +44,9 @@ public sealed class HookEngine : IPerSampleGradientMethod
     /// <inheritdoc/>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
-        TorchRuntime.EnsureLoaded();
         using var scope = NewDisposeScope();
-        var (x, y) = EngineSupport.Place(model, inputs, targets, _options.Device);
-        BatchValidator.Validate(model, x, y, loss);
-        var owners = EngineSupport.CheckSupported(model, (IReadOnlyCollection<Type>)_rules.Keys, Name);
-
-        using var guard = ModelStateGuard.Capture(model);
-        using var tf32 = new Tf32Scope(_options.Tf32);
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_rules.Keys, Name);
+        var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
         var calls = new List<CapturedCall>();
         try
         {

@@ -15,11 +15,9 @@ public static class GroupNormRule
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var norm = (GroupNorm)call.Layer;
-        if (sink.Wants("weight"))
-        {
-            var normalized = F.group_norm(call.Input, norm.num_groups, eps: norm.eps);
-            sink.Add("weight", SumSpatial(call.OutputGradient * normalized));
-        }
-        if (sink.Wants("bias")) sink.Add("bias", SumSpatial(call.OutputGradient));
+        var (weight, bias) = PerChannelAffine(call.OutputGradient, () => F.group_norm(call.Input, norm.num_groups, eps: norm.eps),
+            sink.Wants("weight"), sink.Wants("bias"));
+        if (weight is not null) sink.Add("weight", weight);
+        if (bias is not null) sink.Add("bias", bias);
     }
 }

@@ -14,12 +14,9 @@ public static class InstanceNormRule
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var norm = (InstanceNorm)call.Layer;
-        if (sink.Wants("weight"))
-        {
-            var normalized = Normalize(norm, call.Input);
-            sink.Add("weight", SumSpatial(call.OutputGradient * normalized));
-        }
-        if (sink.Wants("bias")) sink.Add("bias", SumSpatial(call.OutputGradient));
+        var (weight, bias) = PerChannelAffine(call.OutputGradient, () => Normalize(norm, call.Input), sink.Wants("weight"), sink.Wants("bias"));
+        if (weight is not null) sink.Add("weight", weight);
+        if (bias is not null) sink.Add("bias", bias);
     }
 
     /// <summary>The affine-free normalised input, as the module computes it in its current mode.</summary>
