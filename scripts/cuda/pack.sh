@@ -15,9 +15,9 @@ dir=${1:-.gpu}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
-# Every project that builds an executable: OutputType Exe, or an xunit v3 test project (self-running).
+# Every project that builds an executable (OutputType Exe): the command line and the xunit v3 test projects.
 mapfile -t projects < <(git ls-files '*.csproj' | while read -r p; do
-  if grep -qiE '<OutputType>\s*Exe\s*</OutputType>|xunit\.v3' "$p"; then echo "$p"; fi
+  if grep -qiE '<OutputType>\s*Exe\s*</OutputType>' "$p"; then echo "$p"; fi
 done)
 [ ${#projects[@]} -gt 0 ] || { echo "pack.sh: no executable project found under $root" >&2; exit 2; }
 
