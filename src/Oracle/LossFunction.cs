@@ -126,12 +126,6 @@ public sealed class LossFunction
     }
 
     /// <summary>
-    /// The factor between the gradient of the declared batch loss and the gradient of <c>sum_i L_i</c>:
-    /// N for <see cref="LossReduction.Mean"/>, 1 for <see cref="LossReduction.Sum"/>.
-    /// </summary>
-    public double PerSampleScale(long batchSize) => Reduction == LossReduction.Mean ? batchSize : 1.0;
-
-    /// <summary>
     /// Checks the whole batch's targets against the model's output (for any number of samples: only the per-sample
     /// shape is compared); throws <see cref="PerSampleGradientsException"/> naming the problem (wrong shape, class index
     /// out of range, non-integer class targets).

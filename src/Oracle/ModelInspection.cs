@@ -42,6 +42,10 @@ public static class ModelInspection
         return result;
     }
 
+    /// <summary>Zeros shaped as <paramref name="batchSize"/> per-sample gradients of <paramref name="parameter"/>, on its device and in its dtype.</summary>
+    public static Tensor PerSampleZeros(Tensor parameter, long batchSize) =>
+        zeros([batchSize, .. parameter.shape], dtype: parameter.dtype, device: parameter.device);
+
     /// <summary>The element type of the model's floating parameters (Float32 if it has none).</summary>
     public static ScalarType ParameterDType(nn.Module model) =>
         model.parameters().Select(p => p.dtype).Where(t => is_floating_point(t)).DefaultIfEmpty(ScalarType.Float32).First();

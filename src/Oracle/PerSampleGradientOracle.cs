@@ -77,7 +77,7 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         long n = x.shape[0];
         var trainable = ModelInspection.TrainableParameters(model);
         var results = trainable
-            .Select(p => (p.Name, zeros([n, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)))
+            .Select(p => (p.Name, ModelInspection.PerSampleZeros(p.Parameter, n)))
             .ToList();
         var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
 

@@ -53,9 +53,6 @@ public sealed class PerSampleGradients : IDisposable
     /// <summary>Name and gradient pairs in order.</summary>
     public IEnumerable<(string Name, Tensor Gradient)> Entries => _names.Select(n => (n, _byName[n]));
 
-    /// <summary>Total number of gradient elements (N times the number of trainable scalars).</summary>
-    public long ElementCount => _byName.Values.Sum(t => t.numel());
-
     /// <summary>Releases every tensor.</summary>
     public void Dispose()
     {

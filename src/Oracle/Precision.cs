@@ -32,9 +32,6 @@ public sealed class Tf32Scope : IDisposable
         _changed = true;
     }
 
-    /// <summary>Whether TF32 is currently allowed in matrix multiplications or convolutions.</summary>
-    public static bool Tf32Enabled => backends.cuda.matmul.allow_tf32 || backends.cudnn.allow_tf32;
-
     /// <summary>Restores the caller's switches.</summary>
     public void Dispose()
     {

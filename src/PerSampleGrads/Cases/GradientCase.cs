@@ -37,10 +37,6 @@ public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Bui
         }
     }
 
-    /// <summary>The same case with another batch size (the id follows).</summary>
-    public GradientCase WithBatchSize(long batchSize) =>
-        this with { BatchSize = batchSize, Id = Id.Replace($"-B{BatchSize}-", $"-B{batchSize}-", StringComparison.Ordinal) };
-
     private (Tensor Inputs, Tensor Targets) MakeBatch(nn.Module<Tensor, Tensor> model, ScalarType dtype, Device device)
     {
         using var generator = Seeded.Generator(Seed);

@@ -66,7 +66,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             return new PerSampleGradients(Name, n, trainable.Zip(RunChunk(model, x, y, loss, owners, trainable, validateTargets: true))
                 .Select(p => (p.First.Name, p.Second)));
 
-        var results = trainable.Select(p => zeros([n, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)).ToList();
+        var results = trainable.Select(p => ModelInspection.PerSampleZeros(p.Parameter, n)).ToList();
         for (long start = 0; start < n; start += chunk)
         {
             long k = Math.Min(chunk, n - start);
@@ -117,7 +117,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             foreach (var handle in handles) handle.remove();
         }
         return trainable.Select(p => leaves[p.Name].grad
-            ?? zeros([k, .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)).ToList();
+            ?? ModelInspection.PerSampleZeros(p.Parameter, k)).ToList();
     }
 
     // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an

@@ -55,7 +55,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             var trainable = ModelInspection.TrainableParameters(model);
             var result = trainable.Select(p => (p.Name, sums.TryGetValue(p.Name, out var g)
                 ? g
-                : zeros([x.shape[0], .. p.Parameter.shape], dtype: p.Parameter.dtype, device: p.Parameter.device)));
+                : ModelInspection.PerSampleZeros(p.Parameter, x.shape[0])));
             return new PerSampleGradients(Name, x.shape[0], result);
         }
         finally
