@@ -16,10 +16,7 @@ public static class BatchValidator
     /// </summary>
     public static void Validate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(inputs);
-        ArgumentNullException.ThrowIfNull(targets);
-        ArgumentNullException.ThrowIfNull(loss);
+        RequireArguments(model, inputs, targets, loss);
 
         if (inputs.dim() == 0 || inputs.shape[0] == 0)
             throw new PerSampleGradientsException(Problem.EmptyBatch,
@@ -57,6 +54,15 @@ public static class BatchValidator
         if (!SameDevice(inputs.device, device) || !SameDevice(targets.device, device))
             throw new PerSampleGradientsException(Problem.DeviceMismatch,
                 $"The model is on {device} but inputs are on {inputs.device} and targets on {targets.device}: move them with .to({device}).");
+    }
+
+    /// <summary>Throws <see cref="ArgumentNullException"/> naming the first missing argument.</summary>
+    public static void RequireArguments(nn.Module? model, Tensor? inputs, Tensor? targets, LossFunction? loss)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(targets);
+        ArgumentNullException.ThrowIfNull(loss);
     }
 
     /// <summary>Model-only checks: BatchNorm and randomness in training mode.</summary>

@@ -46,6 +46,8 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
         TorchRuntime.EnsureLoaded();
+        BatchValidator.RequireArguments(model, inputs, targets, loss);
+        using var access = ModelAccess.Enter(model, Name);
         BatchValidator.CheckModel(model);
         var modelDType = ModelInspection.ParameterDType(model);
         var modelDevice = ModelInspection.ParameterDevice(model);
@@ -58,13 +60,14 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         var work = copy ? ModelCopy.Create(model, _options.ModelFactory, dtype, device) : model;
         try
         {
-            var x = Convert(inputs, dtype, device);
-            var y = loss.Targets == TargetKind.Values ? Convert(targets, dtype, device) : targets.to(device);
+            using var copyAccess = copy ? ModelAccess.Enter(work, Name) : null;
+            var x = access.Admit(Convert(inputs, dtype, device));
+            var y = access.Admit(loss.Targets == TargetKind.Values ? Convert(targets, dtype, device) : targets.to(device));
             BatchValidator.Validate(work, x, y, loss);
             using var guard = ModelStateGuard.Capture(work);
             using var tf32 = new Tf32Scope(_options.Tf32);
-            var result = PerSample(work, x, y, loss);
-            return new PerSampleGradients(Name, x.shape[0], result);
+            var perGroup = ModelAccess.Guard(Name, () => PerSample(work, x, y, loss));
+            return new PerSampleGradients(Name, x.shape[0], ByName(model, work, perGroup));
         }
         finally
         {
@@ -72,14 +75,34 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         }
     }
 
-    private List<(string, Tensor)> PerSample(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss)
+    // One gradient per distinct parameter of the model computed on, reported under every name the caller's model
+    // lists. A copy may untie what the caller's model ties (TorchSharp's to() replaces parameters one module at a
+    // time): the gradient of a tied tensor is the sum over its uses, so the copy's tensors of one caller group add up.
+    private static IEnumerable<(string, Tensor)> ByName(nn.Module model, nn.Module work,
+        List<(ParameterGroup Group, Tensor Gradient)> perGroup)
+    {
+        var byName = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int g = 0; g < perGroup.Count; g++)
+            foreach (var name in perGroup[g].Group.Names) byName[name] = g;
+        foreach (var group in ModelInspection.TrainableParameterGroups(model))
+        {
+            var sources = group.Names.Select(n => byName[n]).Distinct().ToList();
+            var total = perGroup[sources[0]].Gradient;
+            foreach (var other in sources.Skip(1)) total = total + perGroup[other].Gradient;
+            yield return (group.Names[0], total);
+            foreach (var alias in group.Names.Skip(1)) yield return (alias, total.alias());
+        }
+    }
+
+    private List<(ParameterGroup, Tensor)> PerSample(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
+        LossFunction loss)
     {
         long n = x.shape[0];
-        var trainable = ModelInspection.TrainableParameters(model);
-        var results = trainable
-            .Select(p => (p.Name, ModelInspection.PerSampleZeros(p.Parameter, n)))
+        var groups = ModelInspection.TrainableParameterGroups(model);
+        var results = groups
+            .Select(g => (g, ModelInspection.PerSampleZeros(g.Parameter, n)))
             .ToList();
-        var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+        var parameters = groups.Select(g => (Tensor)g.Parameter).ToArray();
 
         // backward() (not autograd.grad, whose native errors abort the process) accumulates into .grad: the caller's
         // .grad tensors are set aside for the loop and put back afterwards.

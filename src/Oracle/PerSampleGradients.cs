@@ -33,6 +33,9 @@ public sealed class PerSampleGradients : IDisposable
     /// <summary>Which method computed it (<c>oracle</c>, <c>hooks</c>, <c>functional</c>, ...).</summary>
     public string Method { get; }
 
+    /// <summary>The engine's audit of itself, when it was asked for one (<c>EngineOptions.AuditSamples</c>).</summary>
+    public AuditReport? Audit { get; internal set; }
+
     /// <summary>N, the number of samples.</summary>
     public long BatchSize { get; }
 

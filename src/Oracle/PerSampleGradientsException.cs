@@ -27,6 +27,28 @@ public enum Problem
     InvalidTargets,
     /// <summary>A copy of the model was needed (another dtype or device) and no factory was given.</summary>
     ModelCopyUnavailable,
+    /// <summary>An index into an embedding table is negative or not below its number of rows.</summary>
+    InvalidIds,
+    /// <summary>
+    /// A trainable layer's input does not carry the samples in a dimension the engine can use (e.g. a convolution
+    /// after a transpose that moved the samples out of dimension 0).
+    /// </summary>
+    BatchLayout,
+    /// <summary>
+    /// An operation mixes the samples of the batch (a batch statistic outside BatchNorm): sample i's output depends on
+    /// other samples, which the batched engines cannot separate.
+    /// </summary>
+    SampleMixing,
+    /// <summary>A hook the caller registered on a trainable layer changes its output, or would see an engine's
+    /// stand-in batch.</summary>
+    UserHooks,
+    /// <summary>A trainable parameter reaches the loss outside its layer's hooked call (<c>forward()</c> instead of
+    /// <c>call()</c>, or the tensor used directly), so the engine's hooks cannot see that use.</summary>
+    LayerBypassesHooks,
+    /// <summary>The model's own forward or backward failed; the inner exception says why.</summary>
+    ModelFailed,
+    /// <summary>The audit recomputed samples with the single-sample oracle and the engine disagreed.</summary>
+    AuditFailed,
 }
 
 /// <summary>
@@ -37,6 +59,10 @@ public sealed class PerSampleGradientsException : ArgumentException
 {
     /// <summary>Creates the exception.</summary>
     public PerSampleGradientsException(Problem problem, string message) : base(message) => Problem = problem;
+
+    /// <summary>Creates the exception around the failure that caused it.</summary>
+    public PerSampleGradientsException(Problem problem, string message, Exception inner) : base(message, inner) =>
+        Problem = problem;
 
     /// <summary>Which problem it is, for programs (tests, the command line) that act on it.</summary>
     public Problem Problem { get; }

@@ -66,8 +66,10 @@ public abstract class EngineEquivalenceTests
         using var problem = CaseCatalogue.FromZoo(ModelZoo.SmallCnn, 3).Create(ScalarType.Float32, TestSettings.Device);
         using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
         var failing = LossFunction.PerSample("throws", (_, _) => throw new InvalidOperationException("planted failure"));
-        var error = Assert.Throws<InvalidOperationException>(() => CreateEngine().Compute(problem.Model, problem.Inputs, problem.Targets, failing));
-        Assert.Equal("planted failure", error.Message);
+        var error = Assert.Throws<PerSampleGradientsException>(
+            () => CreateEngine().Compute(problem.Model, problem.Inputs, problem.Targets, failing));
+        Assert.Equal(Problem.ModelFailed, error.Problem);
+        Assert.Equal("planted failure", error.InnerException?.Message);
         Assert.Empty(snapshot.Differences());
     }
 }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Maths;
 using static TorchSharp.torch;
 
@@ -8,28 +9,52 @@ namespace PerSampleGrads.Engines;
 /// <summary>Options every engine has.</summary>
 public record EngineOptions
 {
-    /// <summary>Device the computation must run on; null runs where the model is. The model must already be there.</summary>
+    /// <summary>Device the computation must run on; null runs where the model is. The model must already be
+    /// there.</summary>
     public Device? Device { get; init; }
 
     /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
     public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
+
+    /// <summary>
+    /// How many samples to recompute with the single-sample oracle after each call (0: none). The comparison is
+    /// attached to the result (<see cref="PerSampleGradients.Audit"/>); a disagreement raises
+    /// <see cref="Problem.AuditFailed"/> instead of returning the result. Costs about k/N of the oracle loop.
+    /// </summary>
+    public int AuditSamples { get; init; }
+
+    /// <summary>Seed that chooses the audited samples.</summary>
+    public int AuditSeed { get; init; }
+
+    internal void Validate()
+    {
+        if (AuditSamples < 0)
+            throw new ArgumentOutOfRangeException(nameof(AuditSamples), AuditSamples,
+                "AuditSamples must be 0 (no audit) or a number of samples to recompute.");
+    }
 }
 
 /// <summary>
-/// A validated call of an engine: inputs and targets on the model's device, the modules that own trainable parameters,
-/// and, until disposed, the guard that restores the model's state and the TF32 setting.
+/// A validated call of an engine: exclusive use of the model with gradients on, inputs and targets on the model's
+/// device, the modules that own trainable parameters, the distinct trainable parameters, where each layer's input
+/// keeps the samples, and, until disposed, the guard that restores the model's state and the TF32 setting.
 /// </summary>
 internal sealed class PreparedCall : IDisposable
 {
+    private readonly ModelAccess _access;
     private readonly ModelStateGuard _guard;
     private readonly Tf32Scope _tf32;
 
-    private PreparedCall(Tensor inputs, Tensor targets, List<(NamedModule Module, List<string> Trainable)> owners,
+    private PreparedCall(ModelAccess access, Tensor inputs, Tensor targets,
+        List<(NamedModule Module, List<string> Trainable)> owners, List<ParameterGroup> groups, SampleLayout layout,
         ModelStateGuard guard, Tf32Scope tf32)
     {
+        _access = access;
         Inputs = inputs;
         Targets = targets;
         Owners = owners;
+        Groups = groups;
+        Layout = layout;
         _guard = guard;
         _tf32 = tf32;
     }
@@ -37,37 +62,83 @@ internal sealed class PreparedCall : IDisposable
     public Tensor Inputs { get; }
     public Tensor Targets { get; }
     public List<(NamedModule Module, List<string> Trainable)> Owners { get; }
+    public List<ParameterGroup> Groups { get; }
+    public SampleLayout Layout { get; }
+    public ModelAccess Access => _access;
 
     /// <summary>
-    /// Everything an engine does before computing, in one place: load check, placement, the one validator, the
-    /// per-layer support check (before any computation), then the model-state guard and the TF32 scope.
+    /// Everything an engine does before computing, in one place: load check, exclusive use of the model with
+    /// gradients on, placement, the one validator, the per-layer support check, hooks the caller registered, the
+    /// sample-separation probe (before any computation), then the model-state guard and the TF32 scope.
     /// </summary>
     public static PreparedCall Begin(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
-        EngineOptions options, IReadOnlyCollection<Type> supported, string engine)
+        EngineOptions options, EngineCapabilities capabilities)
     {
         TorchRuntime.EnsureLoaded();
-        var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
-        BatchValidator.Validate(model, x, y, loss);
-        var owners = EngineSupport.CheckSupported(model, supported, engine);
-        var guard = ModelStateGuard.Capture(model);
-        return new PreparedCall(x, y, owners, guard, new Tf32Scope(options.Tf32));
+        BatchValidator.RequireArguments(model, inputs, targets, loss);
+        options.Validate();
+        var access = ModelAccess.Enter(model, capabilities.Engine);
+        try
+        {
+            var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
+            (x, y) = (access.Admit(x), access.Admit(y));
+            BatchValidator.Validate(model, x, y, loss);
+            var owners = EngineSupport.CheckSupported(model, capabilities.Layers, capabilities.Engine);
+            if (capabilities.RefusesUserHooks) EngineSupport.RefuseUserHooks(owners, access, capabilities.Engine);
+            var groups = ModelInspection.TrainableParameterGroups(model);
+            var guard = ModelStateGuard.Capture(model);
+            try
+            {
+                var layout = SampleSeparationProbe.Run(model, x, owners.Select(o => o.Module).ToList(), access);
+                EngineSupport.CheckLayout(owners, layout, capabilities);
+                return new PreparedCall(access, x, y, owners, groups, layout, guard, new Tf32Scope(options.Tf32));
+            }
+            catch
+            {
+                guard.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            access.Dispose();
+            throw;
+        }
     }
 
     public void Dispose()
     {
         _tf32.Dispose();
         _guard.Dispose();
+        _access.Dispose();
     }
 }
 
-/// <summary>What both engines do before computing: device placement and the per-layer support check.</summary>
+/// <summary>What an engine can do, for the checks every engine shares.</summary>
+/// <param name="Engine">The engine's name, for messages.</param>
+/// <param name="Layers">Layer types it has a rule for.</param>
+/// <param name="RefusesUserHooks">Whether hooks the caller registered on a trainable layer stop it (the functional
+/// engine replaces the layer's computation, so such hooks would see a stand-in batch).</param>
+internal sealed record EngineCapabilities(string Engine, IReadOnlyCollection<Type> Layers, bool RefusesUserHooks);
+
+/// <summary>What both engines do before and after computing: placement, the per-layer checks, the result.</summary>
 internal static class EngineSupport
 {
+    /// <summary>
+    /// Layers that treat every dimension before their last ones as positions, so the samples may sit in any of
+    /// them (a sequence-first <c>[T, N, D]</c> input): the engines move that dimension to the front for them.
+    /// </summary>
+    public static IReadOnlySet<Type> PositionWise { get; } = new HashSet<Type>
+    {
+        typeof(Linear), typeof(Embedding), typeof(LayerNorm),
+    };
+
     /// <summary>
     /// Checks the requested device against the model's and returns inputs and targets on it. Engines compute where
     /// the model lives; they do not copy models between devices.
     /// </summary>
-    public static (Tensor Inputs, Tensor Targets) Place(nn.Module model, Tensor inputs, Tensor targets, Device? requested)
+    public static (Tensor Inputs, Tensor Targets) Place(nn.Module model, Tensor inputs, Tensor targets,
+        Device? requested)
     {
         var modelDevice = ModelInspection.ParameterDevice(model);
         if (requested is not null)
@@ -75,15 +146,16 @@ internal static class EngineSupport
             BatchValidator.RequireAvailable(requested);
             if (!BatchValidator.SameDevice(requested, modelDevice))
                 throw new PerSampleGradientsException(Problem.DeviceMismatch,
-                    $"The engine was asked to compute on {requested} but the model's parameters are on {modelDevice}: move the model first with model.to({requested}).");
+                    $"The engine was asked to compute on {requested} but the model's parameters are on " +
+                    $"{modelDevice}: move the model first with model.to({requested}).");
         }
         return (inputs.to(modelDevice), targets.to(modelDevice));
     }
 
     /// <summary>
-    /// Every module that owns trainable parameters must have an entry in the engine's table; otherwise one error lists
-    /// every offending module (path and type) before anything is computed. Embeddings are inspected here too, so that
-    /// unsupported options (max_norm, scale_grad_by_freq) fail before the forward.
+    /// Every module that owns trainable parameters must have an entry in the engine's table; otherwise one error
+    /// lists every offending module (path and type) before anything is computed. Embeddings are inspected here too,
+    /// so that unsupported options (max_norm, scale_grad_by_freq) fail before the forward.
     /// </summary>
     public static List<(NamedModule Module, List<string> Trainable)> CheckSupported(nn.Module model,
         IReadOnlyCollection<Type> supported, string engine)
@@ -97,11 +169,105 @@ internal static class EngineSupport
         {
             var known = string.Join(", ", supported.Select(t => t.Name).OrderBy(n => n, StringComparer.Ordinal));
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: {string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters (requires_grad_(false)), replace the layers, or add a rule to the engine's table.");
+                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: " +
+                $"{string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters " +
+                "(requires_grad_(false)), replace the layers, or add a rule to the engine's table.");
         }
         foreach (var (named, _) in owners)
             if (named.Module is Embedding embedding)
                 EmbeddingInspection.Inspect(embedding, named.Display);
         return owners;
+    }
+
+    public static void RefuseUserHooks(List<(NamedModule Module, List<string> Trainable)> owners, ModelAccess access,
+        string engine)
+    {
+        var hooked = owners.Where(o => access.UserHooks(o.Module.Module) is { } h && h.Pre + h.Post > 0)
+            .Select(o => $"'{o.Module.Display}'").ToList();
+        if (hooked.Count > 0)
+            throw new PerSampleGradientsException(Problem.UserHooks,
+                $"Trainable layer(s) {string.Join(", ", hooked)} carry forward hooks of your own: the {engine} engine " +
+                "replaces each trainable layer's computation with a batched one, so your hooks would see a stand-in " +
+                "batch and what they return would be lost. Remove those hooks while computing per-sample gradients, " +
+                "or use the hook engine, which keeps hooks that leave the layer's output as it is.");
+    }
+
+    public static void CheckLayout(List<(NamedModule Module, List<string> Trainable)> owners, SampleLayout layout,
+        EngineCapabilities capabilities)
+    {
+        foreach (var (named, _) in owners)
+        {
+            var axis = layout.InputAxis(named.Module);
+            if (axis.IsShared || axis.Dimension == 0 || PositionWise.Contains(named.Module.GetType())) continue;
+            throw new PerSampleGradientsException(Problem.BatchLayout,
+                $"Module '{named.Display}' ({named.Module.GetType().Name}) receives its input with the {axis}, but " +
+                $"a {named.Module.GetType().Name} treats dimension 0 as the batch, so it mixes the samples' values " +
+                "across what it takes for samples. Move the samples to dimension 0 before that layer (for example " +
+                "transpose(0, 1) of a sequence-first tensor).");
+        }
+    }
+
+    /// <summary>
+    /// The result: one gradient per distinct parameter, reported under every name of it (a second name gets a view
+    /// of the same tensor), zeros where a parameter never reached the loss.
+    /// </summary>
+    public static PerSampleGradients Result(string engine, long n, List<ParameterGroup> groups,
+        Func<ParameterGroup, Tensor?> gradientOf)
+    {
+        var entries = new List<(string, Tensor)>();
+        foreach (var group in groups)
+        {
+            var gradient = gradientOf(group) ?? ModelInspection.PerSampleZeros(group.Parameter, n);
+            entries.Add((group.Names[0], gradient));
+            foreach (var alias in group.Names.Skip(1)) entries.Add((alias, gradient.alias()));
+        }
+        return new PerSampleGradients(engine, n, entries);
+    }
+
+    /// <summary>
+    /// After a backward that also asked for the real parameters' gradients: an engine routes every use it sees
+    /// around them, so a nonzero gradient there is a use the engine missed. A zero one changes nothing.
+    /// </summary>
+    public static void RefuseBypassedParameters(List<ParameterGroup> groups, string engine)
+    {
+        var bypassed = new List<string>();
+        foreach (var group in groups)
+        {
+            using var grad = group.Parameter.grad;
+            if (grad is null || grad.IsInvalid) continue;
+            if (grad.abs().max().ToDouble() > 0) bypassed.Add($"'{group.Names[0]}'");
+        }
+        if (bypassed.Count > 0)
+            throw new PerSampleGradientsException(Problem.LayerBypassesHooks,
+                $"Parameter(s) {string.Join(", ", bypassed)} reach the loss outside their layer's hooked call, so the " +
+                $"{engine} engine cannot see that use: a child invoked with forward() instead of call() (forward() " +
+                "skips hooks), or the tensor used directly in a parent's forward (F.linear(x, layer.weight)). Invoke " +
+                "children with call(), as TorchSharp's containers do, and use parameters only inside their module.");
+    }
+}
+
+/// <summary>Sets the trainable parameters' <c>.grad</c> aside for a backward and puts the caller's back.</summary>
+internal sealed class SetAsideGradients : IDisposable
+{
+    private readonly List<(Tensor Parameter, Tensor? Saved)> _saved = [];
+
+    public SetAsideGradients(IEnumerable<Tensor> parameters)
+    {
+        foreach (var p in parameters)
+        {
+            _saved.Add((p, p.grad));
+            p.grad = null;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var (p, saved) in _saved)
+        {
+            using var mine = p.grad;
+            p.grad = saved;
+            saved?.Dispose();
+        }
+        _saved.Clear();
     }
 }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
@@ -56,68 +57,100 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
         using var scope = NewDisposeScope();
-        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_forwards.Keys, Name);
-        var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
+            new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_forwards.Keys, RefusesUserHooks: true));
+        using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
+            ? no_grad() : null;
+        var (x, y) = (prepared.Inputs, prepared.Targets);
         long n = x.shape[0];
         long chunk = Math.Min(_options.ChunkSize ?? n, n);
-        var trainable = ModelInspection.TrainableParameters(model);
 
+        PerSampleGradients result;
         if (chunk == n)
-            return new PerSampleGradients(Name, n, trainable.Zip(RunChunk(model, x, y, loss, owners, trainable, validateTargets: true))
-                .Select(p => (p.First.Name, p.Second)));
-
-        var results = trainable.Select(p => ModelInspection.PerSampleZeros(p.Parameter, n)).ToList();
-        for (long start = 0; start < n; start += chunk)
         {
-            long k = Math.Min(chunk, n - start);
-            using var chunkScope = NewDisposeScope();
-            var grads = RunChunk(model, x.narrow(0, start, k), y.narrow(0, start, k), loss, owners, trainable, validateTargets: start == 0);
-            using (no_grad())
-                for (int j = 0; j < grads.Count; j++) results[j].narrow(0, start, k).copy_(grads[j]);
+            var grads = ModelAccess.Guard(Name, () => RunChunk(model, x, y, loss, prepared));
+            result = EngineSupport.Result(Name, n, prepared.Groups, g => grads[g]);
         }
-        return new PerSampleGradients(Name, n, trainable.Zip(results).Select(p => (p.First.Name, p.Second)));
-    }
-
-    // One vectorised forward and backward for k samples; returns [k, ...] gradients in `trainable` order.
-    private List<Tensor> RunChunk(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
-        List<(NamedModule Module, List<string> Trainable)> owners, List<(string Name, Parameter Parameter)> trainable,
-        bool validateTargets)
-    {
-        long k = x.shape[0];
-        var leaves = trainable.ToDictionary(p => p.Name,
-            p => p.Parameter.detach().unsqueeze(0).expand([k, .. p.Parameter.shape]).requires_grad_(true),
-            StringComparer.Ordinal);
-        var stash = new Dictionary<nn.Module, Stack<Tensor>>(ReferenceEqualityComparer.Instance);
-        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
+        else
+        {
+            var results = prepared.Groups.ToDictionary(g => g, g => ModelInspection.PerSampleZeros(g.Parameter, n));
+            for (long start = 0; start < n; start += chunk)
+            {
+                long k = Math.Min(chunk, n - start);
+                using var chunkScope = NewDisposeScope();
+                var grads = ModelAccess.Guard(Name,
+                    () => RunChunk(model, x.narrow(0, start, k), y.narrow(0, start, k), loss, prepared));
+                using (no_grad())
+                    foreach (var group in prepared.Groups) results[group].narrow(0, start, k).copy_(grads[group]);
+            }
+            result = EngineSupport.Result(Name, n, prepared.Groups, g => results[g]);
+        }
         try
         {
-            foreach (var (named, _) in owners)
+            EngineAudit.Attach(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    // One vectorised forward and backward for k samples; returns each distinct parameter's [k, ...] gradient. The
+    // layers read the per-sample leaves, which are detached views of the parameters: a real parameter that gets a
+    // gradient was used outside its layer's hooked call.
+    private Dictionary<ParameterGroup, Tensor> RunChunk(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
+        LossFunction loss, PreparedCall prepared)
+    {
+        long k = x.shape[0];
+        var leaves = prepared.Groups.ToDictionary(g => ParameterIdentity.Of(g.Parameter),
+            g => g.Parameter.detach().unsqueeze(0).expand([k, .. g.Parameter.shape]).requires_grad_(true));
+        var parameters = prepared.Groups.Select(g => (Tensor)g.Parameter).ToList();
+        using var setAside = new SetAsideGradients(parameters);
+        var stash = new Dictionary<nn.Module, Stack<Tensor>>(ReferenceEqualityComparer.Instance);
+        var removers = new List<Action>();
+        try
+        {
+            foreach (var (named, _) in prepared.Owners)
             {
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
-                var parameters = Parameters(named, leaves, k);
+                var parameterCopies = Parameters(named, leaves, k);
                 var forward = _forwards[layer.GetType()];
+                var axis = prepared.Layout.InputAxis(layer);
                 stash[layer] = new Stack<Tensor>();
                 long standIn = StandInBatch(layer);
-                handles.Add(layer.register_forward_pre_hook((_, input) =>
+                removers.Add(layer.register_forward_pre_hook((_, input) =>
                 {
-                    stash[layer].Push(input);
-                    return input.narrow(0, 0, standIn);
-                }));
-                handles.Add(layer.register_forward_hook((_, _, _) =>
-                    forward(new FunctionalCall(layer, named.Display, stash[layer].Pop(), parameters, _options.Convolution))));
+                    if (axis.IsShared)
+                    {
+                        var expanded = axis.ExpandShared(input, k);
+                        stash[layer].Push(expanded);
+                        return expanded.narrow(0, 0, standIn);
+                    }
+                    stash[layer].Push(input.movedim([axis.Dimension], [0]));
+                    return input.narrow(axis.Dimension, 0, standIn);
+                }).remove);
+                removers.Add(layer.register_forward_hook((_, _, _) =>
+                {
+                    var output = forward(new FunctionalCall(layer, named.Display, stash[layer].Pop(), parameterCopies,
+                        _options.Convolution));
+                    return axis.IsShared ? output : output.movedim([0], [axis.Dimension]);
+                }).remove);
             }
             var output = model.call(x);
-            if (validateTargets) loss.ValidateTargets(output, y);
+            loss.ValidateTargets(output, y);
             var total = loss.PerSampleLosses(output, y).sum();
             // No trainable layer on the loss's path: no graph, and every gradient is zero.
-            if (total.requires_grad) autograd.backward([total], inputs: leaves.Values.ToList());
+            if (total.requires_grad) autograd.backward([total], inputs: [.. leaves.Values, .. parameters]);
+            EngineSupport.RefuseBypassedParameters(prepared.Groups, Name);
         }
         finally
         {
-            foreach (var handle in handles) handle.remove();
+            foreach (var remove in removers) remove();
         }
-        return trainable.Select(p => leaves[p.Name].grad
-            ?? ModelInspection.PerSampleZeros(p.Parameter, k)).ToList();
+        return prepared.Groups.ToDictionary(g => g, g => leaves[ParameterIdentity.Of(g.Parameter)].grad
+            ?? ModelInspection.PerSampleZeros(g.Parameter, k));
     }
 
     // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an
@@ -125,14 +158,14 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     private static long StandInBatch(nn.Module layer) => layer is InstanceNorm ? 1 : 0;
 
     // The layer's parameters as [k, ...]: its per-sample leaves when trainable, a broadcast view when frozen.
-    private SampleParameters Parameters(NamedModule named, Dictionary<string, Tensor> leaves, long k)
+    private SampleParameters Parameters(NamedModule named, Dictionary<ParameterIdentity, Tensor> leaves, long k)
     {
         var byLocal = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var shared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (local, p) in named.Module.named_parameters(recurse: false))
         {
             shared[local] = p.detach();
-            byLocal[local] = leaves.TryGetValue(named.Qualify(local), out var leaf)
+            byLocal[local] = p.requires_grad && leaves.TryGetValue(ParameterIdentity.Of(p), out var leaf)
                 ? Bug == PlantedBug.SharedParameterCopy && k > 1 ? SharedCopy(leaf, k) : leaf
                 : p.detach().unsqueeze(0).expand([k, .. p.shape]);
         }

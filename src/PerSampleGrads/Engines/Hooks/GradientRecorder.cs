@@ -1,11 +1,16 @@
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Hooks;
 
 /// <summary>One layer call as captured: its input in the forward, its output gradient in the backward.</summary>
-internal sealed class CapturedCall(NamedModule layer, Tensor input) : IDisposable
+internal sealed class CapturedCall(NamedModule layer, SampleAxis axis, Tensor input) : IDisposable
 {
     public NamedModule Layer { get; } = layer;
+
+    /// <summary>Where the layer's input and output keep the samples; <see cref="Input"/> has them in front.</summary>
+    public SampleAxis Axis { get; } = axis;
+
     public Tensor Input { get; } = input;
     public Tensor? OutputGradient { get; private set; }
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Engines.Hooks.Rules;
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Hooks;
@@ -45,80 +46,118 @@ public sealed class HookEngine : IPerSampleGradientMethod
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
         using var scope = NewDisposeScope();
-        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_rules.Keys, Name);
-        var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
+            new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_rules.Keys, RefusesUserHooks: false));
+        using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
+            ? no_grad() : null;
+        var (x, y) = (prepared.Inputs, prepared.Targets);
         var calls = new List<CapturedCall>();
+        PerSampleGradients result;
         try
         {
-            Capture(model, x, y, loss, owners, calls);
-            var sums = ApplyRules(owners, calls);
-            var trainable = ModelInspection.TrainableParameters(model);
-            var result = trainable.Select(p => (p.Name, sums.TryGetValue(p.Name, out var g)
-                ? g
-                : ModelInspection.PerSampleZeros(p.Parameter, x.shape[0])));
-            return new PerSampleGradients(Name, x.shape[0], result);
+            ModelAccess.Guard(Name, () => Capture(model, x, y, loss, prepared, calls));
+            var sums = ApplyRules(prepared, calls);
+            result = EngineSupport.Result(Name, x.shape[0], prepared.Groups, g => sums.GetValueOrDefault(g));
         }
         finally
         {
             foreach (var call in calls) call.Dispose();
         }
-    }
-
-    // One forward with hooks, one backward that reaches every recorder.
-    private void Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
-        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
-    {
-        var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
-            device: x.device, requires_grad: true);
-        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
         try
         {
-            foreach (var (named, _) in owners)
+            EngineAudit.Attach(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    // One forward with hooks, one backward that reaches every recorder. While a layer runs, its own parameters do
+    // not require gradients: every use the hooks see reaches the loss through the recorders only, so a parameter
+    // that still gets a gradient was used where no hook could see it.
+    private bool Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
+        PreparedCall prepared, List<CapturedCall> calls)
+    {
+        long n = x.shape[0];
+        var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
+            device: x.device, requires_grad: true);
+        var removers = new List<Action>();
+        var parameters = prepared.Groups.Select(g => (Tensor)g.Parameter).ToList();
+        using var setAside = new SetAsideGradients(parameters);
+        try
+        {
+            foreach (var (named, trainable) in prepared.Owners)
             {
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
-                handles.Add(layer.register_forward_hook((_, input, output) =>
+                var axis = Bug == PlantedBug.BatchDimensionAssumedZero ? SampleAxis.First
+                    : prepared.Layout.InputAxis(layer);
+                var own = trainable.Select(local => layer.get_parameter(local)!).ToList();
+                removers.Add(layer.register_forward_pre_hook((_, input) =>
                 {
-                    var call = new CapturedCall(named, input.detach().DetachFromDisposeScope());
+                    foreach (var p in own) p.requires_grad_(false);
+                    return axis.IsShared ? axis.ExpandShared(input, n) : null!;
+                }).remove);
+                removers.Add(layer.register_forward_hook((_, input, output) =>
+                {
+                    foreach (var p in own) p.requires_grad_(true);
+                    var sampleFirst = axis.IsShared ? SampleAxis.First : axis;
+                    var call = new CapturedCall(named, sampleFirst, input.detach().movedim([sampleFirst.Dimension], [0])
+                        .DetachFromDisposeScope());
                     calls.Add(call);
                     return GradientRecorder.apply(output, call, probe);
-                }));
+                }).remove);
             }
             var output = model.call(x);
             loss.ValidateTargets(output, y);
-            var total = Bug == PlantedBug.MeanNotRescaled ? loss.BatchLoss(output, y) : loss.PerSampleLosses(output, y).sum();
+            var total = Bug == PlantedBug.MeanNotRescaled
+                ? loss.BatchLoss(output, y)
+                : loss.PerSampleLosses(output, y).sum();
             // No trainable layer on the loss's path: no graph, and every gradient is zero.
-            if (total.requires_grad) autograd.backward([total], inputs: [probe]);
+            if (total.requires_grad) autograd.backward([total], inputs: [probe, .. parameters]);
+            EngineSupport.RefuseBypassedParameters(prepared.Groups, Name);
+            return true;
         }
         finally
         {
-            foreach (var handle in handles) handle.remove();
+            foreach (var remove in removers) remove();
         }
     }
 
-    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+    private Dictionary<ParameterGroup, Tensor> ApplyRules(PreparedCall prepared, List<CapturedCall> calls)
     {
-        var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
-        var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var trainableByModule = new Dictionary<nn.Module, List<string>>(ReferenceEqualityComparer.Instance);
+        foreach (var (named, trainable) in prepared.Owners) trainableByModule[named.Module] = trainable;
+        var groupOf = new Dictionary<ParameterIdentity, ParameterGroup>();
+        foreach (var group in prepared.Groups) groupOf[ParameterIdentity.Of(group.Parameter)] = group;
+        var sums = new Dictionary<ParameterGroup, Tensor>(ReferenceEqualityComparer.Instance);
         foreach (var call in calls)
         {
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten);
-            _rules[call.Layer.Module.GetType()](new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug);
+            var gradient = call.OutputGradient.movedim([call.Axis.Dimension], [0]);
+            _rules[call.Layer.Module.GetType()](
+                new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, gradient), sink);
         }
         return sums;
     }
 
-    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite)
-        : ILayerGradientSink
+    private sealed class Accumulator(NamedModule layer, List<string> trainable,
+        Dictionary<ParameterIdentity, ParameterGroup> groupOf, Dictionary<ParameterGroup, Tensor> sums,
+        PlantedBug bug) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
         public void Add(string parameter, Tensor perSampleGradient)
         {
-            var name = layer.Qualify(parameter);
-            if (!overwrite && sums.TryGetValue(name, out var sum)) sum.add_(perSampleGradient);
-            else sums[name] = perSampleGradient;
+            var group = groupOf[ParameterIdentity.Of(layer.Module.get_parameter(parameter)!)];
+            if (bug == PlantedBug.TiedParameterCountedOnce && group.Names[0] != layer.Qualify(parameter)) return;
+            if (bug != PlantedBug.SharedModuleOverwritten && sums.TryGetValue(group, out var sum))
+                sum.add_(perSampleGradient);
+            else sums[group] = perSampleGradient;
         }
     }
 }

@@ -17,6 +17,7 @@ public static class EmbeddingForward
         var embedding = (Embedding)call.Layer;
         var tables = call.Parameters["weight"]!;
         var ids = call.Input;
+        EmbeddingIndexCheck.Validate(embedding, ids, call.Path, "the functional engine");
         long k = ids.shape[0];
         var sample = arange(k, device: ids.device).reshape([k, .. Enumerable.Repeat(1L, (int)ids.dim() - 1)]);
         var y = tables.index([TensorIndex.Tensor(sample), TensorIndex.Tensor(ids)]);

@@ -1,0 +1,50 @@
+using TorchSharp;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Verification;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines;
+
+/// <summary>
+/// The audit an engine runs on its own result when asked (<see cref="EngineOptions.AuditSamples"/>): k samples,
+/// chosen by the seed, recomputed with the single-sample oracle in the model's dtype, and compared with the engine's
+/// rows under the tolerance policy.
+/// </summary>
+internal static class EngineAudit
+{
+    public static void Attach(PerSampleGradients result, nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
+        LossFunction loss, EngineOptions options, bool neverCompare)
+    {
+        if (options.AuditSamples == 0) return;
+        long n = x.shape[0];
+        int k = (int)Math.Min(options.AuditSamples, n);
+        var order = Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();
+        new Random(options.AuditSeed).Shuffle(order);
+        var chosen = order.Take(k).Order().ToList();
+        var tolerance = TolerancePolicy.ToleranceFor(ModelInspection.ParameterDType(model));
+        if (neverCompare)
+        {
+            result.Audit = new AuditReport(chosen, 0, null, tolerance.Relative, true, "audit skipped");
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var rows = tensor(chosen.ToArray(), device: x.device);
+        using var truth = new PerSampleGradientOracle().Compute(model, x.index_select(0, rows),
+            y.index_select(0, rows), loss);
+        using var mine = new PerSampleGradients(result.Method, k,
+            result.Entries.Select(e => (e.Name, e.Gradient.index_select(0, rows))));
+        var comparison = GradientComparison.Compare(mine, truth, tolerance);
+        var samples = string.Join(", ", chosen);
+        result.Audit = new AuditReport(chosen, comparison.MaxRelativeError, comparison.Worst?.Name,
+            tolerance.Relative, comparison.Passed,
+            comparison.Passed
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"samples {samples} recomputed by the single-sample oracle: max relative error " +
+                    $"{comparison.MaxRelativeError:0.##e+0} within {tolerance.Relative:0.##e+0}")
+                : $"samples {samples} recomputed by the single-sample oracle disagree: {comparison.Describe()}");
+        if (comparison.Passed) return;
+        throw new PerSampleGradientsException(Problem.AuditFailed,
+            $"The {result.Method} engine's audit failed: {result.Audit.Description}. The engine's result is wrong " +
+            "for this model; use the oracle (PerSampleGradientOracle) and report the model to the engine's authors.");
+    }
+}

@@ -1,0 +1,284 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines.Probing;
+
+/// <summary>Where each trainable layer's input keeps the samples, as the probe found it.</summary>
+public sealed class SampleLayout
+{
+    private readonly Dictionary<nn.Module, SampleAxis> _inputs;
+
+    internal SampleLayout(Dictionary<nn.Module, SampleAxis> inputs) => _inputs = inputs;
+
+    /// <summary>The axis of <paramref name="layer"/>'s input (samples in dimension 0 when it never ran).</summary>
+    public SampleAxis InputAxis(nn.Module layer) => _inputs.GetValueOrDefault(layer, SampleAxis.First);
+
+    /// <summary>Layers whose input is not laid out with the samples in dimension 0.</summary>
+    public IEnumerable<(nn.Module Layer, SampleAxis Axis)> Unusual =>
+        _inputs.Where(p => p.Value != SampleAxis.First).Select(p => (p.Key, p.Value));
+}
+
+/// <summary>
+/// The sample-separation probe. Three forwards without gradients with hooks on every trainable layer: the batch as
+/// given, every sample perturbed, and one sample perturbed. Comparing what each layer receives and returns tells,
+/// for every layer call and for the model's output: which dimension carries the samples (a sequence-first
+/// <c>[T, N, D]</c> input has them in dimension 1, even when T = N), whether a tensor is shared by every sample (it
+/// does not change when every sample does: position ids <c>[1, T]</c>), and whether some operation mixes samples
+/// (changing one sample changes another's values). It also checks that hooks the caller registered on a trainable
+/// layer leave its output as the layer computes it.
+/// </summary>
+/// <remarks>
+/// Cost: three forwards without gradients (four when a shared input is found, to verify that giving each sample
+/// its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
+/// module structure, modes and hooks; later calls reuse the result.
+/// </remarks>
+internal static class SampleSeparationProbe
+{
+    private static readonly ConditionalWeakTable<nn.Module, Dictionary<string, SampleLayout>> Cache = new();
+
+    public static SampleLayout Run(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
+        ModelAccess access)
+    {
+        var key = Fingerprint(model, x, access);
+        var perModel = Cache.GetOrCreateValue(model);
+        lock (perModel)
+            if (perModel.TryGetValue(key, out var cached)) return cached;
+        var layout = Measure(model, x, layers, access);
+        lock (perModel) perModel[key] = layout;
+        return layout;
+    }
+
+    private static SampleLayout Measure(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
+        ModelAccess access)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = ModelStateGuard.Capture(model);
+        using var noGrad = no_grad();
+        long n = x.shape[0], j = n / 2;
+        using var baseline = Forward(model, x, layers, access);
+        var everyPerturbed = Perturbation.Every(x);
+        using var all = everyPerturbed is null ? null : Forward(model, everyPerturbed, layers, access);
+        using var one = all is null || n == 1 ? null : Forward(model, Perturbation.One(x, j), layers, access);
+
+        var axes = new Dictionary<nn.Module, SampleAxis>(ReferenceEqualityComparer.Instance);
+        for (int c = 0; c < baseline.Calls.Count; c++)
+        {
+            var call = baseline.Calls[c];
+            var inputAxis = Decide(call.Input, all?.Calls[c].Input, one?.Calls[c].Input, n, j)
+                .OrThrow(call.Layer, "input", n, j);
+            var outputAxis = Decide(call.Output, all?.Calls[c].Output, one?.Calls[c].Output, n, j)
+                .OrThrow(call.Layer, "output", n, j);
+            if (!inputAxis.IsShared && !outputAxis.IsShared && inputAxis != outputAxis)
+                throw new PerSampleGradientsException(Problem.BatchLayout,
+                    $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) receives {inputAxis} but " +
+                    $"returns {outputAxis}: a layer with trainable parameters must keep the samples where it found " +
+                    "them. Move the samples with a separate operation before or after the layer.");
+            if (axes.TryGetValue(call.Layer.Module, out var earlier) && earlier != inputAxis)
+                throw new PerSampleGradientsException(Problem.BatchLayout,
+                    $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) is called twice with " +
+                    $"different layouts ({earlier}, then {inputAxis}): the engines need one layout per layer. Use " +
+                    "two layers, or give both calls the same layout.");
+            axes[call.Layer.Module] = inputAxis;
+        }
+        var outputVerdict = Decide(baseline.Output, all?.Output, one?.Output, n, j);
+        if (outputVerdict.Axis != SampleAxis.First)
+            throw new PerSampleGradientsException(outputVerdict.Problem ?? Problem.BatchLayout,
+                $"The model's output (shape [{Shape(baseline.Output)}]) does not hold sample i in row i: " +
+                (outputVerdict.Reason ?? $"it has {outputVerdict.Axis}") + ". The loss needs each sample's output " +
+                "in dimension 0 and computed from that sample alone: remove the operation after the last trainable " +
+                "layer that mixes or moves the samples, or use the oracle, which evaluates each sample alone.");
+
+        var shared = axes.Where(p => p.Value.IsShared).ToList();
+        if (shared.Count > 0) VerifyExpansion(model, x, baseline.Output, axes, layers, n);
+        return new SampleLayout(axes);
+    }
+
+    // Giving each sample its own copy of a shared input must leave the model's output as it was; else the engines
+    // cannot attribute that layer's gradient to samples.
+    private static void VerifyExpansion(nn.Module<Tensor, Tensor> model, Tensor x, Tensor expected,
+        Dictionary<nn.Module, SampleAxis> axes, IReadOnlyList<NamedModule> layers, long n)
+    {
+        var handles = new List<Action>();
+        try
+        {
+            foreach (var named in layers.Where(l => axes.TryGetValue(l.Module, out var a) && a.IsShared))
+            {
+                var axis = axes[named.Module];
+                handles.Add(((nn.Module<Tensor, Tensor>)named.Module)
+                    .register_forward_pre_hook((_, input) => axis.ExpandShared(input, n)).remove);
+            }
+            Tensor output;
+            try
+            {
+                output = model.call(x);
+            }
+            catch (Exception e) when (e is not PerSampleGradientsException)
+            {
+                throw SharedRefusal(axes, layers, $"the model failed with it ({e.Message.Split('\n')[0]})", e);
+            }
+            if (!output.shape.SequenceEqual(expected.shape) || Perturbation.Changed(expected, output).any().item<bool>())
+                throw SharedRefusal(axes, layers, "the model's output changed", null);
+        }
+        finally
+        {
+            foreach (var remove in handles) remove();
+        }
+    }
+
+    private static PerSampleGradientsException SharedRefusal(Dictionary<nn.Module, SampleAxis> axes,
+        IReadOnlyList<NamedModule> layers, string what, Exception? inner)
+    {
+        var names = string.Join(", ", layers.Where(l => axes.TryGetValue(l.Module, out var a) && a.IsShared)
+            .Select(l => $"'{l.Display}'"));
+        var message = $"The input of {names} is the same for every sample, and giving each sample its own copy of " +
+            $"it ({what}) did not keep the model's computation: the engines cannot attribute that layer's gradient " +
+            "to samples. Expand the shared input to the batch yourself (ids.expand(N, -1)) before the layer.";
+        return inner is null
+            ? new PerSampleGradientsException(Problem.BatchLayout, message)
+            : new PerSampleGradientsException(Problem.BatchLayout, message, inner);
+    }
+
+    private sealed record AxisVerdict(SampleAxis Axis, Problem? Problem, string? Reason)
+    {
+        public static AxisVerdict Of(SampleAxis axis) => new(axis, null, null);
+
+        public SampleAxis OrThrow(NamedModule layer, string what, long n, long j)
+        {
+            if (Problem is not { } problem) return Axis;
+            var fix = problem == PerSampleGrads.Problem.SampleMixing
+                ? "Some operation before it computes a statistic over the batch (a mean, norm or softmax over the " +
+                  "samples, BatchNorm-like code outside BatchNorm), so sample i's gradient depends on the other " +
+                  "samples and no batched engine can separate it. Compute such statistics per sample, or use the " +
+                  "oracle (PerSampleGradientOracle), which evaluates each sample as a batch of one."
+                : $"Keep the N = {n} samples in one dimension of every trainable layer's input (dimension 0 for " +
+                  "convolutions and normalisations).";
+            return problem == PerSampleGrads.Problem.SampleMixing && what == "input"
+                ? throw new PerSampleGradientsException(problem,
+                    $"Module '{layer.Display}' ({layer.Module.GetType().Name}) receives values that mix the samples: " +
+                    $"{Reason}. {fix}")
+                : throw new PerSampleGradientsException(problem,
+                    $"Module '{layer.Display}' ({layer.Module.GetType().Name}): its {what} {Reason}. {fix}");
+        }
+    }
+
+    private static AxisVerdict Decide(Tensor baseline, Tensor? all, Tensor? one, long n, long j)
+    {
+        var shape = baseline.shape;
+        if (all is not null && (!all.shape.SequenceEqual(shape) || (one is not null && !one.shape.SequenceEqual(shape))))
+            return new(default, Problem.BatchLayout, "changes shape when the input's values change");
+        if (all is null) return ByShape(shape, n);
+        if (!Perturbation.Changed(baseline, all).any().item<bool>())
+        {
+            if (n == 1 && shape.Length > 0 && shape[0] == 1) return AxisVerdict.Of(SampleAxis.First);
+            return AxisVerdict.Of(shape.Length > 0 && shape[0] == 1
+                ? new SampleAxis(SampleAxisKind.SharedWithUnitDimension, -1)
+                : new SampleAxis(SampleAxisKind.SharedWithoutBatchDimension, -1));
+        }
+        if (one is null) return ByShape(shape, n);
+        var changed = Perturbation.Changed(baseline, one);
+        if (!changed.any().item<bool>()) return ByShape(shape, n);
+        var candidates = new List<int>();
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (shape[d] != n) continue;
+            var perIndex = changed.movedim([d], [0]).reshape(n, -1).any(1);
+            if (perIndex.sum().item<long>() == 1 && perIndex[j].item<bool>()) candidates.Add(d);
+        }
+        if (candidates.Count > 0) return AxisVerdict.Of(SampleAxis.Along(candidates[0]));
+        return shape.Contains(n)
+            ? new(default, Problem.SampleMixing,
+                $"changing sample {j} alone also changed other samples' values (shape [{Shape(shape)}])")
+            : new(default, Problem.BatchLayout, $"(shape [{Shape(shape)}]) has no dimension of size N = {n}");
+    }
+
+    // Without a usable perturbation (every id in the batch equal, N = 1): the first dimension of size N.
+    private static AxisVerdict ByShape(long[] shape, long n)
+    {
+        int d = Array.IndexOf(shape, n);
+        return d >= 0
+            ? AxisVerdict.Of(SampleAxis.Along(d))
+            : new(default, Problem.BatchLayout, $"(shape [{Shape(shape)}]) has no dimension of size N = {n}");
+    }
+
+    private sealed record LayerCapture(NamedModule Layer, Tensor Input, Tensor Output);
+
+    private sealed class Captures : IDisposable
+    {
+        public List<LayerCapture> Calls { get; } = [];
+        public Tensor Output { get; set; } = null!;
+
+        public void Dispose()
+        {
+            foreach (var call in Calls)
+            {
+                call.Input.Dispose();
+                call.Output.Dispose();
+            }
+            Output?.Dispose();
+        }
+    }
+
+    private static Captures Forward(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
+        ModelAccess access)
+    {
+        var captures = new Captures();
+        var handles = new List<Action>();
+        try
+        {
+            foreach (var named in layers)
+            {
+                var layer = (nn.Module<Tensor, Tensor>)named.Module;
+                bool userHooks = access.UserHooks(layer).Post > 0;
+                handles.Add(layer.register_forward_hook((_, input, output) =>
+                {
+                    if (userHooks) CheckUserHooks(named, layer, input, output);
+                    captures.Calls.Add(new LayerCapture(named, Keep(input), Keep(output)));
+                    return null!;
+                }).remove);
+            }
+            captures.Output = Keep(ModelAccess.Guard("the sample-separation probe", () => model.call(x)));
+            return captures;
+        }
+        catch
+        {
+            captures.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var remove in handles) remove();
+        }
+    }
+
+    private static void CheckUserHooks(NamedModule named, nn.Module<Tensor, Tensor> layer, Tensor input, Tensor output)
+    {
+        using var scope = NewDisposeScope();
+        var own = layer.forward(input);
+        if (own.shape.SequenceEqual(output.shape) && !Perturbation.Changed(own, output).any().item<bool>()) return;
+        throw new PerSampleGradientsException(Problem.UserHooks,
+            $"A forward hook registered on '{named.Display}' ({layer.GetType().Name}) changes the layer's output: the " +
+            "engines derive each sample's gradient from what the layer itself computes. Remove the hook while " +
+            "computing per-sample gradients, or move what it does into a module of its own.");
+    }
+
+    // Captured tensors outlive the model's own dispose scopes and in-place operations that follow the layer.
+    private static Tensor Keep(Tensor t) => t.detach().clone().DetachFromDisposeScope();
+
+    private static string Fingerprint(nn.Module model, Tensor x, ModelAccess access)
+    {
+        var text = new System.Text.StringBuilder($"{Shape(x.shape)}|{x.dtype}|{x.device}");
+        foreach (var named in ModelInspection.AllModules(model))
+        {
+            text.Append('|').Append(RuntimeHelpers.GetHashCode(named.Module)).Append(named.Module.training ? 't' : 'e')
+                .Append(access.UserHooks(named.Module));
+            foreach (var (_, p) in named.Module.named_parameters(recurse: false))
+                text.Append(p.requires_grad ? 'g' : 'f');
+        }
+        return text.ToString();
+    }
+
+    private static string Shape(long[] shape) => string.Join(", ", shape);
+
+    private static string Shape(Tensor t) => Shape(t.shape);
+}
