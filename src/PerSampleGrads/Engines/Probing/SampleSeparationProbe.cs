@@ -82,7 +82,7 @@ internal static class SampleSeparationProbe
             axes[call.Layer.Module] = inputAxis;
         }
         var outputVerdict = Decide(baseline.Output, all?.Output, one?.Output, n, j);
-        if (outputVerdict.Axis != SampleAxis.First)
+        if (outputVerdict.Problem is not null || outputVerdict.Axis != SampleAxis.First)
             throw new PerSampleGradientsException(outputVerdict.Problem ?? Problem.BatchLayout,
                 $"The model's output (shape [{Shape(baseline.Output)}]) does not hold sample i in row i: " +
                 (outputVerdict.Reason ?? $"it has {outputVerdict.Axis}") + ". The loss needs each sample's output " +
