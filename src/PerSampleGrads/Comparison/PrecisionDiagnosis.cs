@@ -23,10 +23,13 @@ public enum DiagnosisVerdict
 /// <param name="MaxRelativeError">Largest per-parameter relative error against the float64 oracle.</param>
 /// <param name="WorstParameter">Where.</param>
 /// <param name="Tolerance">The policy's bound for that arithmetic.</param>
-public sealed record DiagnosisRow(string Method, string Arithmetic, double MaxRelativeError, string WorstParameter, double Tolerance)
+/// <param name="Complete">Every parameter present in both with the same shape (a missing, extra or misshapen
+/// parameter is never within the bound, whatever the errors of the others).</param>
+public sealed record DiagnosisRow(string Method, string Arithmetic, double MaxRelativeError, string WorstParameter,
+    double Tolerance, bool Complete = true)
 {
-    /// <summary>Within the bound.</summary>
-    public bool Within => MaxRelativeError <= Tolerance;
+    /// <summary>Complete and within the bound (a NaN error is not).</summary>
+    public bool Within => Complete && MaxRelativeError <= Tolerance;
 }
 
 /// <summary>The precision diagnosis: the rows measured and one sentence that attributes the gap.</summary>
@@ -55,7 +58,10 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
             using var result = m.Compute(model, x, y, settings.Loss);
             var tolerance = TolerancePolicy.ToleranceFor(dtype, precision);
             var comparison = GradientComparison.Compare(result, truth, tolerance);
-            rows.Add(new DiagnosisRow(method, arithmetic, comparison.MaxRelativeError, comparison.Worst?.Name ?? "-", tolerance.Relative));
+            bool complete = comparison.Missing.Count == 0 && comparison.Unexpected.Count == 0
+                && comparison.Parameters.All(p => p.ShapesMatch);
+            rows.Add(new DiagnosisRow(method, arithmetic, comparison.MaxRelativeError, comparison.Worst?.Name ?? "-",
+                tolerance.Relative, complete));
         }
 
         Measure("oracle", "float32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOff }), model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
