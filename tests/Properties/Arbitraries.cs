@@ -97,7 +97,8 @@ public static class Arbitraries
     private static Gen<List<LayerSpec>> TokenBody(SampleShape input, int layers, Budget budget, bool float32) =>
         from width in Gen.Choose(1, budget.Width)
         from padding in Gen.Elements(true, false)
-        let embedding = new EmbeddingSpec(width, padding)
+        from tied in Gen.Frequency((3, Gen.Constant(false)), (1, Gen.Constant(true)))
+        let embedding = tied ? (LayerSpec)new TiedEmbeddingSpec(width, padding) : new EmbeddingSpec(width, padding)
         from rest in Body(embedding.Apply(input)!, layers, budget, normalizationAllowed: !float32, float32)
         select (List<LayerSpec>)[embedding, .. rest];
 
@@ -123,12 +124,19 @@ public static class Arbitraries
                 options.Add((4, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
                 options.Add((1, Residual(shape)));
                 options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
+                options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
                 break;
             case ShapeKind.Tokens:
                 options.Add((3, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
                 options.Add((1, Residual(shape)));
                 options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
                 options.Add((1, Gen.Elements<LayerSpec>(new MeanOverTokensSpec(), new FlattenSpec())));
+                options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
+                options.Add((1, Gen.Choose(1, budget.Width)
+                    .Select(o => (LayerSpec)new SequenceFirstSpec(new LinearSpec(o)))));
+                options.Add((1, Gen.Elements(true, false).Select(unit => (LayerSpec)new PositionsSpec(unit))));
+                if (normalizationAllowed && new LayerNormSpec().Apply(shape) is not null)
+                    options.Add((1, Gen.Constant((LayerSpec)new SequenceFirstSpec(new LayerNormSpec()))));
                 break;
             default:
                 options.Add((4, Convolution(shape, budget)));
@@ -223,6 +231,7 @@ public static class Arbitraries
         var architecture = c.Architecture;
         var body = architecture.Body;
         if (c.BatchSize > 1) yield return c with { BatchSize = 1 };
+        if (c.BatchSize > 3) yield return c with { BatchSize = 2 };
         if (c.BatchSize > 2) yield return c with { BatchSize = c.BatchSize - 1 };
         for (int i = 0; i < body.Count; i++)
             yield return WithBody(c, [.. body.Take(i), .. body.Skip(i + 1)]);
@@ -232,6 +241,7 @@ public static class Arbitraries
             {
                 ResidualSpec residual => residual.Body,
                 SharedTwiceSpec twice => [twice.Shared],
+                SequenceFirstSpec sequenceFirst => [sequenceFirst.Inner],
                 _ => null,
             };
             if (inner is not null) yield return WithBody(c, [.. body.Take(i), .. inner, .. body.Skip(i + 1)]);

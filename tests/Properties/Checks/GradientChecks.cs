@@ -151,13 +151,14 @@ public static class GradientChecks
         var batchLoss = problem.Loss.BatchLoss(problem.Model.call(problem.Inputs), problem.Targets);
         var summed = problem.Loss.Reduction == LossReduction.Mean ? batchLoss * n : batchLoss;
         autograd.backward([summed], inputs: parameters);
+        // Read every name before clearing any: a tied tensor is listed under several names and has one .grad.
         var gradients = trainable.Select(p =>
         {
             using var grad = p.Parameter.grad;
             var value = grad is null ? zeros_like(p.Parameter) : grad.detach().clone();
-            p.Parameter.grad = null;
             return (p.Name, value.unsqueeze(0));
         }).ToList();
+        foreach (var p in parameters) p.grad = null;
         return new PerSampleGradients("batch gradient of sum_i L_i", 1, gradients);
     }
 

@@ -72,7 +72,9 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
     private static bool SmoothBeforeNormalizations(IReadOnlyList<LayerSpec> layers, bool startsAtTheInput) =>
         layers.Select((layer, i) => layer switch
         {
-            GroupNormSpec or LayerNormSpec => i == 0 ? startsAtTheInput : layers[i - 1] is ActivationSpec { Kind: ActivationKind.Tanh or ActivationKind.GELU },
+            GroupNormSpec or LayerNormSpec or SequenceFirstSpec { Inner: LayerNormSpec } => i == 0
+                ? startsAtTheInput
+                : layers[i - 1] is ActivationSpec { Kind: ActivationKind.Tanh or ActivationKind.GELU },
             ResidualSpec residual => SmoothBeforeNormalizations(residual.Body, startsAtTheInput: false),
             _ => true,
         }).All(ok => ok);

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PerSampleGrads.Engines.Probing;
 
 /// <summary>
-/// Changes to a batch that the sample-separation probe follows through the model, and the test for "changed".
+/// A change to one sample that the sample-separation probe follows through the model, and the test for "changed".
 /// Floating inputs get seeded Gaussian noise of the inputs' own scale; integer inputs (token ids) move every id to
 /// the next distinct id present in the batch, so they stay valid; boolean inputs flip.
 /// </summary>
@@ -12,11 +12,9 @@ internal static class Perturbation
 {
     private const ulong Seed = 20261201;
 
-    /// <summary>Every sample changed; null when the batch admits no change (integer ids all equal).</summary>
-    public static Tensor? Every(Tensor x) => Perturbed(x, sample: null);
-
-    /// <summary>Only sample <paramref name="sample"/> changed.</summary>
-    public static Tensor One(Tensor x, long sample) => Perturbed(x, sample)!;
+    /// <summary>Only sample <paramref name="sample"/> changed; null when the batch admits no change (integer ids all
+    /// equal).</summary>
+    public static Tensor? One(Tensor x, long sample) => Perturbed(x, sample);
 
     /// <summary>
     /// Elements that differ by more than rounding: 1000 units in the last place of the larger tensor's largest
@@ -31,7 +29,7 @@ internal static class Perturbation
         return (a - b).abs().gt(tolerance);
     }
 
-    private static Tensor? Perturbed(Tensor x, long? sample)
+    private static Tensor? Perturbed(Tensor x, long sample)
     {
         Tensor changed;
         if (is_floating_point(x.dtype))
@@ -51,8 +49,7 @@ internal static class Perturbation
             if (distinct < 2) return null;
             changed = values.index_select(0, inverse!.add(1).remainder(distinct).flatten()).reshape(x.shape);
         }
-        if (sample is not { } s) return changed;
-        var mask = arange(x.shape[0], device: x.device).eq(s)
+        var mask = arange(x.shape[0], device: x.device).eq(sample)
             .reshape([x.shape[0], .. Enumerable.Repeat(1L, (int)x.dim() - 1)]);
         return where(mask, changed, x);
     }

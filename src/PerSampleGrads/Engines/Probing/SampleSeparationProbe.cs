@@ -21,16 +21,17 @@ public sealed class SampleLayout
 
 /// <summary>
 /// The sample-separation probe. Three forwards without gradients with hooks on every trainable layer: the batch as
-/// given, every sample perturbed, and one sample perturbed. Comparing what each layer receives and returns tells,
-/// for every layer call and for the model's output: which dimension carries the samples (a sequence-first
-/// <c>[T, N, D]</c> input has them in dimension 1, even when T = N), whether a tensor is shared by every sample (it
-/// does not change when every sample does: position ids <c>[1, T]</c>), and whether some operation mixes samples
-/// (changing one sample changes another's values). It also checks that hooks the caller registered on a trainable
-/// layer leave its output as the layer computes it.
+/// given, a batch of another size (the first N - 1 samples; two copies of the sample when N = 1), and the batch with
+/// one sample perturbed. Comparing what each layer receives and returns tells, for every layer call and for the
+/// model's output: which dimension carries the samples (the one whose size follows the batch's: a sequence-first
+/// <c>[T, N, D]</c> input has them in dimension 1, even when T = N), whether a tensor is shared by every sample (no
+/// dimension follows the batch: position ids <c>[1, T]</c>), and whether some operation mixes samples (changing one
+/// sample changes another's values). It also checks that hooks the caller registered on a trainable layer leave its
+/// output as the layer computes it.
 /// </summary>
 /// <remarks>
-/// Cost: three forwards without gradients (four when a shared input is found, to verify that giving each sample
-/// its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
+/// Cost: three forwards without gradients, one of them on N - 1 samples (four when a shared input is found, to verify
+/// that giving each sample its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
 /// module structure, modes and hooks; later calls reuse the result.
 /// </remarks>
 internal static class SampleSeparationProbe
@@ -56,18 +57,24 @@ internal static class SampleSeparationProbe
         using var guard = ModelStateGuard.Capture(model);
         using var noGrad = no_grad();
         long n = x.shape[0], j = n / 2;
+        long m = n > 1 ? n - 1 : 2;
         using var baseline = Forward(model, x, layers, access);
-        var everyPerturbed = Perturbation.Every(x);
-        using var all = everyPerturbed is null ? null : Forward(model, everyPerturbed, layers, access);
-        using var one = all is null || n == 1 ? null : Forward(model, Perturbation.One(x, j), layers, access);
-
+        using var resized = Forward(model, n > 1 ? x.narrow(0, 0, m) : cat([x, x]), layers, access);
+        using var one = n == 1 ? null : Perturbation.One(x, j) is { } perturbed
+            ? Forward(model, perturbed, layers, access) : null;
+        if (resized.Calls.Count != baseline.Calls.Count
+            || resized.Calls.Zip(baseline.Calls).Any(p => !ReferenceEquals(p.First.Layer.Module, p.Second.Layer.Module)))
+            throw new PerSampleGradientsException(Problem.BatchLayout,
+                $"The model calls its trainable layers differently for a batch of {m} samples than for {n}: the " +
+                "engines need the same layer calls for every batch size. Make the forward's control flow independent " +
+                "of the batch size.");
         var axes = new Dictionary<nn.Module, SampleAxis>(ReferenceEqualityComparer.Instance);
         for (int c = 0; c < baseline.Calls.Count; c++)
         {
             var call = baseline.Calls[c];
-            var inputAxis = Decide(call.Input, all?.Calls[c].Input, one?.Calls[c].Input, n, j)
+            var inputAxis = Decide(call.Input, resized.Calls[c].Input, one?.Calls[c].Input, n, m, j)
                 .OrThrow(call.Layer, "input", n, j);
-            var outputAxis = Decide(call.Output, all?.Calls[c].Output, one?.Calls[c].Output, n, j)
+            var outputAxis = Decide(call.Output, resized.Calls[c].Output, one?.Calls[c].Output, n, m, j)
                 .OrThrow(call.Layer, "output", n, j);
             if (!inputAxis.IsShared && !outputAxis.IsShared && inputAxis != outputAxis)
                 throw new PerSampleGradientsException(Problem.BatchLayout,
@@ -81,7 +88,7 @@ internal static class SampleSeparationProbe
                     "two layers, or give both calls the same layout.");
             axes[call.Layer.Module] = inputAxis;
         }
-        var outputVerdict = Decide(baseline.Output, all?.Output, one?.Output, n, j);
+        var outputVerdict = Decide(baseline.Output, resized.Output, one?.Output, n, m, j);
         if (outputVerdict.Problem is not null || outputVerdict.Axis != SampleAxis.First)
             throw new PerSampleGradientsException(outputVerdict.Problem ?? Problem.BatchLayout,
                 $"The model's output (shape [{Shape(baseline.Output)}]) does not hold sample i in row i: " +
@@ -162,43 +169,35 @@ internal static class SampleSeparationProbe
         }
     }
 
-    private static AxisVerdict Decide(Tensor baseline, Tensor? all, Tensor? one, long n, long j)
+    // The samples' dimension is the one whose size follows the batch's (n, then m); none: shared by every sample.
+    // Among those, changing sample j alone must change index j only, else the samples are mixed.
+    private static AxisVerdict Decide(Tensor baseline, Tensor resized, Tensor? one, long n, long m, long j)
     {
-        var shape = baseline.shape;
-        if (all is not null && (!all.shape.SequenceEqual(shape) || (one is not null && !one.shape.SequenceEqual(shape))))
-            return new(default, Problem.BatchLayout, "changes shape when the input's values change");
-        if (all is null) return ByShape(shape, n);
-        if (!Perturbation.Changed(baseline, all).any().item<bool>())
-        {
-            if (n == 1 && shape.Length > 0 && shape[0] == 1) return AxisVerdict.Of(SampleAxis.First);
+        long[] shape = baseline.shape, other = resized.shape;
+        if (shape.Length != other.Length)
+            return new(default, Problem.BatchLayout,
+                $"changes rank with the batch size (shape [{Shape(shape)}] for N = {n}, [{Shape(other)}] for {m})");
+        var following = Enumerable.Range(0, shape.Length).Where(d => shape[d] != other[d]).ToList();
+        if (following.Count == 0)
             return AxisVerdict.Of(shape.Length > 0 && shape[0] == 1
                 ? new SampleAxis(SampleAxisKind.SharedWithUnitDimension, -1)
                 : new SampleAxis(SampleAxisKind.SharedWithoutBatchDimension, -1));
-        }
-        if (one is null) return ByShape(shape, n);
-        var changed = Perturbation.Changed(baseline, one);
-        if (!changed.any().item<bool>()) return ByShape(shape, n);
-        var candidates = new List<int>();
-        for (int d = 0; d < shape.Length; d++)
-        {
-            if (shape[d] != n) continue;
-            var perIndex = changed.movedim([d], [0]).reshape(n, -1).any(1);
-            if (perIndex.sum().item<long>() == 1 && perIndex[j].item<bool>()) candidates.Add(d);
-        }
-        if (candidates.Count > 0) return AxisVerdict.Of(SampleAxis.Along(candidates[0]));
-        return shape.Contains(n)
+        if (following.Any(d => shape[d] != n || other[d] != m))
+            return new(default, Problem.BatchLayout,
+                $"has shape [{Shape(shape)}] for N = {n} and [{Shape(other)}] for {m}: no single dimension holds " +
+                "the samples");
+        if (following.Count > 1)
+            return new(default, Problem.SampleMixing,
+                $"has several dimensions that follow the batch size (shape [{Shape(shape)}]), as products over " +
+                "pairs of samples do");
+        int d = following[0];
+        if (one is null || !one.shape.SequenceEqual(shape)) return AxisVerdict.Of(SampleAxis.Along(d));
+        var perIndex = Perturbation.Changed(baseline, one).movedim([d], [0]).reshape(n, -1).any(1);
+        perIndex[j] = tensor(false);
+        return perIndex.any().item<bool>()
             ? new(default, Problem.SampleMixing,
-                $"changing sample {j} alone also changed other samples' values (shape [{Shape(shape)}])")
-            : new(default, Problem.BatchLayout, $"(shape [{Shape(shape)}]) has no dimension of size N = {n}");
-    }
-
-    // Without a usable perturbation (every id in the batch equal, N = 1): the first dimension of size N.
-    private static AxisVerdict ByShape(long[] shape, long n)
-    {
-        int d = Array.IndexOf(shape, n);
-        return d >= 0
-            ? AxisVerdict.Of(SampleAxis.Along(d))
-            : new(default, Problem.BatchLayout, $"(shape [{Shape(shape)}]) has no dimension of size N = {n}");
+                $"changed for other samples when only sample {j} changed (shape [{Shape(shape)}])")
+            : AxisVerdict.Of(SampleAxis.Along(d));
     }
 
     private sealed record LayerCapture(NamedModule Layer, Tensor Input, Tensor Output);
