@@ -38,7 +38,11 @@ public sealed class BenchWorkload : IDisposable
     /// <summary>Name of the oracle contender.</summary>
     public const string OracleLoop = "oracle loop";
 
-    /// <summary>The contenders named in <paramref name="methods"/> (<c>plain</c>, <c>hooks</c>, <c>functional</c>, <c>oracle</c>).</summary>
+    /// <summary>Suffix of an engine contender that audits one sample per call (<c>hooks+audit</c>).</summary>
+    public const string AuditSuffix = "+audit";
+
+    /// <summary>The contenders named in <paramref name="methods"/> (<c>plain</c>, <c>hooks</c>, <c>functional</c>,
+    /// <c>oracle</c>, and an engine with <see cref="AuditSuffix"/>).</summary>
     public List<BenchContender> Contenders(IEnumerable<string> methods)
     {
         var contenders = new List<BenchContender>();
@@ -48,6 +52,8 @@ public sealed class BenchWorkload : IDisposable
             {
                 "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
                 "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
+                _ when method.EndsWith(AuditSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
+                    method[..^AuditSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize, auditSamples: 1)),
                 _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode, _chunkSize)),
             });
         }

@@ -36,7 +36,9 @@ public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, 
 /// <param name="Engine">Engine name.</param>
 /// <param name="Comparison">Per-parameter errors against the float64 oracle.</param>
 /// <param name="Elapsed">Wall time of the engine's second call (device synchronised; the first call warms up).</param>
-public sealed record EngineOutcome(string Engine, GradientComparison Comparison, TimeSpan Elapsed);
+/// <param name="Audit">The engine's audit of one sample in its first call (the evidence every call can carry).</param>
+public sealed record EngineOutcome(string Engine, GradientComparison Comparison, TimeSpan Elapsed,
+    AuditReport? Audit = null);
 
 /// <summary>The result of a comparison run.</summary>
 /// <param name="Settings">What was compared.</param>
@@ -80,15 +82,18 @@ public static class CompareRun
         var outcomes = new List<EngineOutcome>();
         foreach (var name in settings.Engines)
         {
+            AuditReport? audit;
+            using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
+                       .Compute(model, x, y, settings.Loss))
+                audit = audited.Audit;
             var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
-            engine.Compute(model, x, y, settings.Loss).Dispose();
             Synchronize(settings.Device);
             stopwatch.Restart();
             var result = engine.Compute(model, x, y, settings.Loss);
             Synchronize(settings.Device);
             var elapsed = stopwatch.Elapsed;
             kept.Add(result);
-            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed));
+            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, audit));
         }
         try
         {

@@ -10,11 +10,14 @@ public static class EngineCatalogue
     /// <summary>Every engine name.</summary>
     public static IReadOnlyList<string> Names { get; } = ["hooks", "functional"];
 
-    /// <summary>Creates the engine <paramref name="name"/> computing on <paramref name="device"/> with <paramref name="tf32"/>.</summary>
-    public static IPerSampleGradientMethod Create(string name, Device device, Tf32Mode tf32, int? chunkSize = null) => name switch
+    /// <summary>Creates the engine <paramref name="name"/> computing on <paramref name="device"/> with
+    /// <paramref name="tf32"/>, auditing <paramref name="auditSamples"/> samples per call.</summary>
+    public static IPerSampleGradientMethod Create(string name, Device device, Tf32Mode tf32, int? chunkSize = null,
+        int auditSamples = 0) => name switch
     {
-        "hooks" => new HookEngine(new HookEngineOptions { Device = device, Tf32 = tf32 }),
-        "functional" => new FunctionalEngine(new FunctionalEngineOptions { Device = device, Tf32 = tf32, ChunkSize = chunkSize }),
+        "hooks" => new HookEngine(new HookEngineOptions { Device = device, Tf32 = tf32, AuditSamples = auditSamples }),
+        "functional" => new FunctionalEngine(new FunctionalEngineOptions
+            { Device = device, Tf32 = tf32, ChunkSize = chunkSize, AuditSamples = auditSamples }),
         _ => throw new ArgumentException($"Unknown engine '{name}'. Known engines: {string.Join(", ", Names)}."),
     };
 }

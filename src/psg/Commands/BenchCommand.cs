@@ -13,7 +13,9 @@ namespace PerSampleGrads.Cli.Commands;
 /// <summary><c>psg bench</c>: plain backward, the engines and the oracle timed on the same workload, with ratios.</summary>
 internal static class BenchCommand
 {
-    private static readonly string[] Methods = ["plain", "hooks", "functional", "oracle"];
+    private static readonly string[] Methods =
+        ["plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit"];
+    private static readonly string[] DefaultMethods = ["plain", "hooks", "functional", "oracle"];
 
     public static Command Create()
     {
@@ -27,7 +29,7 @@ internal static class BenchCommand
         var methods = new Option<string>("--methods")
         {
             Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
-            DefaultValueFactory = _ => string.Join(",", Methods),
+            DefaultValueFactory = _ => string.Join(",", DefaultMethods),
         };
         var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
         var peers = new Option<string?>("--peers")

@@ -81,7 +81,8 @@ internal static class CompareCommand
     private static Table ResultTable(CompareOutcome outcome)
     {
         var table = new Table().Title($"against the float64 oracle ({Ms(outcome.OracleElapsed.TotalMilliseconds)})")
-            .AddColumns("engine", "max rel. error", "worst parameter", "worst sample", "tolerance", "verdict", "time");
+            .AddColumns("engine", "max rel. error", "worst parameter", "worst sample", "tolerance", "verdict", "time",
+                "self-audit");
         foreach (var e in outcome.Engines)
         {
             var worst = e.Comparison.Worst;
@@ -92,7 +93,10 @@ internal static class CompareCommand
                 worst is null ? "-" : worst.WorstSample.ToString(CultureInfo.InvariantCulture),
                 Sci(e.Comparison.Tolerance.Relative),
                 e.Comparison.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]",
-                Ms(e.Elapsed.TotalMilliseconds));
+                Ms(e.Elapsed.TotalMilliseconds),
+                e.Audit is { } audit
+                    ? $"sample {string.Join(",", audit.Samples)}: {Sci(audit.MaxRelativeError)}"
+                    : "-");
         }
         return table;
     }
