@@ -25,6 +25,9 @@ public abstract class EngineProperties
     /// <summary>The engine under test.</summary>
     protected abstract IPerSampleGradientMethod CreateEngine();
 
+    /// <summary>The engine under test, auditing <paramref name="samples"/> samples per call.</summary>
+    protected abstract IPerSampleGradientMethod CreateAuditedEngine(int samples);
+
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
     public Property Float32_per_sample_gradients_match_the_float64_oracle_within_the_float32_tolerance(Float32CaseSpec c) =>
         Classified(() => GradientChecks.MatchesOracle(CreateEngine, c.Case, ScalarType.Float32), c.Case);
@@ -50,6 +53,10 @@ public abstract class EngineProperties
         Classified(() => GradientChecks.MeanAndSumFollowTheDocumentedRelation(CreateEngine, c), c);
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    public Property The_self_audit_passes_and_agrees_with_the_full_comparison(CaseSpec c) =>
+        Classified(() => GradientChecks.SelfAuditAgreesWithTheOracle(() => CreateAuditedEngine(2), c), c);
+
+    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
     public void Invalid_configurations_raise_the_documented_problem(InvalidCaseSpec c) =>
         GradientChecks.InvalidConfigurationIsRefused(CreateEngine, c);
 
@@ -65,11 +72,17 @@ public abstract class EngineProperties
 public sealed class HookEngineProperties : EngineProperties
 {
     protected override IPerSampleGradientMethod CreateEngine() => new HookEngine();
+
+    protected override IPerSampleGradientMethod CreateAuditedEngine(int samples) =>
+        new HookEngine(new HookEngineOptions { AuditSamples = samples });
 }
 
 public sealed class FunctionalEngineProperties : EngineProperties
 {
     protected override IPerSampleGradientMethod CreateEngine() => new FunctionalEngine();
+
+    protected override IPerSampleGradientMethod CreateAuditedEngine(int samples) =>
+        new FunctionalEngine(new FunctionalEngineOptions { AuditSamples = samples });
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
     public Property Chunked_runs_give_the_unchunked_result(CaseSpec c) =>

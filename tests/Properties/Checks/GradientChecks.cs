@@ -2,6 +2,7 @@ using TorchSharp;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Verification;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
@@ -30,6 +31,27 @@ public static class GradientChecks
         using var expected = reference.Run(new PerSampleGradientOracle());
         using var actual = problem.Run(engine());
         GradientAssert.Agree(actual, expected, dtype);
+    }
+
+    /// <summary>
+    /// (1b) An audited engine attaches a passing audit of the samples it chose, in range and distinct, whose error is
+    /// the error of those rows against the oracle.
+    /// </summary>
+    public static void SelfAuditAgreesWithTheOracle(Func<IPerSampleGradientMethod> audited, CaseSpec spec)
+    {
+        using var problem = spec.ToGradientCase().Create(Exact);
+        using var actual = problem.Run(audited());
+        var audit = actual.Audit ?? throw new Xunit.Sdk.XunitException("the audited engine attached no audit");
+        Assert.True(audit.Passed, audit.Description);
+        Assert.Equal(Math.Min(2, spec.BatchSize), audit.Samples.Count);
+        Assert.Equal(audit.Samples.Count, audit.Samples.Distinct().Count());
+        Assert.All(audit.Samples, s => Assert.InRange(s, 0, spec.BatchSize - 1));
+        using var expected = problem.Run(new PerSampleGradientOracle());
+        var rows = tensor(audit.Samples.ToArray());
+        using var chosen = Map(actual, "audited rows", g => g.index_select(0, rows));
+        using var truth = Map(expected, "oracle rows", g => g.index_select(0, rows));
+        var comparison = GradientComparison.Compare(chosen, truth, TolerancePolicy.ToleranceFor(Exact));
+        Assert.Equal(comparison.MaxRelativeError, audit.MaxRelativeError, 1e-3 * Math.Max(comparison.MaxRelativeError, 1e-300));
     }
 
     /// <summary>
