@@ -1,5 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Oracle;
@@ -101,13 +102,20 @@ public sealed class BadInputTests
     [Theory]
     [InlineData("hooks")]
     [InlineData("functional")]
-    public void Unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
+    public void With_the_fallback_refused_unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
             ("custom", new GainShiftTanh(3)), ("linear", Linear(3, 4)), ("again", new GainShiftTanh(4)), ("head", Linear(4, 2))));
         model.eval();
-        Expect(method, Problem.UnsupportedLayers, model, randn(2, 3), zeros(2, ScalarType.Int64),
-            "'custom' (GainShiftTanh: gain, shift); 'again' (GainShiftTanh: gain, shift)");
+        var refusing = method == "hooks"
+            ? (IPerSampleGradientMethod)new HookEngine(new HookEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse })
+            : new FunctionalEngine(new FunctionalEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse });
+        using var snapshot = new ModelSnapshot(model, randn(2, 3));
+        var error = Assert.Throws<PerSampleGradientsException>(() => refusing.Compute(model, randn(2, 3), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.UnsupportedLayers, error.Problem);
+        Assert.Contains("'custom' (GainShiftTanh: gain, shift); 'again' (GainShiftTanh: gain, shift)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("PerSampleRerun", error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
     }
 
     [Theory]

@@ -125,6 +125,10 @@ public static class CaseCatalogue
             Classifier("prelu-single", [6], 4, CeMean, () => [Linear(6, 5), PReLU(1)]),
             Classifier("prelu-per-channel", [3, 5, 5], 3, CeSum, () => [Conv2d(3, 4, 3), PReLU(4)]),
             Classifier("prelu-per-feature", [6], 3, CeMean, () => [Linear(6, 5), PReLU(5)]),
+            // Custom modules without a rule: the per-sample rerun fallback (raw parameters; a child with a rule inside).
+            Classifier("custom-gainshift-fallback", [6], 4, CeMean, () => [Linear(6, 5), new GainShiftTanh(5)]),
+            Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum, () => [new GainShiftTanh(4), Linear(4, 4)]),
+            Classifier("custom-scaled-linear-fallback", [6], 4, CeMean, () => [Linear(6, 6), Tanh(), new ScaledLinear(6, 5)]),
             // Embedding with padding_idx and 2-d token inputs.
             Case("embedding-pad0", [6], CeMean, 5, () => CaseModels.Build(11, () => [Embedding(20, 4, padding_idx: 0)], [6], 3, ScalarType.Int64), vocabulary: 20),
             Case("embedding-nopad", [3, 4], CeSum, 3, () => CaseModels.Build(11, () => [Embedding(15, 3)], [3, 4], 4, ScalarType.Int64), vocabulary: 15),

@@ -25,3 +25,24 @@ public sealed class GainShiftTanh : Module<Tensor, Tensor>
     /// <inheritdoc/>
     public override Tensor forward(Tensor input) => (input * gain + shift).tanh();
 }
+
+/// <summary>
+/// A custom layer with a raw parameter and a child that has a rule: <c>y = linear(x) * scale</c>, <c>scale</c> of
+/// shape <c>[out]</c>. The fallback re-runs it with its child.
+/// </summary>
+public sealed class ScaledLinear : Module<Tensor, Tensor>
+{
+    private readonly Linear linear;
+    private readonly Parameter scale;
+
+    /// <summary>Creates it, scale 1 + 0.2 z.</summary>
+    public ScaledLinear(long inputs, long outputs) : base(nameof(ScaledLinear))
+    {
+        linear = Linear(inputs, outputs);
+        scale = Parameter(1 + 0.2 * randn(outputs));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => linear.call(input) * scale;
+}

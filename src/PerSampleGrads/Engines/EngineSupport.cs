@@ -13,6 +13,12 @@ public record EngineOptions
 
     /// <summary>TF32 handling during the computation (matters on CUDA only).</summary>
     public Tf32Mode Tf32 { get; init; } = Tf32Mode.KeepCallerSetting;
+
+    /// <summary>
+    /// Modules with trainable parameters and no rule: re-run per sample (the default) or refused. A module with a rule
+    /// never takes the fallback.
+    /// </summary>
+    public UnsupportedLayerPolicy UnsupportedLayers { get; init; } = UnsupportedLayerPolicy.PerSampleRerun;
 }
 
 /// <summary>
@@ -48,7 +54,7 @@ internal sealed class PreparedCall : IDisposable
         TorchRuntime.EnsureLoaded();
         var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
         BatchValidator.Validate(model, x, y, loss);
-        var owners = EngineSupport.CheckSupported(model, supported, engine);
+        var owners = EngineSupport.CheckSupported(model, supported, engine, options.UnsupportedLayers);
         var guard = ModelStateGuard.Capture(model);
         return new PreparedCall(x, y, owners, guard, new Tf32Scope(options.Tf32));
     }
@@ -86,18 +92,21 @@ internal static class EngineSupport
     /// unsupported options (max_norm, scale_grad_by_freq) fail before the forward.
     /// </summary>
     public static List<(NamedModule Module, List<string> Trainable)> CheckSupported(nn.Module model,
-        IReadOnlyCollection<Type> supported, string engine)
+        IReadOnlyCollection<Type> supported, string engine,
+        UnsupportedLayerPolicy policy = UnsupportedLayerPolicy.Refuse)
     {
         var owners = ModelInspection.ModulesOwningTrainableParameters(model);
+        if (policy == UnsupportedLayerPolicy.PerSampleRerun) owners = FallbackOwners.Apply(owners, supported);
         var missing = owners
-            .Where(o => !supported.Contains(o.Module.Module.GetType()) || o.Module.Module is not nn.Module<Tensor, Tensor>)
+            .Where(o => (!supported.Contains(o.Module.Module.GetType()) && policy == UnsupportedLayerPolicy.Refuse)
+                || o.Module.Module is not nn.Module<Tensor, Tensor>)
             .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name}: {string.Join(", ", o.TrainableLocalNames)})")
             .ToList();
         if (missing.Count > 0)
         {
             var known = string.Join(", ", supported.Select(t => t.Name).OrderBy(n => n, StringComparer.Ordinal));
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: {string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters (requires_grad_(false)), replace the layers, or add a rule to the engine's table.");
+                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: {string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters (requires_grad_(false)), replace the layers, add a rule to the engine's table, or (for modules mapping a tensor to a tensor) allow the per-sample rerun fallback (UnsupportedLayers = PerSampleRerun).");
         }
         foreach (var (named, _) in owners)
             if (named.Module is Embedding embedding)

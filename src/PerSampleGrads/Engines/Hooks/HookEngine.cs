@@ -104,10 +104,14 @@ public sealed class HookEngine : IPerSampleGradientMethod
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
             var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten);
-            _rules[call.Layer.Module.GetType()](new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
+            Rule(call.Layer.Module)(new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
         }
         return sums;
     }
+
+    // The table's rule; a module the table lacks reached here only because the fallback is allowed (EngineSupport).
+    private PerSampleRule Rule(nn.Module layer) =>
+        _rules.TryGetValue(layer.GetType(), out var rule) ? rule : PerSampleRerunRule.Compute;
 
     private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite)
         : ILayerGradientSink
