@@ -301,6 +301,44 @@ ARCHITECTURES = {
     "instancenorm2d-affine": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True), nn.ReLU()]),
     "instancenorm2d-running-stats": classifier(
         5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True, track_running_stats=True)]),
+    "instancenorm3d-affine": classifier(5, lambda: [nn.Conv3d(2, 3, 2), nn.InstanceNorm3d(3, affine=True)]),
+    "instancenorm3d-running-stats": classifier(
+        5, lambda: [nn.Conv3d(2, 3, 2), nn.InstanceNorm3d(3, affine=True, track_running_stats=True)]),
+    # BatchNorm in eval mode (the running statistics travel as buffers)
+    "batchnorm1d-eval-features": classifier(5, lambda: [nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh()]),
+    "batchnorm1d-eval-signal": classifier(5, lambda: [nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4)]),
+    "batchnorm2d-eval": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()]),
+    "batchnorm3d-eval": classifier(5, lambda: [nn.Conv3d(2, 3, 2), nn.BatchNorm3d(3)]),
+    "batchnorm2d-eval-noaffine": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, affine=False)]),
+    # Conv3d
+    "conv3d-k3-p1": classifier(5, lambda: [nn.Conv3d(2, 3, 3, padding=1)]),
+    "conv3d-k3-s2-d2-g2": classifier(5, lambda: [nn.Conv3d(4, 6, 3, stride=2, dilation=2, groups=2)]),
+    "conv3d-k2x3x1-s1x2x1": classifier(5, lambda: [nn.Conv3d(2, 3, (2, 3, 1), stride=(1, 2, 1))]),
+    "conv3d-same-k2": classifier(5, lambda: [nn.Conv3d(2, 3, 2, padding="same")]),
+    "conv3d-valid-nobias": classifier(5, lambda: [nn.Conv3d(2, 3, 3, padding="valid", bias=False)]),
+    "conv3d-reflect-p1": classifier(5, lambda: [nn.Conv3d(2, 2, 3, padding=1, padding_mode="reflect")]),
+    "conv3d-circular-p1": classifier(5, lambda: [nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular")]),
+    # ConvTranspose1d/2d/3d
+    "convtranspose1d-k3": classifier(5, lambda: [nn.ConvTranspose1d(3, 4, 3)]),
+    "convtranspose1d-k3-s2-p1-op1": classifier(
+        5, lambda: [nn.ConvTranspose1d(3, 4, 3, stride=2, padding=1, output_padding=1)]),
+    "convtranspose1d-k3-s2-d2-g3-op1": classifier(
+        5, lambda: [nn.ConvTranspose1d(6, 3, 3, stride=2, output_padding=1, dilation=2, groups=3)]),
+    "convtranspose2d-k3-s2-p1-op1": classifier(
+        5, lambda: [nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1)]),
+    "convtranspose2d-k2x3-s2x1-d1x2-g2": classifier(
+        5, lambda: [nn.ConvTranspose2d(4, 6, (2, 3), stride=(2, 1), dilation=(1, 2), groups=2)]),
+    "convtranspose2d-nobias": classifier(5, lambda: [nn.ConvTranspose2d(2, 3, 2, bias=False)]),
+    "convtranspose2d-op-below-dilation": classifier(
+        5, lambda: [nn.ConvTranspose2d(2, 2, 2, stride=1, output_padding=1, dilation=2)]),
+    "convtranspose3d-k3-s2-p1-op1": classifier(
+        5, lambda: [nn.ConvTranspose3d(2, 2, 3, stride=2, padding=1, output_padding=1)]),
+    "convtranspose3d-k2-d2-g2-nobias": classifier(
+        5, lambda: [nn.ConvTranspose3d(2, 4, 2, dilation=2, groups=2, bias=False)]),
+    # PReLU
+    "prelu-single": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(1)]),
+    "prelu-per-channel": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.PReLU(4)]),
+    "prelu-per-feature": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(5)]),
     # Embedding
     "embedding-pad0": classifier(3, lambda: [nn.Embedding(20, 4, padding_idx=0)], tokens=True),
     "embedding-nopad": classifier(4, lambda: [nn.Embedding(15, 3)], tokens=True),

@@ -11,8 +11,8 @@ public static class BatchValidator
 {
     /// <summary>
     /// Checks the batch (N &gt; 0, inputs and targets agree on N, finite values, dtypes and devices that fit the model)
-    /// and the model (trainable parameters exist, no BatchNorm in training mode, no dropout or other randomness in
-    /// training mode).
+    /// and the model (trainable parameters exist, no BatchNorm in training mode or without running statistics, no
+    /// dropout or other randomness in training mode).
     /// </summary>
     public static void Validate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
@@ -65,19 +65,25 @@ public static class BatchValidator
         ArgumentNullException.ThrowIfNull(loss);
     }
 
-    /// <summary>Model-only checks: BatchNorm and randomness in training mode.</summary>
+    /// <summary>Model-only checks: BatchNorm that uses batch statistics, randomness in training mode.</summary>
     public static void CheckModel(nn.Module model)
     {
         foreach (var named in ModelInspection.AllModules(model))
         {
             if (ModelInspection.IsBatchNorm(named.Module) && named.Module.training)
                 throw new PerSampleGradientsException(Problem.BatchNormInTraining,
-                    $"Module '{named.Display}' ({named.Module.GetType().Name}) is BatchNorm in training mode: it normalises with statistics of the whole batch, so each sample's output depends on the others and a per-sample gradient is not defined. Use GroupNorm (torchvision's norm_layer: c => nn.GroupNorm(Math.Min(32, c), c)) or LayerNorm, or put the model in eval mode.");
+                    $"Module '{named.Display}' ({named.Module.GetType().Name}) is BatchNorm in training mode: it normalises with statistics of the whole batch, so each sample's output depends on the others and a per-sample gradient is not defined. {BatchNormFix}");
+            if (ModelInspection.IsBatchNorm(named.Module) && ((TorchSharp.Modules.BatchNorm)named.Module).running_mean is null)
+                throw new PerSampleGradientsException(Problem.BatchNormInTraining,
+                    $"Module '{named.Display}' ({named.Module.GetType().Name}) is BatchNorm without running statistics (track_running_stats: false): it normalises with statistics of the whole batch even in eval mode, so a per-sample gradient is not defined. Convert it with BatchNormConversion.ToGroupNorm(model), or use GroupNorm or LayerNorm.");
             if (ModelInspection.IsRandomInTraining(named.Module))
                 throw new PerSampleGradientsException(Problem.RandomnessInTraining,
                     $"Module '{named.Display}' ({named.Module.GetType().Name}) draws random numbers in training mode: per-sample results would not be reproducible and no two methods could be compared. Call model.eval() or remove the module.");
         }
     }
+
+    // The fix for BatchNorm in training mode: both ways out.
+    private const string BatchNormFix = "Either put the model in eval mode (model.eval()): BatchNorm with running statistics is then a fixed per-channel affine map that both engines support; or, to train with per-sample gradients, convert it with BatchNormConversion.ToGroupNorm(model) (GroupNorm, as Opacus's ModuleValidator.fix) or use LayerNorm.";
 
     /// <summary>Fails with a clear message when <paramref name="device"/> is CUDA and CUDA is absent.</summary>
     public static void RequireAvailable(Device device)

@@ -1,4 +1,6 @@
 using TorchSharp;
+using PerSampleGrads.Cases;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Oracle;
@@ -61,7 +63,20 @@ public sealed class BadInputTests
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("conv", Conv2d(3, 4, 3)), ("norm", BatchNorm2d(4)), ("flat", Flatten()), ("head", Linear(16, 2))));
         model.train();
         Expect(method, Problem.BatchNormInTraining, model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), "'norm' (BatchNorm2d)");
-        Assert.Contains("GroupNorm", Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy())).Message);
+        var message = Assert.Throws<PerSampleGradientsException>(() => Method(method)
+            .Compute(model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy())).Message;
+        Assert.Contains("model.eval()", message, StringComparison.Ordinal);
+        Assert.Contains("BatchNormConversion.ToGroupNorm", message, StringComparison.Ordinal);
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void BatchNorm_without_running_statistics_is_refused_even_in_eval_mode(string method)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("conv", Conv2d(3, 4, 3)),
+            ("norm", BatchNorm2d(4, track_running_stats: false)), ("flat", Flatten()), ("head", Linear(16, 2))));
+        model.eval();
+        Expect(method, Problem.BatchNormInTraining, model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64),
+            "track_running_stats");
     }
 
     [Theory, MemberData(nameof(Methods))]
@@ -87,12 +102,20 @@ public sealed class BadInputTests
     [Theory]
     [InlineData("hooks")]
     [InlineData("functional")]
-    public void Unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
+    public void With_the_fallback_refused_unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
-            ("conv", Conv3d(1, 2, 1)), ("flat", Flatten()), ("bilinear_free", Linear(2 * 2 * 2 * 2, 4)), ("prelu", PReLU(1)), ("head", Linear(4, 2))));
+            ("custom", new GainShiftTanh(3)), ("linear", Linear(3, 4)), ("again", new GainShiftTanh(4)), ("head", Linear(4, 2))));
         model.eval();
-        Expect(method, Problem.UnsupportedLayers, model, randn([2, 1, 2, 2, 2]), zeros(2, ScalarType.Int64), "'conv' (Conv3d: weight, bias); 'prelu' (PReLU: weight)");
+        var refusing = method == "hooks"
+            ? (IPerSampleGradientMethod)new HookEngine(new HookEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse })
+            : new FunctionalEngine(new FunctionalEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse });
+        using var snapshot = new ModelSnapshot(model, randn(2, 3));
+        var error = Assert.Throws<PerSampleGradientsException>(() => refusing.Compute(model, randn(2, 3), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.UnsupportedLayers, error.Problem);
+        Assert.Contains("'custom' (GainShiftTanh: gain, shift); 'again' (GainShiftTanh: gain, shift)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("PerSampleRerun", error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
     }
 
     [Theory]

@@ -49,6 +49,9 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         "nll-logsoftmax-B4-nll-mean",
         "l1-multi-output-B3-l1-sum",
         "custom-softmargin-B4-softmargin-mean",
+        "batchnorm2d-eval-B3-ce-mean",
+        "conv3d-k3-s2-d2-g2-B3-ce-sum",
+        "convtranspose2d-k2x3-s2x1-d1x2-g2-B3-ce-sum",
     ];
 
     /// <summary>
@@ -63,6 +66,8 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         // PyTorch 1.13: InstanceNorm with track_running_stats in eval mode normalises with the running statistics,
         // but ExpandedWeights' backward recomputes each sample's own statistics.
         "ignores InstanceNorm's running statistics",
+        // PyTorch 1.13: ExpandedWeights has no rule for batch_norm, not even in eval mode.
+        "cannot handle function batch_norm",
     ];
 
     public static TheoryData<string, string> CasesAndDTypes

@@ -1,6 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Tests.Checks;
@@ -58,7 +59,10 @@ public abstract class EngineProperties
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
     public void Invalid_configurations_raise_the_documented_problem(InvalidCaseSpec c) =>
-        GradientChecks.InvalidConfigurationIsRefused(CreateEngine, c);
+        GradientChecks.InvalidConfigurationIsRefused(CreateRefusingEngine, c);
+
+    /// <summary>The engine under test with the per-sample rerun fallback refused (a layer without a rule is a fault).</summary>
+    protected abstract IPerSampleGradientMethod CreateRefusingEngine();
 
     // Reports what the generated cases exercised (FsCheck prints the distribution on success).
     internal static Property Classified(Action check, CaseSpec c)
@@ -75,6 +79,9 @@ public sealed class HookEngineProperties : EngineProperties
 
     protected override IPerSampleGradientMethod CreateAuditedEngine(int samples) =>
         new HookEngine(new HookEngineOptions { AuditSamples = samples });
+
+    protected override IPerSampleGradientMethod CreateRefusingEngine() =>
+        new HookEngine(new HookEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse });
 }
 
 public sealed class FunctionalEngineProperties : EngineProperties
@@ -83,6 +90,9 @@ public sealed class FunctionalEngineProperties : EngineProperties
 
     protected override IPerSampleGradientMethod CreateAuditedEngine(int samples) =>
         new FunctionalEngine(new FunctionalEngineOptions { AuditSamples = samples });
+
+    protected override IPerSampleGradientMethod CreateRefusingEngine() =>
+        new FunctionalEngine(new FunctionalEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse });
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
     public Property Chunked_runs_give_the_unchunked_result(CaseSpec c) =>

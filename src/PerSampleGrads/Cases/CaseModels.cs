@@ -13,7 +13,7 @@ public static class CaseModels
     /// Builds <paramref name="body"/> with seed <paramref name="seed"/> and, when <paramref name="classes"/> is set,
     /// appends Flatten and a Linear classifier sized from the body's output on <paramref name="inputShape"/>. Norm
     /// layers get random affine values (weight 1 + 0.2 z, bias 0.2 z): the defaults 1 and 0 would hide a rule that
-    /// confuses or drops them.
+    /// confuses or drops them (<see cref="RandomizeNormAffines"/>).
     /// </summary>
     public static Module<Tensor, Tensor> Build(long seed, Func<Module<Tensor, Tensor>[]> body, long[] inputShape, long? classes = null,
         ScalarType inputType = ScalarType.Float32) =>
@@ -39,7 +39,10 @@ public static class CaseModels
             return (Module<Tensor, Tensor>)model;
         });
 
-    /// <summary>Gives norm layers' affine parameters random values around PyTorch's defaults.</summary>
+    /// <summary>
+    /// Gives norm layers' affine parameters, BatchNorm's running statistics and PReLU's slopes random values around
+    /// PyTorch's defaults.
+    /// </summary>
     public static void RandomizeNormAffines(nn.Module model)
     {
         using var _ = no_grad();
@@ -50,10 +53,23 @@ public static class CaseModels
                 GroupNorm g => (g.weight, g.bias),
                 LayerNorm l => (l.weight, l.bias),
                 InstanceNorm i => (i.weight, i.bias),
+                BatchNorm b => (b.weight, b.bias),
                 _ => (null, null),
             };
             weight?.copy_(1 + 0.2 * randn_like(weight));
             bias?.copy_(0.2 * randn_like(bias));
+            switch (named.Module)
+            {
+                // Running statistics away from 0 and 1, so that a rule ignoring them fails.
+                case BatchNorm { running_mean: { } mean, running_var: { } variance }:
+                    mean.copy_(0.3 * randn_like(mean));
+                    variance.copy_(0.5 + rand_like(variance));
+                    break;
+                // Distinct slopes around PReLU's 0.25, so that a rule confusing channels fails.
+                case PReLU prelu:
+                    prelu.weight.copy_(0.25 + 0.1 * randn_like(prelu.weight));
+                    break;
+            }
         }
     }
 }

@@ -32,6 +32,12 @@ public record EngineOptions
             throw new ArgumentOutOfRangeException(nameof(AuditSamples), AuditSamples,
                 "AuditSamples must be 0 (no audit) or a number of samples to recompute.");
     }
+
+    /// <summary>
+    /// Modules with trainable parameters and no rule: re-run per sample (the default) or refused. A module with a rule
+    /// never takes the fallback.
+    /// </summary>
+    public UnsupportedLayerPolicy UnsupportedLayers { get; init; } = UnsupportedLayerPolicy.PerSampleRerun;
 }
 
 /// <summary>
@@ -83,7 +89,8 @@ internal sealed class PreparedCall : IDisposable
             var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
             (x, y) = (access.Admit(x), access.Admit(y));
             BatchValidator.Validate(model, x, y, loss);
-            var owners = EngineSupport.CheckSupported(model, capabilities.Layers, capabilities.Engine);
+            var owners = EngineSupport.CheckSupported(model, capabilities.Layers, capabilities.Engine,
+                options.UnsupportedLayers);
             if (capabilities.RefusesUserHooks) EngineSupport.RefuseUserHooks(owners, access, capabilities.Engine);
             var groups = ModelInspection.TrainableParameterGroups(model);
             var guard = ModelStateGuard.Capture(model);
@@ -158,11 +165,14 @@ internal static class EngineSupport
     /// so that unsupported options (max_norm, scale_grad_by_freq) fail before the forward.
     /// </summary>
     public static List<(NamedModule Module, List<string> Trainable)> CheckSupported(nn.Module model,
-        IReadOnlyCollection<Type> supported, string engine)
+        IReadOnlyCollection<Type> supported, string engine,
+        UnsupportedLayerPolicy policy = UnsupportedLayerPolicy.Refuse)
     {
         var owners = ModelInspection.ModulesOwningTrainableParameters(model);
+        if (policy == UnsupportedLayerPolicy.PerSampleRerun) owners = FallbackOwners.Apply(owners, supported);
         var missing = owners
-            .Where(o => !supported.Contains(o.Module.Module.GetType()) || o.Module.Module is not nn.Module<Tensor, Tensor>)
+            .Where(o => (!supported.Contains(o.Module.Module.GetType()) && policy == UnsupportedLayerPolicy.Refuse)
+                || o.Module.Module is not nn.Module<Tensor, Tensor>)
             .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name}: {string.Join(", ", o.TrainableLocalNames)})")
             .ToList();
         if (missing.Count > 0)
@@ -171,7 +181,8 @@ internal static class EngineSupport
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
                 $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: " +
                 $"{string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters " +
-                "(requires_grad_(false)), replace the layers, or add a rule to the engine's table.");
+                "(requires_grad_(false)), replace the layers, add a rule to the engine's table, or (for modules " +
+                "mapping a tensor to a tensor) allow the per-sample rerun fallback (UnsupportedLayers = PerSampleRerun).");
         }
         foreach (var (named, _) in owners)
             if (named.Module is Embedding embedding)

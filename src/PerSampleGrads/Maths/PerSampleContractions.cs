@@ -48,6 +48,9 @@ public static class PerSampleContractions
     public static (Tensor? Weight, Tensor? Bias) PerChannelAffine(Tensor outputGradient, Func<Tensor> normalized, bool weight, bool bias) =>
         (weight ? SumSpatial(outputGradient * normalized()) : null, bias ? SumSpatial(outputGradient) : null);
 
-    /// <summary>Sum over every dimension after the first two: <c>[N, C, ...]</c> to <c>[N, C]</c>.</summary>
-    public static Tensor SumSpatial(Tensor t) => t.dim() == 2 ? t : t.reshape(t.shape[0], t.shape[1], -1).sum(dim: 2);
+    /// <summary>
+    /// Sum over every dimension after the first two: <c>[N, C, ...]</c> to <c>[N, C]</c>; always a new tensor (a
+    /// <c>[N, C]</c> input, BatchNorm1d on features, is copied: rules hand results out beyond their captures' life).
+    /// </summary>
+    public static Tensor SumSpatial(Tensor t) => t.dim() == 2 ? t.clone() : t.reshape(t.shape[0], t.shape[1], -1).sum(dim: 2);
 }

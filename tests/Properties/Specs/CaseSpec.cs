@@ -70,7 +70,7 @@ public enum Fault
 {
     /// <summary>A BatchNorm layer in training mode.</summary>
     BatchNormInTraining,
-    /// <summary>A trainable layer without a per-sample rule (PReLU).</summary>
+    /// <summary>A trainable layer without a per-sample rule (a custom module with raw parameters).</summary>
     UnsupportedTrainableLayer,
     /// <summary>No samples.</summary>
     EmptyBatch,

@@ -321,15 +321,15 @@ public sealed record BatchNormInTrainingSpec : LayerSpec
     public override bool StaysInTraining => true;
 }
 
-/// <summary>Fault: a trainable layer no engine has a rule for (PReLU's slope).</summary>
+/// <summary>Fault: a trainable layer no engine has a rule for (a custom module with raw parameters).</summary>
 public sealed record UnsupportedTrainableSpec : LayerSpec
 {
     /// <inheritdoc/>
     public override SampleShape? Apply(SampleShape input) => input.IsFloating ? input : null;
 
     /// <inheritdoc/>
-    public override Module<Tensor, Tensor> Build(SampleShape input) => PReLU(1);
+    public override Module<Tensor, Tensor> Build(SampleShape input) => new PerSampleGrads.Cases.GainShiftTanh(input.Dims[^1]);
 
     /// <inheritdoc/>
-    public override string Describe(SampleShape input) => "PReLU";
+    public override string Describe(SampleShape input) => $"GainShiftTanh({input.Dims[^1]})";
 }

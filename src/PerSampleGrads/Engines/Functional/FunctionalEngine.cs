@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using PerSampleGrads.Engines.Probing;
+using PerSampleGrads.Engines.Functional.Layers;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
@@ -116,7 +117,9 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             {
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
                 var parameterCopies = Parameters(named, leaves, k);
-                var forward = _forwards[layer.GetType()];
+                // A module the table lacks reached here only because the fallback is allowed (EngineSupport).
+                var forward = _forwards.TryGetValue(layer.GetType(), out var batched)
+                    ? batched : PerSampleRerunForward.Forward;
                 var axis = prepared.Layout.InputAxis(layer);
                 stash[layer] = new Stack<Tensor>();
                 long standIn = StandInBatch(layer);
@@ -154,15 +157,18 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     }
 
     // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an
-    // empty batch; it runs on one sample, 1/N of its cost.
-    private static long StandInBatch(nn.Module layer) => layer is InstanceNorm ? 1 : 0;
+    // empty batch, and fallback modules, which need not accept one; they run on one sample, 1/N of their cost.
+    private long StandInBatch(nn.Module layer) =>
+        layer is InstanceNorm || !_forwards.ContainsKey(layer.GetType()) ? 1 : 0;
 
     // The layer's parameters as [k, ...]: its per-sample leaves when trainable, a broadcast view when frozen.
     private SampleParameters Parameters(NamedModule named, Dictionary<ParameterIdentity, Tensor> leaves, long k)
     {
         var byLocal = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var shared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (local, p) in named.Module.named_parameters(recurse: false))
+        // A fallback module is re-run with its whole subtree: it gets copies of every parameter below it.
+        bool subtree = !_forwards.ContainsKey(named.Module.GetType());
+        foreach (var (local, p) in named.Module.named_parameters(recurse: subtree))
         {
             shared[local] = p.detach();
             byLocal[local] = p.requires_grad && leaves.TryGetValue(ParameterIdentity.Of(p), out var leaf)

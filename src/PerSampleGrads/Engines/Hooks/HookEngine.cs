@@ -139,11 +139,15 @@ public sealed class HookEngine : IPerSampleGradientMethod
             if (call.OutputGradient is null) continue;
             var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug);
             var gradient = call.OutputGradient.movedim([call.Axis.Dimension], [0]);
-            _rules[call.Layer.Module.GetType()](
+            Rule(call.Layer.Module)(
                 new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, gradient), sink);
         }
         return sums;
     }
+
+    // The table's rule; a module the table lacks reached here only because the fallback is allowed (EngineSupport).
+    private PerSampleRule Rule(nn.Module layer) =>
+        _rules.TryGetValue(layer.GetType(), out var rule) ? rule : PerSampleRerunRule.Compute;
 
     private sealed class Accumulator(NamedModule layer, List<string> trainable,
         Dictionary<ParameterIdentity, ParameterGroup> groupOf, Dictionary<ParameterGroup, Tensor> sums,

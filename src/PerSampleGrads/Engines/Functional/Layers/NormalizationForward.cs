@@ -1,5 +1,5 @@
 using TorchSharp.Modules;
-using PerSampleGrads.Engines.Hooks.Rules;
+using PerSampleGrads.Maths;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -18,9 +18,9 @@ public static class NormalizationForward
         return PerChannelAffine(F.group_norm(call.Input, norm.num_groups, eps: norm.eps), call.Parameters);
     }
 
-    /// <summary>InstanceNorm1d/2d with affine, statistics as the module's mode dictates.</summary>
+    /// <summary>InstanceNorm1d/2d/3d with affine, statistics as the module's mode dictates.</summary>
     public static Tensor InstanceNorm(FunctionalCall call) =>
-        PerChannelAffine(InstanceNormRule.Normalize((InstanceNorm)call.Layer, call.Input), call.Parameters);
+        PerChannelAffine(Normalized.Instance((InstanceNorm)call.Layer, call.Input), call.Parameters);
 
     /// <summary>LayerNorm: weight and bias <c>[k, ...D]</c> broadcast over the positions between batch and D.</summary>
     public static Tensor LayerNorm(FunctionalCall call)
@@ -34,7 +34,8 @@ public static class NormalizationForward
         return y;
     }
 
-    private static Tensor PerChannelAffine(Tensor normalized, SampleParameters parameters)
+    /// <summary>Scales and shifts <c>[k, C, ...]</c> by per-sample <c>[k, C]</c> weight and bias, when present.</summary>
+    internal static Tensor PerChannelAffine(Tensor normalized, SampleParameters parameters)
     {
         long[] shape = [normalized.shape[0], normalized.shape[1], .. Enumerable.Repeat(1L, (int)normalized.dim() - 2)];
         if (parameters["weight"] is { } weight) normalized = normalized * weight.reshape(shape);

@@ -1,0 +1,48 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Cases;
+
+/// <summary>
+/// A custom layer that owns raw <c>Parameter</c>s and has no per-sample rule in either engine:
+/// <c>y = tanh(x * gain + shift)</c> with <c>gain</c> and <c>shift</c> of shape <c>[F]</c> over the last dimension.
+/// </summary>
+public sealed class GainShiftTanh : Module<Tensor, Tensor>
+{
+    private readonly Parameter gain;
+    private readonly Parameter shift;
+
+    /// <summary>Creates it for <paramref name="features"/> features, gain 1 + 0.2 z and shift 0.2 z.</summary>
+    public GainShiftTanh(long features) : base(nameof(GainShiftTanh))
+    {
+        gain = Parameter(1 + 0.2 * randn(features));
+        shift = Parameter(0.2 * randn(features));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => (input * gain + shift).tanh();
+}
+
+/// <summary>
+/// A custom layer with a raw parameter and a child that has a rule: <c>y = linear(x) * scale</c>, <c>scale</c> of
+/// shape <c>[out]</c>. The fallback re-runs it with its child.
+/// </summary>
+public sealed class ScaledLinear : Module<Tensor, Tensor>
+{
+    private readonly Linear linear;
+    private readonly Parameter scale;
+
+    /// <summary>Creates it, scale 1 + 0.2 z.</summary>
+    public ScaledLinear(long inputs, long outputs) : base(nameof(ScaledLinear))
+    {
+        linear = Linear(inputs, outputs);
+        scale = Parameter(1 + 0.2 * randn(outputs));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => linear.call(input) * scale;
+}

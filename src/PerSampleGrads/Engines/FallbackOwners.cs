@@ -1,0 +1,39 @@
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines;
+
+/// <summary>
+/// Which modules the per-sample rerun fallback takes: every module that owns trainable parameters, has no entry in
+/// the engine's table and maps a tensor to a tensor (a fallback root). A root is re-run with its whole subtree, so
+/// the root's entry lists every trainable parameter below it (names relative to the root) and the modules below it
+/// get no entry of their own (their rules would otherwise count their gradients twice).
+/// </summary>
+internal static class FallbackOwners
+{
+    /// <summary>The owners list with fallback roots widened to their subtrees and their descendants dropped.</summary>
+    public static List<(NamedModule Module, List<string> Trainable)> Apply(
+        List<(NamedModule Module, List<string> Trainable)> owners, IReadOnlyCollection<Type> supported)
+    {
+        var roots = owners
+            .Where(o => !supported.Contains(o.Module.Module.GetType()) && o.Module.Module is nn.Module<Tensor, Tensor>)
+            .Select(o => o.Module)
+            .ToList();
+        // Outermost roots only: a root inside another root is part of that one's subtree.
+        roots = roots.Where(r => !roots.Any(other => other.Path != r.Path && IsBelow(r.Path, other.Path))).ToList();
+        if (roots.Count == 0) return owners;
+        var result = new List<(NamedModule, List<string>)>();
+        foreach (var owner in owners)
+        {
+            if (roots.Any(r => r.Path == owner.Module.Path))
+                result.Add((owner.Module, owner.Module.Module.named_parameters()
+                    .Where(p => p.parameter.requires_grad).Select(p => p.name).ToList()));
+            else if (!roots.Any(r => IsBelow(owner.Module.Path, r.Path)))
+                result.Add(owner);
+        }
+        return result;
+    }
+
+    /// <summary>Whether the module at <paramref name="path"/> is strictly below the one at <paramref name="ancestor"/>.</summary>
+    public static bool IsBelow(string path, string ancestor) =>
+        ancestor.Length == 0 ? path.Length > 0 : path.StartsWith(ancestor + ".", StringComparison.Ordinal);
+}
