@@ -6,6 +6,12 @@ namespace PerSampleGrads;
 /// A way to compute per-sample gradients. The oracle and every engine answer the same question through this
 /// interface: given a model, a batch and a loss, return each sample's gradient of its own loss.
 /// </summary>
+/// <remarks>
+/// Every method records gradients whatever the caller's grad mode (<c>no_grad</c>, <c>inference_mode</c>) and
+/// restores it; treats a parameter tensor as one parameter however many modules use it or names list it (its gradient
+/// is the sum of every use, reported under each name); serialises calls on one model from several threads (a lock per
+/// model); and raises <see cref="PerSampleGradientsException"/> rather than return a result it cannot vouch for.
+/// </remarks>
 public interface IPerSampleGradientMethod
 {
     /// <summary>Short name used in reports: <c>oracle</c>, <c>hooks</c>, <c>functional</c>.</summary>

@@ -49,6 +49,9 @@ public static class PerSampleRerun
         var results = parameters.Select(p => zeros([n, .. p.shape], dtype: p.dtype, device: p.device)).ToList();
         var inputResult = inputGradient ? zeros_like(input) : null;
         using var grad = enable_grad();
+        // backward() (autograd.grad aborts the process on any error) accumulates into .grad: the caller's are set
+        // aside meanwhile.
+        using var setAside = new Engines.SetAsideGradients(parameters);
         for (long i = 0; i < n; i++)
         {
             using var scope = NewDisposeScope();
@@ -57,11 +60,16 @@ public static class PerSampleRerun
             var output = module.forward(sample);
             if (!output.requires_grad) continue;
             var wrt = inputGradient ? [.. parameters, sample] : parameters.ToList();
-            var gradients = autograd.grad([output], wrt, [outputGradient.narrow(0, i, 1)], allow_unused: true);
+            autograd.backward([output], [outputGradient.narrow(0, i, 1)], inputs: wrt);
             using var _ = no_grad();
-            for (int j = 0; j < parameters.Count; j++)
-                if (!gradients[j].IsInvalid) results[j][i].copy_(gradients[j]);
-            if (inputResult is not null && !gradients[^1].IsInvalid) inputResult.narrow(0, i, 1).copy_(gradients[^1]);
+            for (int j = 0; j < wrt.Count; j++)
+            {
+                using var gradient = wrt[j].grad;
+                if (gradient is null || gradient.IsInvalid) continue;
+                if (j < parameters.Count) results[j][i].copy_(gradient);
+                else inputResult!.narrow(0, i, 1).copy_(gradient);
+                wrt[j].grad = null;
+            }
         }
         return (results, inputResult);
     }

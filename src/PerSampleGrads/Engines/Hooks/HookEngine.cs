@@ -18,10 +18,12 @@ public sealed record HookEngineOptions : EngineOptions;
 /// <para>Definition: the result is the gradient of each sample's own loss (see <see cref="LossFunction"/>). The
 /// backward starts from <c>sum_i L_i</c>, so with <see cref="LossReduction.Mean"/> the batch mean's 1/N is undone
 /// (the engine's rescaling by N).</para>
-/// <para>A layer called several times in one forward (weight sharing) accumulates the contributions of every call.
-/// Only modules that directly own trainable parameters are hooked, so nested modules are never counted twice.
-/// Hooks exist only during <see cref="Compute"/> and are removed also when it throws. Children must be invoked with
-/// <c>call()</c> (as TorchSharp's containers and TorchVision do): <c>forward()</c> skips hooks.</para>
+/// <para>A layer called several times in one forward (weight sharing) accumulates the contributions of every call,
+/// and a parameter tensor used by several layers (weight tying) gets the sum of every use under each of its names.
+/// Only modules that directly own trainable parameters are hooked, so nested modules are never counted twice. Hooks
+/// exist only during <see cref="Compute"/> and are removed also when it throws. Where a layer's input keeps the
+/// samples is found by the sample-separation probe (<see cref="Probing.SampleLayout"/>); a parameter used where no
+/// hook sees it (a child invoked with <c>forward()</c>) is refused, never silently missed.</para>
 /// <para>Memory: the captured inputs (views of tensors autograd keeps anyway), one output gradient per layer call,
 /// the clones the recorders return, and the result; nothing else of size N x parameters.</para>
 /// </remarks>
