@@ -231,6 +231,30 @@ class UnusedBranch(nn.Module):
         return self.used(x)
 
 
+class GainShiftTanh(nn.Module):
+    """CustomModules.cs: tanh(x * gain + shift) over the last dimension, raw parameters without a rule."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(features))
+        self.shift = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        return torch.tanh(x * self.gain + self.shift)
+
+
+class ScaledLinear(nn.Module):
+    """CustomModules.cs: linear(x) * scale, a raw parameter beside a child with a rule."""
+
+    def __init__(self, inputs, outputs):
+        super().__init__()
+        self.linear = nn.Linear(inputs, outputs)
+        self.scale = nn.Parameter(torch.ones(outputs))
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
 def nested(width, classes):
     """Case 'nested-sequential': Sequential(outer=Sequential(Linear, ReLU), deep=Sequential(inner=Sequential(linear)))."""
     from collections import OrderedDict
@@ -339,6 +363,10 @@ ARCHITECTURES = {
     "prelu-single": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(1)]),
     "prelu-per-channel": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.PReLU(4)]),
     "prelu-per-feature": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(5)]),
+    # Custom modules without a rule (the per-sample rerun fallback)
+    "custom-gainshift-fallback": classifier(4, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
+    "custom-gainshift-fallback-tokens": classifier(3, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
+    "custom-scaled-linear-fallback": classifier(4, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
     # Embedding
     "embedding-pad0": classifier(3, lambda: [nn.Embedding(20, 4, padding_idx=0)], tokens=True),
     "embedding-nopad": classifier(4, lambda: [nn.Embedding(15, 3)], tokens=True),
