@@ -117,7 +117,8 @@ fix_pytorch() {
     say "installing Debian's python3-torch (CPU) for the PyTorch cross-check"
     # The trixie source may be new: refresh lists only when the package is not known yet.
     apt-cache show python3-torch >/dev/null 2>&1 || as_root apt-get "${apt_wait[@]}" update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive as_root apt-get "${apt_wait[@]}" install -y -q --no-install-recommends python3-torch > /tmp/psg-setup-apt.log 2>&1 || tail -20 /tmp/psg-setup-apt.log >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get "${apt_wait[@]}" install -y -q --no-install-recommends \
+      python3-torch > /tmp/psg-setup-apt.log 2>&1 || tail -20 /tmp/psg-setup-apt.log >&2
     "$py" -c 'import torch, numpy' && { say "PyTorch $("$py" -c 'import torch; print(torch.__version__)') installed"; return 0; }
   fi
   missing+=("torch and numpy for $py (for the PyTorch cross-check; PSG_SKIP_PYTORCH=1 goes without it)")
