@@ -15,6 +15,8 @@
 # `dotnet run` and `dotnet test` need no separate step. Concurrent runs wait for each other (flock).
 # PSG_SETUP_SIMULATE_MISSING=1 simulates a fresh machine without root: both prerequisites are reported missing and
 # nothing is installed (the build's own test uses it).
+# PSG_SETUP_REPORT=FILE (set by the build) receives the closing summary instead of the terminal: what is missing and
+# the command to run on failure, what was installed on success.
 set -euo pipefail
 
 say() { echo "setup: $*" >&2; }
@@ -22,6 +24,7 @@ need_glibcxx=GLIBCXX_3.4.32
 simulate_missing=${PSG_SETUP_SIMULATE_MISSING:-0}
 needs_root=0   # 1 when root (or password-less sudo) would have installed what is missing
 missing=()     # what is missing, for the closing summary
+installed=()   # what this run installed, for the closing summary
 apt_wait=(-o DPkg::Lock::Timeout=300)
 
 as_root() {
@@ -101,6 +104,7 @@ Pin-Priority: 100
     say "libstdc++6 from trixie is installed but $need_glibcxx is still missing"; return 1
   fi
   say "libstdc++ now provides $need_glibcxx"
+  installed+=("libstdc++6 from Debian 13 (trixie, pinned at 100), for $need_glibcxx")
 }
 
 python_for_pytorch() { echo "${PSG_PYTHON:-/usr/bin/python3}"; }
@@ -119,7 +123,11 @@ fix_pytorch() {
     apt-cache show python3-torch >/dev/null 2>&1 || as_root apt-get "${apt_wait[@]}" update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive as_root apt-get "${apt_wait[@]}" install -y -q --no-install-recommends \
       python3-torch > /tmp/psg-setup-apt.log 2>&1 || tail -20 /tmp/psg-setup-apt.log >&2
-    "$py" -c 'import torch, numpy' && { say "PyTorch $("$py" -c 'import torch; print(torch.__version__)') installed"; return 0; }
+    if "$py" -c 'import torch, numpy'; then
+      say "PyTorch $("$py" -c 'import torch; print(torch.__version__)') installed"
+      installed+=("Debian's python3-torch, for the PyTorch cross-check")
+      return 0
+    fi
   fi
   missing+=("torch and numpy for $py (for the PyTorch cross-check; PSG_SKIP_PYTORCH=1 goes without it)")
   say "missing: a Python with torch and numpy at $py (the PyTorch cross-check needs it)."
@@ -141,6 +149,11 @@ fi
 status=0
 fix_libstdcxx || status=1
 fix_pytorch || status=1
+report() { if [ -n "${PSG_SETUP_REPORT:-}" ]; then echo "$1" > "$PSG_SETUP_REPORT"; else say "$1"; fi; }
+if [ "$status" = 0 ] && [ ${#installed[@]} -gt 0 ]; then
+  summary="Installed $(printf '%s; ' "${installed[@]}")"
+  report "${summary%; }."
+fi
 if [ "$status" != 0 ]; then
   summary="Missing: $(printf '%s; ' "${missing[@]}")"
   summary=${summary%; }.
@@ -150,7 +163,6 @@ if [ "$status" != 0 ]; then
   else
     summary+=" The set-up's lines above say how to install it here."
   fi
-  # The build (Directory.Build.targets) asks for the summary in a file and makes it its error message.
-  if [ -n "${PSG_SETUP_REPORT:-}" ]; then echo "$summary" > "$PSG_SETUP_REPORT"; else say "$summary"; fi
+  report "$summary"
 fi
 exit $status

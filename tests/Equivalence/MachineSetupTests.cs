@@ -92,12 +92,28 @@ public sealed class MachineSetupTests : IDisposable
         Assert.False(File.Exists(StampFile), "a failed set-up must leave no stamp");
     }
 
+    [Fact]
+    public void A_build_that_installs_something_says_so_in_a_warning_and_records_the_stamp()
+    {
+        WriteTinyProject();
+        // A stand-in for scripts/setup.sh on a fresh machine with root: it reports what it installed.
+        var script = Path.Combine(_folder, "installs.sh");
+        File.WriteAllText(script, "echo 'Installed libstdc++6 from Debian 13.' > \"$PSG_SETUP_REPORT\"\n");
+
+        var build = Build(simulateMissing: false, $"-p:MachineSetupScript={script}");
+
+        Assert.True(build.ExitCode == 0, build.Output);
+        Assert.Contains("warning PSG0002: This build set the machine up (scripts/setup.sh, once per machine). "
+            + "Installed libstdc++6 from Debian 13.", build.Output, StringComparison.Ordinal);
+        Assert.True(File.Exists(StampFile), build.Output);
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
     }
 
-    private (int ExitCode, string Output) Build(bool simulateMissing)
+    private (int ExitCode, string Output) Build(bool simulateMissing, params string[] properties)
     {
         var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
         var start = new ProcessStartInfo(dotnet)
@@ -108,7 +124,7 @@ public sealed class MachineSetupTests : IDisposable
             UseShellExecute = false,
         };
         string[] arguments = ["build", ProjectFile, "-nologo", "-v:m", "-m:1", "-nodeReuse:false", "-tl:off"];
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var argument in arguments.Concat(properties)) start.ArgumentList.Add(argument);
         start.Environment.Remove(SkipMachineSetup);
         if (simulateMissing) start.Environment[SimulateMissing] = "1";
         else start.Environment.Remove(SimulateMissing);
