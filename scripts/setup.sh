@@ -158,8 +158,8 @@ if [ "$status" != 0 ]; then
   summary="Missing: $(printf '%s; ' "${missing[@]}")"
   summary=${summary%; }.
   if [ "$needs_root" = 1 ]; then
-    summary+=" Installing it needs root: run \`sudo bash $(readlink -f "$0")\` (or that command without sudo as root),"
-    summary+=" then build again."
+    script=$(readlink -f "$0")
+    summary+=" Installing it needs root: run \`sudo bash $script\` (as root: \`bash $script\`), then build again."
   else
     summary+=" The set-up's lines above say how to install it here."
   fi
