@@ -16,10 +16,7 @@ public static class BatchValidator
     /// </summary>
     public static void Validate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(inputs);
-        ArgumentNullException.ThrowIfNull(targets);
-        ArgumentNullException.ThrowIfNull(loss);
+        RequireArguments(model, inputs, targets, loss);
 
         if (inputs.dim() == 0 || inputs.shape[0] == 0)
             throw new PerSampleGradientsException(Problem.EmptyBatch,
@@ -30,6 +27,9 @@ public static class BatchValidator
 
         CheckFinite(inputs, "inputs");
         CheckFinite(targets, "targets");
+        if (loss.Targets == TargetKind.Values && !loss.IsCustom && !is_floating_point(targets.dtype))
+            throw new PerSampleGradientsException(Problem.InvalidTargets,
+                $"{loss.Name} regresses on values and needs floating-point targets, got {targets.dtype}: convert them with targets.to(dtype), the model's element type.");
         CheckModel(model);
 
         var trainable = ModelInspection.TrainableParameters(model);
@@ -57,6 +57,18 @@ public static class BatchValidator
         if (!SameDevice(inputs.device, device) || !SameDevice(targets.device, device))
             throw new PerSampleGradientsException(Problem.DeviceMismatch,
                 $"The model is on {device} but inputs are on {inputs.device} and targets on {targets.device}: move them with .to({device}).");
+    }
+
+    /// <summary>
+    /// The first check of every public entry point: no argument is null (<see cref="ArgumentNullException"/> naming it),
+    /// so that nothing dereferences a null model or batch.
+    /// </summary>
+    public static void RequireArguments(nn.Module model, Tensor inputs, Tensor targets, LossFunction loss)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(targets);
+        ArgumentNullException.ThrowIfNull(loss);
     }
 
     /// <summary>Model-only checks: BatchNorm and randomness in training mode.</summary>

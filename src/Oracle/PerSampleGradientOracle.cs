@@ -45,6 +45,7 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
     /// <inheritdoc/>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
+        BatchValidator.RequireArguments(model, inputs, targets, loss);
         TorchRuntime.EnsureLoaded();
         BatchValidator.CheckModel(model);
         var modelDType = ModelInspection.ParameterDType(model);

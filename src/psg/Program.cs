@@ -52,7 +52,7 @@ public static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors) Console.Error.WriteLine($"psg: {error.Message}");
+            foreach (var error in parsed.Errors) Console.Error.WriteLine($"psg: {OneLine(error.Message)}");
             Console.Error.WriteLine("psg: run 'psg --help' for usage.");
             return ExitCodes.BadUsage;
         }
@@ -63,6 +63,10 @@ public static class Program
         }
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
     }
+
+    // System.CommandLine lists the allowed values one per line: "Must be one of:\n\t'a'\n\t'b'".
+    private static string OneLine(string message) =>
+        string.Join(' ', message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     private static bool NeedsTorch(Command command, RootCommand root) =>
         command != root && !SnapshotsCommand.IsSnapshotsCommand(command);

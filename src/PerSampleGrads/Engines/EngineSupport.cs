@@ -45,6 +45,7 @@ internal sealed class PreparedCall : IDisposable
     public static PreparedCall Begin(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
         EngineOptions options, IReadOnlyCollection<Type> supported, string engine)
     {
+        BatchValidator.RequireArguments(model, inputs, targets, loss);
         TorchRuntime.EnsureLoaded();
         var (x, y) = EngineSupport.Place(model, inputs, targets, options.Device);
         BatchValidator.Validate(model, x, y, loss);

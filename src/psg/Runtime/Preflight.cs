@@ -11,8 +11,11 @@ internal static class Preflight
     /// <summary>The most threads <c>--threads</c> accepts per logical processor.</summary>
     public const int ThreadsPerProcessor = 4;
 
-    /// <summary>Threads the probe starts beyond the requested count: the runtime and libtorch's other pools need some.</summary>
-    private const int ThreadMargin = 4;
+    /// <summary>
+    /// Threads the probe starts per compute thread: libtorch starts about two per compute thread (the intra-op pool
+    /// of OpenMP threads, and the inter-op pool), measured as 23 threads in all for <c>--threads 8</c>.
+    /// </summary>
+    private const int ProbeThreadsPerComputeThread = 2;
 
     /// <summary>The largest thread count <c>--threads</c> accepts: 4 per logical processor.</summary>
     public static int MaxThreads => ThreadsPerProcessor * Environment.ProcessorCount;
@@ -81,7 +84,7 @@ internal static class Preflight
 
     /// <summary>
     /// <paramref name="threads"/> (or, when null, libtorch's default of one per logical processor) within 1 to
-    /// <see cref="MaxThreads"/>, and that many threads (plus a margin) can be started here: where a process or
+    /// <see cref="MaxThreads"/>, and twice that many threads can be started here: where a process or
     /// container limit (<c>ulimit -u</c>, a cgroup's <c>pids.max</c>) forbids them, libgomp would end the process or
     /// hang instead.
     /// </summary>
@@ -91,7 +94,7 @@ internal static class Preflight
             throw new UsageException(
                 $"--threads must be between 1 and {MaxThreads} ({ThreadsPerProcessor} per logical processor; this machine has {Environment.ProcessorCount}), got {n}.");
         int wanted = threads ?? Environment.ProcessorCount;
-        if (!CanStartThreads(wanted + ThreadMargin))
+        if (!CanStartThreads(ProbeThreadsPerComputeThread * wanted))
             throw new UsageException(
                 $"Cannot start {wanted} compute threads here: a process limit (ulimit -u) or a container's pids limit forbids more threads. "
                 + "Raise the limit or ask for fewer with --threads.");
