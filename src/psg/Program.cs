@@ -52,6 +52,10 @@ public static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
+            // 'psg' or 'psg snapshots' alone: show what the command offers before the error.
+            var command = parsed.CommandResult.Command;
+            if (command.Subcommands.Count > 0 && args.Length <= 1 + command.Parents.Count())
+                root.Parse([.. args, "--help"]).Invoke();
             foreach (var error in parsed.Errors) Console.Error.WriteLine($"psg: {OneLine(error.Message)}");
             Console.Error.WriteLine("psg: run 'psg --help' for usage.");
             return ExitCodes.BadUsage;

@@ -50,7 +50,7 @@ public sealed class SnapshotsCommandTests : IDisposable
 
         Assert.True(outcome.ExitCode == ExitCodes.Disagree, outcome.ToString());
         Assert.Contains("Parameters[0.weight].PerSampleGradientNorms: 1 of 3 changed", outcome.Output);
-        Assert.Contains("[1] 1.67084 -> 1.7", outcome.Output);
+        Assert.Contains("sample 1: 1.67084 -> 1.7 (rel. +1.75e-2)", outcome.Output);
         Assert.Contains("Parameters[0.weight].Shape: [4, 2, 4] -> [4, 2, 3]", outcome.Output);
         Assert.Contains("MaxRelativeErrorAgainstTheOracle.Hooks: <=1e-13 -> <=1e-11", outcome.Output);
         Assert.DoesNotContain("0.bias", outcome.Output);

@@ -92,11 +92,17 @@ internal static class SnapshotDiff
             .Select(i => (Index: i, Old: a[i], New: b[i], Relative: Relative(a[i], b[i])))
             .OrderByDescending(c => c.Relative).ToList();
         if (changed.Count == 0) return;
+        // Snapshots hold one gradient norm per sample: name the entry as the sample it is.
+        string entry = path.EndsWith("PerSampleGradientNorms", StringComparison.Ordinal) ? "sample " : "entry ";
         var listed = changed.Take(ListedNumbers).Select(c =>
-            $"[{c.Index}] {Number(c.Old)} -> {Number(c.New)} ({(c.Relative == double.PositiveInfinity ? "from 0" : c.Relative.ToString("0.##e0", CultureInfo.InvariantCulture))})");
+            $"{entry}{c.Index}: {Number(c.Old)} -> {Number(c.New)} ({Change(c.Old, c.New)})");
         var rest = changed.Count > ListedNumbers ? $", and {changed.Count - ListedNumbers} more" : "";
         changes.Add(new SnapshotChange(path, $"{changed.Count} of {a.Length} changed, largest relative change first: {string.Join(", ", listed)}{rest}"));
     }
+
+    private static string Change(double old, double @new) => old == 0
+        ? "from 0"
+        : "rel. " + ((@new - old) / Math.Abs(old)).ToString("+0.0#e0;-0.0#e0", CultureInfo.InvariantCulture);
 
     private static double Relative(double old, double @new) =>
         old == 0 ? (@new == 0 ? 0 : double.PositiveInfinity) : Math.Abs(@new - old) / Math.Abs(old);
