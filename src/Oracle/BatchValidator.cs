@@ -29,7 +29,8 @@ public static class BatchValidator
         CheckFinite(targets, "targets");
         if (loss.Targets == TargetKind.Values && !loss.IsCustom && !is_floating_point(targets.dtype))
             throw new PerSampleGradientsException(Problem.InvalidTargets,
-                $"{loss.Name} regresses on values and needs floating-point targets, got {targets.dtype}: convert them with targets.to(dtype), the model's element type.");
+                $"{loss.Name} regresses on values and needs floating-point targets, got {targets.dtype}: convert "
+                    + $"them with targets.to(dtype), the model's element type.");
         CheckModel(model);
 
         var trainable = ModelInspection.TrainableParameters(model);
@@ -60,7 +61,8 @@ public static class BatchValidator
     }
 
     /// <summary>
-    /// The first check of every public entry point: no argument is null (<see cref="ArgumentNullException"/> naming it),
+    /// The first check of every public entry point: no argument is null (<see cref="ArgumentNullException"/> naming
+    /// it),
     /// so that nothing dereferences a null model or batch.
     /// </summary>
     public static void RequireArguments(nn.Module model, Tensor inputs, Tensor targets, LossFunction loss)

@@ -25,14 +25,19 @@ public static class Program
         }
         using (session)
         {
+            int code;
             try
             {
-                return Run(args);
+                code = Run(args);
             }
             catch (Exception e)
             {
-                return Failure.Report(e);
+                // A signal's clean-up (the child stopped, the folder deleted) fails the run: no failure to
+                // report.
+                if (session.AwaitInterruption() is { } interrupted) return interrupted;
+                code = Failure.Report(e);
             }
+            return session.AwaitInterruption() ?? code;
         }
     }
 
@@ -70,7 +75,8 @@ public static class Program
 
     // System.CommandLine lists the allowed values one per line: "Must be one of:\n\t'a'\n\t'b'".
     private static string OneLine(string message) =>
-        string.Join(' ', message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        string.Join(' ', message.Split(['\n', '\r', '\t'],
+            StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     private static bool NeedsTorch(Command command, RootCommand root) =>
         command != root && !SnapshotsCommand.IsSnapshotsCommand(command);

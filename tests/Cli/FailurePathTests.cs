@@ -86,10 +86,13 @@ public sealed class FailurePathTests : IDisposable
     public void A_failing_python_for_bench_peers_ends_with_one_line_and_exit_code_2()
     {
         var python = _psg.Script("python-that-crashes", "echo 'Segmentation fault' >&2; exit 139");
-        var outcome = _psg.Run(["bench", "--peers", "pytorch", "--methods", "plain", "-n", "2", "--repeats", "1", "--warmup", "0"],
+        string[] arguments =
+            ["bench", "--peers", "pytorch", "--methods", "plain", "-n", "2", "--repeats", "1", "--warmup", "0"];
+        var outcome = _psg.Run(arguments,
             new Dictionary<string, string?> { ["PSG_PYTHON"] = python });
         Assert.True(outcome.ExitCode == ExitCodes.BadUsage, outcome.ToString());
-        Assert.Contains(outcome.ErrorLines, l => l.StartsWith("psg: The PyTorch reference failed", StringComparison.Ordinal)
+        Assert.Contains(outcome.ErrorLines, l => l.StartsWith("psg: The PyTorch reference "
+            + "failed", StringComparison.Ordinal)
                                                   && l.Contains("status 139", StringComparison.Ordinal));
         Assert.Empty(_psg.LeftInTemp());
     }
@@ -104,7 +107,8 @@ public sealed class FailurePathTests : IDisposable
     [Fact]
     public void Bench_refuses_a_batch_size_whose_result_cannot_fit_in_memory()
     {
-        AssertRefused(_psg.Run("bench", "--model", "resnet18-gn", "--batch-sizes", "16,100000000"), "need at least", "--batch-sizes");
+        AssertRefused(_psg.Run("bench", "--model", "resnet18-gn", "--batch-sizes", "16,100000000"),
+            "need at least", "--batch-sizes");
     }
 
     [Theory]
@@ -147,15 +151,19 @@ public sealed class FailurePathTests : IDisposable
     {
         // A per-user process limit (ulimit -u) for an unprivileged user stands in for a container's pids limit; root
         // ignores the limit, so the run drops to 'nobody'.
-        if (!OperatingSystem.IsLinux() || Environment.UserName != "root" || !File.Exists("/usr/bin/setpriv") || !File.Exists("/usr/bin/prlimit"))
-            Assert.Skip("needs Linux, root, setpriv and prlimit to run psg as an unprivileged user under a process limit");
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root" || !File.Exists("/usr/bin/setpriv")
+            || !File.Exists("/usr/bin/prlimit"))
+            Assert.Skip("needs Linux, root, setpriv and prlimit to run psg as an unprivileged user under a process "
+                + "limit");
         const UnixFileMode everyone = (UnixFileMode)0x1ff;
         File.SetUnixFileMode(_psg.Folder, everyone);
         File.SetUnixFileMode(_psg.Temp, everyone);
         string[] asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "env", $"HOME={_psg.Temp}"];
-        using (var probe = _psg.Start([.. asNobody, "dotnet", Psg.Dll, "--help"], new Dictionary<string, string?>(), program: "/usr/bin/setpriv"))
+        using (var probe = _psg.Start([.. asNobody, "dotnet", Psg.Dll, "--help"], new Dictionary<string, string?>(),
+                   program: "/usr/bin/setpriv"))
         {
-            if (_psg.Finish(probe).ExitCode != 0) Assert.Skip("the unprivileged user 'nobody' cannot run dotnet and psg here");
+            if (_psg.Finish(probe).ExitCode != 0) Assert.Skip("the unprivileged user 'nobody' cannot run dotnet and "
+                + "psg here");
         }
         string threads = (4 * Environment.ProcessorCount).ToString(System.Globalization.CultureInfo.InvariantCulture);
         using var process = _psg.Start(

@@ -15,7 +15,8 @@ public sealed class InternalErrorTests
     [Fact]
     public void An_unexpected_exception_is_an_internal_error_with_its_own_exit_code_and_one_line()
     {
-        var (code, line) = Failure.Describe(new NullReferenceException("Object reference not set to an instance of an object."));
+        var (code, line) = Failure.Describe(new NullReferenceException("Object reference not set to an instance of "
+            + "an object."));
         Assert.Equal(ExitCodes.InternalError, code);
         Assert.NotEqual(ExitCodes.BadUsage, code);
         Assert.StartsWith("internal error (NullReferenceException)", line);
@@ -27,7 +28,8 @@ public sealed class InternalErrorTests
     public void Libtorch_out_of_memory_is_an_environment_failure_that_names_the_fix()
     {
         var (code, line) = Failure.Describe(new ExternalException(
-            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000000 bytes.\nException raised from ..."));
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+                + "allocate 4000000000000 bytes.\nException raised from ..."));
         Assert.Equal(ExitCodes.BadUsage, code);
         Assert.StartsWith("out of memory", line);
         Assert.Contains("--batch-size", line);

@@ -84,8 +84,10 @@ public sealed class MannWhitneyTests
     {
         var baseline = new double[] { 10.0, 10.4, 10.2, 10.9, 10.1, 10.6, 10.3 };
         var criteria = new BaselineCriteria();
-        Assert.Equal(BaselineVerdict.Slower, BaselineComparison.Compare("x", baseline, baseline.Select(t => t * 1.5).ToArray(), criteria).Verdict);
-        Assert.Equal(BaselineVerdict.Faster, BaselineComparison.Compare("x", baseline, baseline.Select(t => t / 1.5).ToArray(), criteria).Verdict);
+        var slower = baseline.Select(t => t * 1.5).ToArray();
+        var faster = baseline.Select(t => t / 1.5).ToArray();
+        Assert.Equal(BaselineVerdict.Slower, BaselineComparison.Compare("x", baseline, slower, criteria).Verdict);
+        Assert.Equal(BaselineVerdict.Faster, BaselineComparison.Compare("x", baseline, faster, criteria).Verdict);
     }
 
     [Fact]

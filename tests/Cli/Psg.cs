@@ -11,7 +11,8 @@ public sealed record PsgOutcome(int ExitCode, string Output, string Errors, Time
         [.. Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
     /// <summary>Both streams, for failure messages.</summary>
-    public override string ToString() => $"exit {ExitCode} after {Elapsed.TotalSeconds:0.0} s{Environment.NewLine}stdout:{Environment.NewLine}{Output}{Environment.NewLine}stderr:{Environment.NewLine}{Errors}";
+    public override string ToString() => string.Join(Environment.NewLine,
+        $"exit {ExitCode} after {Elapsed.TotalSeconds:0.0} s", "stdout:", Output, "stderr:", Errors);
 }
 
 /// <summary>
@@ -49,7 +50,8 @@ public sealed class Psg : IDisposable
     }
 
     /// <summary>Starts psg; the caller finishes it with <see cref="Finish"/>.</summary>
-    public Process Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string?> environment, string? program = null)
+    public Process Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string?> environment,
+        string? program = null)
     {
         var start = new ProcessStartInfo(program ?? "dotnet")
         {
@@ -64,13 +66,15 @@ public sealed class Psg : IDisposable
         start.Environment["PSG_DEBUG"] = null;
         foreach (var (name, value) in environment) start.Environment[name] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
-        _output[process.Id] = (process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync(), Stopwatch.StartNew());
+        _output[process.Id] = (process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync(),
+            Stopwatch.StartNew());
         return process;
     }
 
     private readonly Dictionary<int, (Task<string> Output, Task<string> Errors, Stopwatch Clock)> _output = [];
 
-    /// <summary>Waits for <paramref name="process"/> (killing it after <see cref="Timeout"/>) and collects its output.</summary>
+    /// <summary>Waits for <paramref name="process"/> (killing it after <see cref="Timeout"/>) and collects its
+    /// output.</summary>
     public PsgOutcome Finish(Process process)
     {
         var (output, errors, clock) = _output[process.Id];
@@ -78,7 +82,8 @@ public sealed class Psg : IDisposable
         {
             process.Kill(entireProcessTree: true);
             process.WaitForExit();
-            Assert.Fail($"psg did not finish within {Timeout.TotalSeconds} s; output so far:{Environment.NewLine}{output.Result}{errors.Result}");
+            Assert.Fail($"psg did not finish within {Timeout.TotalSeconds} s; output so far:"
+                + $"{Environment.NewLine}{output.Result}{errors.Result}");
         }
         process.WaitForExit();
         return new PsgOutcome(process.ExitCode, output.Result, errors.Result, clock.Elapsed);
@@ -89,8 +94,8 @@ public sealed class Psg : IDisposable
     {
         var path = Path.Combine(Folder, name);
         File.WriteAllText(path, "#!/bin/sh\n" + body + "\n", new UTF8Encoding(false));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
-                                   | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        // rwxr-xr-x
+        File.SetUnixFileMode(path, (UnixFileMode)0x1ed);
         return path;
     }
 

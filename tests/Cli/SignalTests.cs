@@ -54,7 +54,8 @@ public sealed partial class SignalTests : IDisposable
         var pidFile = Path.Combine(_psg.Folder, "python.pid");
         var command = $"exec dotnet '{Psg.Dll}' compare --reference pytorch --batch-size 2";
         using var terminal = _psg.Start(["-qfec", command, "/dev/null"],
-            new Dictionary<string, string?> { ["PSG_PYTHON"] = SleepingPython(pidFile), ["TERM"] = "xterm" }, program: "/usr/bin/script");
+            new Dictionary<string, string?> { ["PSG_PYTHON"] = SleepingPython(pidFile), ["TERM"] = "xterm" },
+            program: "/usr/bin/script");
         int child = WaitForPid(pidFile, terminal);
         int psg = ParentOf(child);
 
@@ -71,7 +72,8 @@ public sealed partial class SignalTests : IDisposable
     }
 
     // psg's own temp folder (psg-PID-*, holding the exchange folders). A process ended by a signal's default action
-    // also leaves the .NET runtime's diagnostic sockets (dotnet-diagnostic-*, clr-debug-pipe-*): those are the runtime's.
+    // also leaves the .NET runtime's diagnostic sockets (dotnet-diagnostic-*, clr-debug-pipe-*): those are the
+    // runtime's.
     private string[] PsgFolders() => Directory.GetDirectories(_psg.Temp, "psg-*");
 
     private static int WaitForPid(string pidFile, Process psg)
@@ -79,7 +81,8 @@ public sealed partial class SignalTests : IDisposable
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < ChildWait)
         {
-            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            var text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
+            if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
                 return pid;
             if (psg.HasExited) Assert.Fail($"psg ended (exit {psg.ExitCode}) before it started the Python child");
             Thread.Sleep(50);

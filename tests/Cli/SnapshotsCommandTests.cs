@@ -20,13 +20,16 @@ public sealed class SnapshotsCommandTests : IDisposable
 
     public void Dispose() => _psg.Dispose();
 
-    private static string Snapshot(double secondNorm, string hooksBucket, string shape = "[4, 2, 4]") => $$"""
+    private static string Snapshot(double secondNorm, string hooksBucket, string shape = "[4, 2, 4]") =>
+        Template(secondNorm.ToString(System.Globalization.CultureInfo.InvariantCulture), hooksBucket, shape);
+
+    private static string Template(string secondNorm, string hooksBucket, string shape) => $$"""
         {
           "Case": "conv1d-same-k4-B3-ce-mean",
           "DType": "float64",
           "BatchSize": 3,
           "Parameters": [
-            { "Name": "0.weight", "Shape": "{{shape}}", "PerSampleGradientNorms": [ 1.20057, {{secondNorm.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, 1.0352 ] },
+            { "Name": "0.weight", "Shape": "{{shape}}", "PerSampleGradientNorms": [ 1.20057, {{secondNorm}}, 1.0352 ] },
             { "Name": "0.bias", "Shape": "[4]", "PerSampleGradientNorms": [ 0.248712, 0.300642, 0.378353 ] }
           ],
           "MaxRelativeErrorAgainstTheOracle": { "Hooks": "{{hooksBucket}}", "Functional": "<=1e-13" }

@@ -121,10 +121,11 @@ public sealed class BadInputTests
         var x = randn(2, 4);
         var y = zeros(2, ScalarType.Int64);
         var loss = LossFunction.CrossEntropy();
-        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => Method(method).Compute(null!, x, y, loss)).ParamName);
-        Assert.Equal("inputs", Assert.Throws<ArgumentNullException>(() => Method(method).Compute(model, null!, y, loss)).ParamName);
-        Assert.Equal("targets", Assert.Throws<ArgumentNullException>(() => Method(method).Compute(model, x, null!, loss)).ParamName);
-        Assert.Equal("loss", Assert.Throws<ArgumentNullException>(() => Method(method).Compute(model, x, y, null!)).ParamName);
+        var m = Method(method);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => m.Compute(null!, x, y, loss)).ParamName);
+        Assert.Equal("inputs", Assert.Throws<ArgumentNullException>(() => m.Compute(model, null!, y, loss)).ParamName);
+        Assert.Equal("targets", Assert.Throws<ArgumentNullException>(() => m.Compute(model, x, null!, loss)).ParamName);
+        Assert.Equal("loss", Assert.Throws<ArgumentNullException>(() => m.Compute(model, x, y, null!)).ParamName);
     }
 
     [Theory, MemberData(nameof(Methods))]

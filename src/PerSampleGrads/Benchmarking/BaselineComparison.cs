@@ -18,7 +18,8 @@ public enum BaselineVerdict
 /// noisy machine may be chance.
 /// </summary>
 /// <param name="SignificanceLevel">The largest p-value that counts as significant (default 0.05).</param>
-/// <param name="MinimumEffect">The smallest relative change of the median that counts (default 0.10: 10% slower, or 1/1.1 as fast).</param>
+/// <param name="MinimumEffect">The smallest relative change of the median that counts (default 0.10: 10% slower, or
+/// 1/1.1 as fast).</param>
 public sealed record BaselineCriteria(double SignificanceLevel = 0.05, double MinimumEffect = 0.10);
 
 /// <summary>One contender's current repeats against its baseline repeats.</summary>
@@ -27,9 +28,10 @@ public sealed record BaselineCriteria(double SignificanceLevel = 0.05, double Mi
 /// <param name="CurrentMedianMs">This run's median, milliseconds.</param>
 /// <param name="Test">The Mann-Whitney U test of the current repeats against the baseline's.</param>
 /// <param name="Verdict">Faster, same or slower under the criteria.</param>
-/// <param name="Detectable">False when the repeats are too few for the test to reach the significance level at all.</param>
-public sealed record BaselineResult(string Contender, double BaselineMedianMs, double CurrentMedianMs, MannWhitneyResult Test,
-    BaselineVerdict Verdict, bool Detectable)
+/// <param name="Detectable">False when the repeats are too few for the test to reach the significance level at
+/// all.</param>
+public sealed record BaselineResult(string Contender, double BaselineMedianMs, double CurrentMedianMs,
+    MannWhitneyResult Test, BaselineVerdict Verdict, bool Detectable)
 {
     /// <summary>Current median over baseline median (above 1: slower).</summary>
     public double Ratio => CurrentMedianMs / BaselineMedianMs;
@@ -38,17 +40,21 @@ public sealed record BaselineResult(string Contender, double BaselineMedianMs, d
 /// <summary>Compares a contender's repeats with a committed baseline's repeats.</summary>
 public static class BaselineComparison
 {
-    /// <summary>The verdict for <paramref name="current"/> repeats against <paramref name="baseline"/> repeats (milliseconds).</summary>
-    public static BaselineResult Compare(string contender, IReadOnlyList<double> baseline, IReadOnlyList<double> current,
-        BaselineCriteria criteria)
+    /// <summary>The verdict for <paramref name="current"/> repeats against <paramref name="baseline"/> repeats
+    /// (milliseconds).</summary>
+    public static BaselineResult Compare(string contender, IReadOnlyList<double> baseline,
+        IReadOnlyList<double> current, BaselineCriteria criteria)
     {
         ArgumentNullException.ThrowIfNull(criteria);
-        if (criteria.SignificanceLevel is <= 0 or >= 1 || criteria.MinimumEffect is < 0 || !double.IsFinite(criteria.MinimumEffect))
-            throw new ArgumentException("The significance level must lie in (0, 1) and the minimum effect be at least 0.");
+        if (criteria.SignificanceLevel is <= 0 or >= 1 || criteria.MinimumEffect is < 0
+            || !double.IsFinite(criteria.MinimumEffect))
+            throw new ArgumentException(
+                "The significance level must lie in (0, 1) and the minimum effect be at least 0.");
         var test = MannWhitneyU.Test(current, baseline);
         double baselineMedian = Median(baseline), currentMedian = Median(current);
         if (baselineMedian <= 0)
-            throw new ArgumentException($"The baseline's median for '{contender}' is {baselineMedian} ms: not a timing.");
+            throw new ArgumentException(
+                $"The baseline's median for '{contender}' is {baselineMedian} ms: not a timing.");
         double ratio = currentMedian / baselineMedian;
         bool significant = test.PValue < criteria.SignificanceLevel;
         var verdict = !significant ? BaselineVerdict.Same

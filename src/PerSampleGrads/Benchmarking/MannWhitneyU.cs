@@ -2,9 +2,12 @@ namespace PerSampleGrads.Benchmarking;
 
 /// <summary>The outcome of a Mann-Whitney U test.</summary>
 /// <param name="U">U of the first sample: the number of pairs (a, b) with a &gt; b, ties counting one half.</param>
-/// <param name="PValue">Two-sided p-value: the probability, were both samples drawn from one distribution, of a U at least as far from its mean.</param>
-/// <param name="Exact">True when the p-value comes from U's exact distribution (no ties, at most 50 values in all); else from the normal approximation with tie and continuity corrections.</param>
-/// <param name="SmallestPossiblePValue">The smallest two-sided p-value these sample sizes can give (exact test): below the significance level, or the test cannot detect anything.</param>
+/// <param name="PValue">Two-sided p-value: the probability, were both samples drawn from one distribution, of a U at
+/// least as far from its mean.</param>
+/// <param name="Exact">True when the p-value comes from U's exact distribution (no ties, at most 50 values in all);
+/// else from the normal approximation with tie and continuity corrections.</param>
+/// <param name="SmallestPossiblePValue">The smallest two-sided p-value these sample sizes can give (exact test): below
+/// the significance level, or the test cannot detect anything.</param>
 public sealed record MannWhitneyResult(double U, double PValue, bool Exact, double SmallestPossiblePValue);
 
 /// <summary>
@@ -87,7 +90,8 @@ public static class MannWhitneyU
         return Math.Min(1, 2 * UpperNormalTail(distance / Math.Sqrt(variance)));
     }
 
-    // P(Z > z) for a standard normal Z, from the complementary error function (Numerical Recipes' erfc, |error| < 1.2e-7).
+    // P(Z > z) for a standard normal Z, from the complementary error function (Numerical Recipes' erfc,
+    // |error| < 1.2e-7).
     private static double UpperNormalTail(double z)
     {
         double x = z / Math.Sqrt(2);

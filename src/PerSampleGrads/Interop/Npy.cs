@@ -104,7 +104,8 @@ public static partial class Npy
         }
         catch (OverflowException)
         {
-            throw new InvalidDataException($"The .npy header's shape ({string.Join(", ", shape)}) is too large to be a tensor.");
+            throw new InvalidDataException($"The .npy header's shape ({string.Join(", ", shape)}) is too large to be "
+                + $"a tensor.");
         }
         MemoryStream? copy = null;
         long available;
@@ -117,7 +118,8 @@ public static partial class Npy
             copy = new MemoryStream();
             var chunk = new byte[CopyBuffer];
             int read;
-            while (copy.Length < bytes && (read = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, bytes - copy.Length))) > 0)
+            while (copy.Length < bytes
+                   && (read = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, bytes - copy.Length))) > 0)
                 copy.Write(chunk, 0, read);
             copy.Position = 0;
             available = copy.Length;
@@ -126,7 +128,8 @@ public static partial class Npy
         if (bytes > available)
         {
             copy?.Dispose();
-            throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape ({string.Join(", ", shape)}) needs {bytes} bytes after the header, the image holds {available}.");
+            throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape "
+                + $"({string.Join(", ", shape)}) needs {bytes} bytes after the header, the image holds {available}.");
         }
         return copy;
     }

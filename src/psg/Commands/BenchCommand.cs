@@ -38,11 +38,14 @@ internal static class BenchCommand
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
         var baseline = new Option<FileInfo?>("--baseline")
         {
-            Description = "Compare with a committed 'bench --json' file of the same workload: a verdict per contender (faster, same, slower) from a two-sided Mann-Whitney U test on the repeats (p < 0.05) and a minimum change of the median (--min-effect); exit code 1 when one is slower.",
+            Description = "Compare with a committed 'bench --json' file of the same workload: a verdict per "
+                + "contender (faster, same, slower) from a two-sided Mann-Whitney U test on the repeats (p < 0.05) "
+                + "and a minimum change of the median (--min-effect); exit code 1 when one is slower.",
         };
         var minEffect = new Option<double>("--min-effect")
         {
-            Description = "With --baseline: the smallest change of the median that counts, as a fraction (0.10 = 10% slower, or 1/1.1 as fast).",
+            Description = "With --baseline: the smallest change of the median that counts, as a fraction (0.10 = 10% "
+                + "slower, or 1/1.1 as fast).",
             DefaultValueFactory = _ => 0.10,
         };
 
@@ -56,7 +59,8 @@ internal static class BenchCommand
             bool seedPreset = parse.GetValue(preset) == "seed";
             bool explicitSizes = parse.GetResult(batchSizes) is { Implicit: false };
             if (parse.GetValue(sweep) && explicitSizes)
-                throw new UsageException("--sweep times N = 16, 32, 64, 128, 256; give either --sweep or --batch-sizes, not both.");
+                throw new UsageException("--sweep times N = 16, 32, 64, 128, 256; give either --sweep or "
+                    + "--batch-sizes, not both.");
             var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
                 : seedPreset && !explicitSizes ? [128]
                 : ParseSizes(parse.GetValue(batchSizes)!);
@@ -69,7 +73,8 @@ internal static class BenchCommand
             if (chunk is < 1) throw new UsageException($"--chunk-size must be at least 1, got {chunk}.");
             bool withPyTorch = parse.GetValue(peers) == "pytorch";
             if (withPyTorch && template.Device.type != TorchSharp.DeviceType.CPU)
-                throw new UsageException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA path): use it with --device cpu.");
+                throw new UsageException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA "
+                    + "path): use it with --device cpu.");
             if (withPyTorch) Preflight.RequirePython(new PyTorchReferenceOptions());
             var contenders = Choices.ParseList(parse.GetValue(methods)!, Methods, "method");
             double effect = parse.GetValue(minEffect);
@@ -77,7 +82,9 @@ internal static class BenchCommand
                 throw new UsageException($"--min-effect is a fraction from 0 to 10 (0.10 = 10%), got {effect}.");
             var jsonFile = parse.GetValue(json);
             if (jsonFile is not null) Preflight.RequireWritableFile(jsonFile, "--json");
-            var reference = parse.GetValue(baseline) is { } baselineFile ? BenchBaseline.Load(baselineFile, template, sizes) : null;
+            var reference = parse.GetValue(baseline) is { } baselineFile
+                ? BenchBaseline.Load(baselineFile, template, sizes)
+                : null;
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForBench(template, sizes.Max());
             var criteria = new BaselineCriteria(MinimumEffect: effect);
@@ -95,8 +102,8 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats,
-        int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria)
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
+        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
@@ -144,26 +151,39 @@ internal static class BenchCommand
         return Conclude(baseline, machine, verdicts, criteria);
     }
 
-    private static int Conclude(BenchBaseline baseline, string machine, List<BaselineResult> verdicts, BaselineCriteria criteria)
+    private static int Conclude(BenchBaseline baseline, string machine, List<BaselineResult> verdicts,
+        BaselineCriteria criteria)
     {
         if (baseline.Machine != machine)
-            AnsiConsole.MarkupLine($"[yellow]Note:[/] the baseline was recorded on {Markup.Escape(baseline.Machine)}; this run is on {Markup.Escape(machine)}. Times compare only on the same machine and thread count.");
-        if (verdicts.Any(v => !v.Detectable))
-            AnsiConsole.MarkupLine($"[yellow]Note:[/] too few repeats for the test to reach p < {criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)} for {Markup.Escape(string.Join(", ", verdicts.Where(v => !v.Detectable).Select(v => v.Contender).Distinct()))}: use more --repeats.");
+            AnsiConsole.MarkupLine($"[yellow]Note:[/] the baseline was recorded on "
+                + $"{Markup.Escape(baseline.Machine)}; this run is on {Markup.Escape(machine)}. Times compare only "
+                + $"on the same machine and thread count.");
+        var undetectable = verdicts.Where(v => !v.Detectable).Select(v => v.Contender).Distinct().ToList();
+        if (undetectable.Count > 0)
+            AnsiConsole.MarkupLine($"[yellow]Note:[/] too few repeats for the test to reach p < "
+                + $"{criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)} for "
+                + $"{Markup.Escape(string.Join(", ", undetectable))}: use more --repeats.");
         var slower = verdicts.Where(v => v.Verdict == BaselineVerdict.Slower).ToList();
         if (slower.Count == 0)
         {
-            AnsiConsole.MarkupLine($"[green]No contender is slower than the baseline[/] {Markup.Escape(baseline.Path)}.");
+            AnsiConsole.MarkupLine($"[green]No contender is slower than the baseline[/] "
+                + $"{Markup.Escape(baseline.Path)}.");
             return ExitCodes.Agree;
         }
-        AnsiConsole.MarkupLine($"[red]Slower than the baseline:[/] {Markup.Escape(string.Join(", ", slower.Select(v => $"{v.Contender} ({v.Ratio.ToString("0.00", CultureInfo.InvariantCulture)}x)")))}.");
+        AnsiConsole.MarkupLine($"[red]Slower than the baseline:[/] "
+            + $"{Markup.Escape(string.Join(", ", slower.Select(v => $"{v.Contender} ({Ratio(v)})")))}.");
         return ExitCodes.Disagree;
     }
 
-    private static Table BaselineTable(CompareSettings settings, List<BaselineResult> verdicts, BaselineCriteria criteria)
+    private static string Ratio(BaselineResult v) => v.Ratio.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+
+    private static Table BaselineTable(CompareSettings settings, List<BaselineResult> verdicts,
+        BaselineCriteria criteria)
     {
         var table = new Table()
-            .Title(Markup.Escape($"against the baseline, N = {settings.BatchSize} (Mann-Whitney U, two-sided p < {criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)}, median change of at least {criteria.MinimumEffect.ToString("0%", CultureInfo.InvariantCulture)})"))
+            .Title(Markup.Escape($"against the baseline, N = {settings.BatchSize} (Mann-Whitney U, two-sided p < "
+                + $"{criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)}, median change of at least "
+                + $"{criteria.MinimumEffect.ToString("0%", CultureInfo.InvariantCulture)})"))
             .AddColumns("contender", "baseline median", "median", "ratio", "p-value", "verdict");
         foreach (var v in verdicts)
         {

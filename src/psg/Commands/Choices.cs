@@ -84,7 +84,9 @@ internal static class Choices
 
     public static Option<int?> Threads() => new("--threads")
     {
-        Description = $"CPU threads for TorchSharp (torch.set_num_threads), 1 to {Runtime.Preflight.ThreadsPerProcessor}x the logical processors ({Runtime.Preflight.MaxThreads} here); default: libtorch's choice, one per processor.",
+        Description = $"CPU threads for TorchSharp (torch.set_num_threads), 1 to "
+            + $"{Runtime.Preflight.ThreadsPerProcessor}x the logical processors ({Runtime.Preflight.MaxThreads} "
+            + $"here); default: libtorch's choice, one per processor.",
     };
 
     public static Option<string> Heap() => new Option<string>("--heap")
@@ -118,10 +120,12 @@ internal static class Choices
     {
         var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
         if (items.Count == 0)
-            throw new Runtime.UsageException($"Name at least one {what}: {string.Join(", ", known)} (comma-separated).");
+            throw new Runtime.UsageException($"Name at least one {what}: {string.Join(", ", known)} "
+                + $"(comma-separated).");
         var unknown = items.Where(i => !known.Contains(i)).ToList();
         if (unknown.Count > 0)
-            throw new Runtime.UsageException($"Unknown {what} '{string.Join(", ", unknown)}'. Choose from: {string.Join(", ", known)} (comma-separated).");
+            throw new Runtime.UsageException($"Unknown {what} '{string.Join(", ", unknown)}'. Choose from: "
+                + $"{string.Join(", ", known)} (comma-separated).");
         return items;
     }
 

@@ -43,7 +43,9 @@ internal static class CompareCommand
             bool withPyTorch = parse.GetValue(reference) == "pytorch";
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForCompare(settings, withPyTorch);
-            var pytorch = withPyTorch ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() } : null;
+            var pytorch = withPyTorch
+                ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() }
+                : null;
             if (pytorch is not null) Preflight.RequirePython(pytorch);
             return Run(settings, folder, parse.GetValue(diagnose), pytorch);
         });

@@ -7,13 +7,16 @@ namespace PerSampleGrads.Cli;
 /// </summary>
 public static class ExitCodes
 {
-    /// <summary>Every engine agrees with the oracle; no contender is slower than the baseline; snapshots unchanged.</summary>
+    /// <summary>Every engine agrees with the oracle; no contender is slower than the baseline; snapshots
+    /// unchanged.</summary>
     public const int Agree = 0;
 
-    /// <summary>Some engine disagrees with the oracle, a contender is significantly slower than the baseline, or snapshots changed.</summary>
+    /// <summary>Some engine disagrees with the oracle, a contender is significantly slower than the baseline, or
+    /// snapshots changed.</summary>
     public const int Disagree = 1;
 
-    /// <summary>Bad usage, bad input or an unfit environment (missing Python, unwritable path, too little memory).</summary>
+    /// <summary>Bad usage, bad input or an unfit environment (missing Python, unwritable path, too little
+    /// memory).</summary>
     public const int BadUsage = 2;
 
     /// <summary>An unexpected failure: a bug in psg.</summary>

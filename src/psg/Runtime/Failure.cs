@@ -29,12 +29,15 @@ internal static class Failure
             OutOfMemoryException => (ExitCodes.BadUsage, OutOfMemory(e.Message)),
             ExternalException when IsOutOfMemory(e.Message) => (ExitCodes.BadUsage, OutOfMemory(FirstLine(e.Message))),
             _ => (ExitCodes.InternalError,
-                $"internal error ({e.GetType().Name}): {FirstLine(e.Message)} This is a bug in psg: please report it with "
-                + $"the command line{(Debugging ? "." : $"; {DebugVariable}=1 prints the stack trace.")}"),
+                $"internal error ({e.GetType().Name}): {FirstLine(e.Message)} This is a bug in psg: "
+                + $"please report it with the command "
+                + $"line{(Debugging ? "." : $"; {DebugVariable}=1 prints the stack trace.")}"),
         };
     }
 
-    /// <summary>Writes the line (and, for an internal error under <c>PSG_DEBUG=1</c>, the stack trace); returns the code.</summary>
+    /// <summary>
+    /// Writes the line (and, for an internal error under <c>PSG_DEBUG=1</c>, the stack trace); returns the code.
+    /// </summary>
     public static int Report(Exception exception)
     {
         var (code, line) = Describe(exception);
@@ -73,7 +76,8 @@ internal static class Failure
         || message.Contains("out of memory", StringComparison.OrdinalIgnoreCase);
 
     private static string OutOfMemory(string detail) =>
-        $"out of memory ({detail.TrimEnd('.')}). Use a smaller --batch-size, or --chunk-size to bound the functional engine.";
+        $"out of memory ({detail.TrimEnd('.')}). Use a smaller --batch-size, "
+        + "or --chunk-size to bound the functional engine.";
 
     private static string FirstLine(string message)
     {

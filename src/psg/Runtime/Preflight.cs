@@ -26,7 +26,8 @@ internal static class Preflight
     public static void RequireWritableFolder(DirectoryInfo folder, string option)
     {
         if (File.Exists(folder.FullName))
-            throw new UsageException($"{option} {folder.FullName} is a file; give a folder (it is created if missing).");
+            throw new UsageException(
+                $"{option} {folder.FullName} is a file; give a folder (it is created if missing).");
         try
         {
             folder.Create();
@@ -92,11 +93,13 @@ internal static class Preflight
     {
         if (threads is { } n && (n < 1 || n > MaxThreads))
             throw new UsageException(
-                $"--threads must be between 1 and {MaxThreads} ({ThreadsPerProcessor} per logical processor; this machine has {Environment.ProcessorCount}), got {n}.");
+                $"--threads must be between 1 and {MaxThreads} ({ThreadsPerProcessor} per logical processor; "
+                + $"this machine has {Environment.ProcessorCount}), got {n}.");
         int wanted = threads ?? Environment.ProcessorCount;
         if (!CanStartThreads(ProbeThreadsPerComputeThread * wanted))
             throw new UsageException(
-                $"Cannot start {wanted} compute threads here: a process limit (ulimit -u) or a container's pids limit forbids more threads. "
+                $"Cannot start {wanted} compute threads here: a process limit (ulimit -u) or a container's "
+                + "pids limit forbids more threads. "
                 + "Raise the limit or ask for fewer with --threads.");
     }
 
@@ -155,7 +158,9 @@ internal static class Preflight
                 .Any(folder => File.Exists(Path.Combine(folder, python)));
         if (!found)
             throw new UsageException(
-                $"No Python to run the PyTorch reference: '{python}' does not exist (set {Interop.PyTorchReferenceOptions.PythonVariable} to a Python with torch and numpy). {Interop.PyTorchScript.InstallHint}");
+                $"No Python to run the PyTorch reference: '{python}' does not exist (set "
+                + $"{Interop.PyTorchReferenceOptions.PythonVariable} to a Python with torch and numpy). "
+                + Interop.PyTorchScript.InstallHint);
     }
 
     /// <summary>Memory this process can still allocate, in bytes, or null when unknown.</summary>
@@ -183,7 +188,9 @@ internal static class Preflight
             {
                 if (!line.StartsWith(field + ":", StringComparison.Ordinal)) continue;
                 var parts = line[(field.Length + 1)..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                return double.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var kb) ? kb * 1024 : null;
+                return double.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var kb)
+                    ? kb * 1024
+                    : null;
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

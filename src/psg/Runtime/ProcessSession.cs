@@ -7,10 +7,11 @@ namespace PerSampleGrads.Cli.Runtime;
 /// <summary>
 /// What one <c>psg</c> process owns outside itself, and its release on every way out. Temporary files (the PyTorch
 /// exchange folders, the Python child's own) go to a private folder <c>psg-PID-*</c> under the system temp
-/// directory: <c>TMPDIR</c> points there for this process and its children. On a normal exit, a failure, SIGINT or
-/// SIGTERM the session stops the child processes (the Python reference), deletes that folder and shows the terminal's
-/// cursor again (the progress display hides it). After a signal the process ends with the signal's default action,
-/// so a shell sees 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+/// directory: <c>TMPDIR</c> points there for this process and its children. On a normal exit, a failure, SIGINT,
+/// SIGTERM or SIGHUP the session stops the child processes (the Python reference), deletes that folder and shows
+/// the terminal's cursor again (the progress display hides it). After a signal the process ends with the signal's
+/// default action,
+/// so a shell sees 128 + the signal number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 /// </summary>
 internal sealed class ProcessSession : IDisposable
 {
@@ -19,6 +20,7 @@ internal sealed class ProcessSession : IDisposable
 
     private readonly string? _originalTemp;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private readonly ManualResetEventSlim _releasedEvent = new(false);
     private int _released;
 
     private ProcessSession(string folder, string? originalTemp)
@@ -33,7 +35,7 @@ internal sealed class ProcessSession : IDisposable
     /// <summary>The signal that ended the run, or null.</summary>
     public static PosixSignal? Interruption { get; private set; }
 
-    /// <summary>Creates the private temp folder and installs the SIGINT and SIGTERM handlers.</summary>
+    /// <summary>Creates the private temp folder and installs the SIGINT, SIGTERM and SIGHUP handlers.</summary>
     public static ProcessSession Start()
     {
         var originalTemp = Environment.GetEnvironmentVariable(TempVariable);
@@ -45,6 +47,7 @@ internal sealed class ProcessSession : IDisposable
         {
             session._signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGINT, session.OnSignal));
             session._signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGTERM, session.OnSignal));
+            session._signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, session.OnSignal));
         }
         return session;
     }
@@ -57,7 +60,8 @@ internal sealed class ProcessSession : IDisposable
         Release();
         try
         {
-            Console.Error.WriteLine($"psg: interrupted ({context.Signal}); stopped child processes and removed {TempFolder}.");
+            Console.Error.WriteLine($"psg: interrupted ({context.Signal}); stopped child processes and removed "
+                + $"{TempFolder}.");
         }
         catch (IOException)
         {
@@ -69,9 +73,35 @@ internal sealed class ProcessSession : IDisposable
     public void Release()
     {
         if (Interlocked.Exchange(ref _released, 1) == 1) return;
-        StopChildProcesses();
-        DeleteTempFolder();
-        RestoreCursor();
+        try
+        {
+            StopChildProcesses();
+            DeleteTempFolder();
+            RestoreCursor();
+        }
+        finally
+        {
+            _releasedEvent.Set();
+        }
+    }
+
+    /// <summary>
+    /// After a signal, the main thread must neither report the failure the signal caused (a stopped child, a deleted
+    /// folder) nor end the process first: it waits here until the handler has released everything and the signal's
+    /// default action ends the process. Returns null when no signal came; else 128 + the signal number, the exit code
+    /// should the default action not come.
+    /// </summary>
+    public int? AwaitInterruption()
+    {
+        if (Interruption is not { } signal) return null;
+        _releasedEvent.Wait(TimeSpan.FromSeconds(30));
+        Thread.Sleep(TimeSpan.FromSeconds(5));
+        return 128 + signal switch
+        {
+            PosixSignal.SIGHUP => 1,
+            PosixSignal.SIGINT => 2,
+            _ => 15,
+        };
     }
 
     /// <inheritdoc/>
@@ -79,18 +109,29 @@ internal sealed class ProcessSession : IDisposable
     {
         foreach (var registration in _signals) registration.Dispose();
         Release();
+        _releasedEvent.Dispose();
         Environment.SetEnvironmentVariable(TempVariable, _originalTemp);
     }
 
+    // The main thread may be deleting an exchange folder inside at the same moment (its own clean-up after the child
+    // was stopped), which makes a recursive delete trip over a vanished entry: try again.
     private void DeleteTempFolder()
     {
-        try
+        for (int attempt = 1; Directory.Exists(TempFolder); attempt++)
         {
-            if (Directory.Exists(TempFolder)) Directory.Delete(TempFolder, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryWriteError($"psg: could not delete the temporary folder {TempFolder}: {e.Message}");
+            try
+            {
+                Directory.Delete(TempFolder, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (attempt == 5)
+                {
+                    TryWriteError($"psg: could not delete the temporary folder {TempFolder}: {e.Message}");
+                    return;
+                }
+                Thread.Sleep(50 * attempt);
+            }
         }
     }
 

@@ -26,7 +26,8 @@ internal static class ResultMemory
             + (withPyTorch ? sizeof(double) + 2 * element : 0));
         double bytes = settings.BatchSize * (resultsPerSample + inputElements * (element + sizeof(double)));
         Preflight.RequireMemory(bytes,
-            $"The per-sample gradients of {settings.Model.Name} at N = {settings.BatchSize} (P = {parameters:N0} parameters; the float64 oracle's and {settings.Engines.Count} engine result(s), kept together)",
+            $"The per-sample gradients of {settings.Model.Name} at N = {settings.BatchSize} (P = {parameters:N0} "
+                + $"parameters; the float64 oracle's and {settings.Engines.Count} engine result(s), kept together)",
             Fix);
     }
 
@@ -38,7 +39,8 @@ internal static class ResultMemory
         double element = ElementSize(settings.DType);
         double bytes = largestBatch * (parameters + inputElements) * element;
         Preflight.RequireMemory(bytes,
-            $"The per-sample gradients of {settings.Model.Name} at N = {largestBatch} (P = {parameters:N0} parameters, one result at a time)",
+            $"The per-sample gradients of {settings.Model.Name} at N = {largestBatch} (P = {parameters:N0} "
+                + $"parameters, one result at a time)",
             "Use a smaller --batch-sizes, or --chunk-size to bound the functional engine's working memory.");
     }
 

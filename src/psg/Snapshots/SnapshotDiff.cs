@@ -4,7 +4,8 @@ using System.Text.Json;
 namespace PerSampleGrads.Cli.Snapshots;
 
 /// <summary>One change between a committed snapshot and its pending replacement, in words.</summary>
-/// <param name="Path">Where in the snapshot: <c>Parameters[layer1.0.conv1.weight].PerSampleGradientNorms</c>, <c>MaxRelativeErrorAgainstTheOracle.Hooks</c>.</param>
+/// <param name="Path">Where in the snapshot: <c>Parameters[layer1.0.conv1.weight].PerSampleGradientNorms</c>,
+/// <c>MaxRelativeErrorAgainstTheOracle.Hooks</c>.</param>
 /// <param name="Description">What changed, old -> new.</param>
 internal sealed record SnapshotChange(string Path, string Description);
 
@@ -54,7 +55,8 @@ internal static class SnapshotDiff
         {
             if (IsNamedObjects(old) && IsNamedObjects(@new)) WalkNamed(path, old, @new, changes);
             else if (IsNumbers(old) && IsNumbers(@new)) CompareNumbers(path, old, @new, changes);
-            else if (old.GetRawText() != @new.GetRawText()) changes.Add(new SnapshotChange(path, $"{Short(old)} -> {Short(@new)}"));
+            else if (old.GetRawText() != @new.GetRawText())
+                changes.Add(new SnapshotChange(path, $"{Short(old)} -> {Short(@new)}"));
             return;
         }
         if (!JsonElement.DeepEquals(old, @new))
@@ -97,7 +99,8 @@ internal static class SnapshotDiff
         var listed = changed.Take(ListedNumbers).Select(c =>
             $"{entry}{c.Index}: {Number(c.Old)} -> {Number(c.New)} ({Change(c.Old, c.New)})");
         var rest = changed.Count > ListedNumbers ? $", and {changed.Count - ListedNumbers} more" : "";
-        changes.Add(new SnapshotChange(path, $"{changed.Count} of {a.Length} changed, largest relative change first: {string.Join(", ", listed)}{rest}"));
+        changes.Add(new SnapshotChange(path, $"{changed.Count} of {a.Length} changed, largest relative change first: "
+            + $"{string.Join(", ", listed)}{rest}"));
     }
 
     private static string Change(double old, double @new) => old == 0
@@ -112,7 +115,8 @@ internal static class SnapshotDiff
                                         && n.ValueKind == JsonValueKind.String)
         && array.EnumerateArray().Select(NameOf).Distinct().Count() == array.GetArrayLength();
 
-    private static bool IsNumbers(JsonElement array) => array.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number);
+    private static bool IsNumbers(JsonElement array) =>
+        array.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number);
 
     private static string NameOf(JsonElement item) => item.GetProperty("Name").GetString()!;
 
@@ -123,7 +127,8 @@ internal static class SnapshotDiff
     private static string Short(JsonElement value)
     {
         var text = value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
-        text = string.Join(' ', text.Split((char[])['\n', '\r'], StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
+        text = string.Join(' ',
+            text.Split((char[])['\n', '\r'], StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
         return text.Length <= 80 ? text : text[..77] + "...";
     }
 }
