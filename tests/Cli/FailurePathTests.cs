@@ -83,7 +83,7 @@ public sealed class FailurePathTests : IDisposable
     }
 
     [Fact]
-    public void A_failing_python_for_bench_peers_ends_with_one_line_and_exit_code_2()
+    public void A_failing_python_for_bench_peers_ends_with_one_line_its_output_indented_and_exit_code_2()
     {
         var python = _psg.Script("python-that-crashes", "echo 'Segmentation fault' >&2; exit 139");
         string[] arguments =
@@ -91,9 +91,13 @@ public sealed class FailurePathTests : IDisposable
         var outcome = _psg.Run(arguments,
             new Dictionary<string, string?> { ["PSG_PYTHON"] = python });
         Assert.True(outcome.ExitCode == ExitCodes.BadUsage, outcome.ToString());
-        Assert.Contains(outcome.ErrorLines, l => l.StartsWith("psg: The PyTorch reference "
-            + "failed", StringComparison.Ordinal)
-                                                  && l.Contains("status 139", StringComparison.Ordinal));
+        // One 'psg:' line; the script's output follows indented, as detail.
+        var line = Assert.Single(outcome.ErrorLines, l => l.StartsWith("psg: ", StringComparison.Ordinal));
+        Assert.StartsWith("psg: The PyTorch reference failed", line);
+        Assert.Contains("status 139", line);
+        var details = outcome.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+        Assert.All(details, d => Assert.StartsWith("    ", d));
+        Assert.Contains(details, d => d.Contains("Segmentation fault", StringComparison.Ordinal));
         Assert.Empty(_psg.LeftInTemp());
     }
 

@@ -40,8 +40,12 @@ internal static class Failure
     /// </summary>
     public static int Report(Exception exception)
     {
-        var (code, line) = Describe(exception);
-        Console.Error.WriteLine($"psg: {line}");
+        var (code, message) = Describe(exception);
+        // One line that says it all; what a message carries beyond it (the end of a failing script's output) follows
+        // indented, so that the 'psg:' line stays the one to read.
+        var lines = message.Split('\n').Select(l => l.TrimEnd('\r')).ToList();
+        Console.Error.WriteLine($"psg: {lines[0]}");
+        foreach (var detail in lines.Skip(1).Where(l => l.Trim().Length > 0)) Console.Error.WriteLine($"    {detail}");
         if (code == ExitCodes.InternalError && Debugging) Console.Error.WriteLine(exception);
         return code;
     }
