@@ -38,8 +38,6 @@ internal static class CompareCommand
             long n = parse.GetValue(batchSize);
             if (n < 1) throw new UsageException($"--batch-size must be at least 1, got {n}.");
             var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
-            var folder = parse.GetValue(report);
-            if (folder is not null) Preflight.RequireWritableFolder(folder, "--report");
             bool withPyTorch = parse.GetValue(reference) == "pytorch";
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForCompare(settings, withPyTorch);
@@ -47,6 +45,9 @@ internal static class CompareCommand
                 ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() }
                 : null;
             if (pytorch is not null) Preflight.RequirePython(pytorch);
+            // Last of the checks, since it creates the folder: a run refused for another reason leaves nothing.
+            var folder = parse.GetValue(report);
+            if (folder is not null) Preflight.RequireWritableFolder(folder, "--report");
             return Run(settings, folder, parse.GetValue(diagnose), pytorch);
         });
         return command;
