@@ -15,7 +15,9 @@ namespace PerSampleGrads.Cli.Commands;
 internal static class BenchCommand
 {
     private static readonly string[] Methods =
-        ["plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit"];
+    [
+        "plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit", "hooks+probe", "functional+probe",
+    ];
     private static readonly string[] DefaultMethods = ["plain", "hooks", "functional", "oracle"];
 
     public static Command Create()

@@ -50,6 +50,9 @@ internal static class SampleSeparationProbe
         return layout;
     }
 
+    /// <summary>Drops what the probe remembers about <paramref name="model"/> (the benchmark's uncached contender).</summary>
+    public static void Forget(nn.Module model) => Cache.Remove(model);
+
     private static SampleLayout Measure(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
         ModelAccess access)
     {
