@@ -12,7 +12,23 @@ namespace PerSampleGrads.Engines;
 /// </summary>
 internal static class EngineAudit
 {
-    public static void Attach(PerSampleGradients result, nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
+    /// <summary>The result with its audit attached; disposed when the audit fails or cannot run.</summary>
+    public static PerSampleGradients Attached(PerSampleGradients result, nn.Module<Tensor, Tensor> model, Tensor x,
+        Tensor y, LossFunction loss, EngineOptions options, bool neverCompare)
+    {
+        try
+        {
+            Attach(result, model, x, y, loss, options, neverCompare);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    private static void Attach(PerSampleGradients result, nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
         LossFunction loss, EngineOptions options, bool neverCompare)
     {
         if (options.AuditSamples == 0) return;

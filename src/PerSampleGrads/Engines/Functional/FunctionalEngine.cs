@@ -86,16 +86,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             }
             result = EngineSupport.Result(Name, n, prepared.Groups, g => results[g]);
         }
-        try
-        {
-            EngineAudit.Attach(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
-            return result;
-        }
-        catch
-        {
-            result.Dispose();
-            throw;
-        }
+        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
     }
 
     // One vectorised forward and backward for k samples; returns each distinct parameter's [k, ...] gradient. The

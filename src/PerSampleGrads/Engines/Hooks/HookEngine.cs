@@ -65,16 +65,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             foreach (var call in calls) call.Dispose();
         }
-        try
-        {
-            EngineAudit.Attach(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
-            return result;
-        }
-        catch
-        {
-            result.Dispose();
-            throw;
-        }
+        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
     }
 
     // One forward with hooks, one backward that reaches every recorder. While a layer runs, its own parameters do
