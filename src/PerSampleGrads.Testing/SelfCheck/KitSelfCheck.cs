@@ -17,16 +17,16 @@ public sealed record SelfCheckRow(string Method, string? Bug, IReadOnlyList<stri
 /// </summary>
 public sealed record SelfCheckReport(SelfCheckRow Control, IReadOnlyList<SelfCheckRow> Bugs, ulong Seed)
 {
-    /// <summary>The control passed everything and every bug was caught.</summary>
-    public bool Passed => Control.Failed.Count == 0 && Bugs.All(b => b.Failed.Count > 0);
+    /// <summary>The control passed everything and every bug failed at least one property.</summary>
+    public bool Passed => Control.Failed.Count == 0 && Bugs.All(b => b.Failed.Any(id => id.StartsWith('(')));
 
     /// <summary>A table: one row per method, the checks that failed, and each first failure.</summary>
     public string Describe()
     {
         var text = new StringBuilder();
+        int caught = Bugs.Count(b => b.Failed.Any(id => id.StartsWith('(')));
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"Kit self-check (seed {Seed}): {Bugs.Count(b => b.Failed.Count > 0)}/{Bugs.Count} planted bugs caught; " +
-            $"the control failed {Control.Failed.Count} checks.");
+            $"Kit self-check (seed {Seed}): {caught}/{Bugs.Count} planted bugs caught by the properties; the control failed {Control.Failed.Count} checks.");
         foreach (var row in Bugs.Prepend(Control))
         {
             var failed = row.Failed.Count == 0 ? "nothing" : string.Join(", ", row.Failed);
@@ -45,7 +45,9 @@ public sealed record SelfCheckReport(SelfCheckRow Control, IReadOnlyList<SelfChe
 
 /// <summary>
 /// The kit checks itself: it runs its catalogue cases and properties, with the caller's claims, dtype and device, on a
-/// correct loop method and on loop methods with planted bugs (<see cref="PlantedBugMethods"/>), from a fixed seed.
+/// correct loop method and on loop methods with planted bugs (<see cref="PlantedBugMethods"/>), from a fixed seed. A
+/// planted bug must fail at least one property (the catalogue stops at its first failing case, each property at its
+/// first failing generated case, unshrunk).
 /// </summary>
 public static class KitSelfCheck
 {
@@ -64,13 +66,12 @@ public static class KitSelfCheck
         // The planted-bug methods are loops over the oracle, which computes custom modules rather than refuse them.
         var claims = options.Claims with { RefusesCustomModules = false };
         var checkedWith = options with { Claims = claims, Seed = Seed };
-        var control = RunOne(PlantedBugMethods.Control, null, checkedWith, stopAtFirst: false);
-        var bugs = PlantedBugMethods.Bugs.Select(b => RunOne(b.Create, b.Bug, checkedWith, stopAtFirst: true)).ToList();
+        var control = RunOne(PlantedBugMethods.Control, null, checkedWith);
+        var bugs = PlantedBugMethods.Bugs.Select(b => RunOne(b.Create, b.Bug, checkedWith)).ToList();
         return new SelfCheckReport(control, bugs, Seed);
     }
 
-    private static SelfCheckRow RunOne(Func<IPerSampleGradientMethod> method, string? bug, KitOptions options,
-        bool stopAtFirst)
+    private static SelfCheckRow RunOne(Func<IPerSampleGradientMethod> method, string? bug, KitOptions options)
     {
         var failed = new List<string>();
         string? first = null;
@@ -84,12 +85,11 @@ public static class KitSelfCheck
         {
             Record($"catalogue {gradientCase.Id}",
                 Failure(() => CatalogueChecks.AgreesWithTheOracle(method, gradientCase, options)));
-            if (stopAtFirst && failed.Count > 0) break;
+            if (failed.Count > 0) break;
         }
         var generators = CaseGenerators.For(options.Claims);
         foreach (var property in KitProperties.All)
         {
-            if (stopAtFirst && failed.Count > 0) break;
             var created = property.Create(generators, method, options, false);
             if (created is null) continue;
             Record($"({property.Id})", KitProperties.Falsify(created, options.SelfCheckRuns, Seed, StartSize));
