@@ -41,12 +41,12 @@ for project in src/Oracle src/PerSampleGrads src/PerSampleGrads.Testing src/psg;
 done
 ls -l "$feed"
 for id in PerSampleGrads.Oracle PerSampleGrads PerSampleGrads.Testing; do
-  nupkg="$feed/$id.$version.nupkg"
-  unzip -l "$nupkg" | grep -q "README.md" || { echo "$id: no README in the package"; exit 1; }
-  unzip -l "$nupkg" | grep -q "lib/net10.0/$id.xml" || { echo "$id: no XML docs in the package"; exit 1; }
+  files=$(unzip -Z1 "$feed/$id.$version.nupkg")
+  grep -qx "README.md" <<<"$files" || { echo "$id: no README in the package"; exit 1; }
+  grep -qx "lib/net10.0/$id.xml" <<<"$files" || { echo "$id: no XML docs in the package"; exit 1; }
   test -f "$feed/$id.$version.snupkg" || { echo "$id: no symbol package"; exit 1; }
 done
-unzip -p "$feed/psg.$version.nupkg" psg.nuspec | grep -q 'packageType name="DotnetTool"' \
+grep -q 'packageType name="DotnetTool"' <<<"$(unzip -p "$feed/psg.$version.nupkg" psg.nuspec)" \
   || { echo "psg: not a .NET tool package"; exit 1; }
 
 step "dotnet tool install psg from the folder, then psg compare"

@@ -1,6 +1,7 @@
 using PerSampleGrads.Cases;
 using PerSampleGrads.Comparison;
 using PerSampleGrads.Oracle;
+using PerSampleGrads.Testing.Checks;
 using PerSampleGrads.Verification;
 using static TorchSharp.torch;
 
@@ -32,9 +33,8 @@ public static class CatalogueChecks
     public static void AgreesWithTheOracle(Func<IPerSampleGradientMethod> method, GradientCase gradientCase,
         KitOptions options)
     {
-        using var reference = gradientCase.Create(ScalarType.Float64, options.Device);
-        using var expected = reference.Run(new PerSampleGradientOracle());
         using var problem = gradientCase.Create(options.DType, options.Device);
+        using var expected = problem.Run(GradientChecks.Float64Oracle(problem));
         using var actual = problem.Run(method());
         var comparison = GradientComparison.Compare(actual, expected, options.ToleranceFor(options.DType));
         if (comparison.Passed) return;
@@ -58,9 +58,10 @@ public static class MethodDiagnosis
     public static PrecisionDiagnosis Run(Func<IPerSampleGradientMethod> method, GradientCase gradientCase,
         KitOptions options)
     {
-        using var reference = gradientCase.Create(ScalarType.Float64, options.Device);
-        using var truth = reference.Run(new PerSampleGradientOracle());
+        // One build, copied to float64 (see GradientChecks.Float64Oracle).
         using var single = gradientCase.Create(ScalarType.Float32, options.Device);
+        using var reference = InFloat64(single);
+        using var truth = reference.Run(new PerSampleGradientOracle());
         var rows = new List<DiagnosisRow>
         {
             Row("oracle", "float32", single.Run(new PerSampleGradientOracle()), truth,
@@ -70,6 +71,15 @@ public static class MethodDiagnosis
         rows.Add(Row(name, "float32", single.Run(method()), truth, options.ToleranceFor(ScalarType.Float32)));
         rows.Add(Row(name, "float64", reference.Run(method()), truth, options.ToleranceFor(ScalarType.Float64)));
         return PrecisionDiagnosis.Conclude(rows, [name], options.DeviceOrCpu.type == TorchSharp.DeviceType.CUDA);
+    }
+
+    private static GradientProblem InFloat64(GradientProblem problem)
+    {
+        using var scope = NewDisposeScope();
+        var model = ModelCopy.Create(problem.Model, problem.Factory, ScalarType.Float64, problem.Inputs.device);
+        Tensor Convert(Tensor t) => is_floating_point(t) ? t.to(ScalarType.Float64) : t.clone();
+        return new GradientProblem(problem.Id, model, Convert(problem.Inputs), Convert(problem.Targets), problem.Loss,
+            problem.Factory);
     }
 
     private static DiagnosisRow Row(string method, string arithmetic, PerSampleGradients result,

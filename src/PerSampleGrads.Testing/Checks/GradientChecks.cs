@@ -26,10 +26,8 @@ public static class GradientChecks
     public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype,
         Tolerance? tolerance = null, Device? device = null)
     {
-        var gradientCase = spec.ToGradientCase();
-        using var reference = gradientCase.Create(ScalarType.Float64, device);
-        using var problem = gradientCase.Create(dtype, device);
-        using var expected = reference.Run(new PerSampleGradientOracle());
+        using var problem = spec.ToGradientCase().Create(dtype, device);
+        using var expected = problem.Run(Float64Oracle(problem));
         using var actual = problem.Run(engine());
         GradientAssert.Agree(actual, expected, tolerance ?? TolerancePolicy.ToleranceFor(dtype));
     }
@@ -160,6 +158,14 @@ public static class GradientChecks
         var error = Assert.Throws<PerSampleGradientsException>(() => engine().Compute(model, inputs, targets, batch.Loss).Dispose());
         Assert.Equal(spec.Expected, error.Problem);
     }
+
+    /// <summary>
+    /// The float64 oracle on a float64 copy of <paramref name="problem"/>'s own model and batch. The reference comes from
+    /// the very model the method is run on, not from a second build: a model built while another test thread draws
+    /// from the global random generator gets other initial values, and only one build is sure to be the same model.
+    /// </summary>
+    public static IPerSampleGradientMethod Float64Oracle(GradientProblem problem) => new PerSampleGradientOracle(
+        new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory });
 
     // Runs the engine on the batch reindexed by `index` and compares with its gradients on the batch, reindexed alike.
     private static void Reindexed(Func<IPerSampleGradientMethod> engine, GradientProblem problem, Tensor index, string what)
