@@ -27,6 +27,10 @@ public static class BatchValidator
 
         CheckFinite(inputs, "inputs");
         CheckFinite(targets, "targets");
+        if (loss.Targets == TargetKind.Values && !loss.IsCustom && !is_floating_point(targets.dtype))
+            throw new PerSampleGradientsException(Problem.InvalidTargets,
+                $"{loss.Name} regresses on values and needs floating-point targets, got {targets.dtype}: convert "
+                    + $"them with targets.to(dtype), the model's element type.");
         CheckModel(model);
 
         var trainable = ModelInspection.TrainableParameters(model);

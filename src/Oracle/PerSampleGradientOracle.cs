@@ -45,8 +45,8 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
     /// <inheritdoc/>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
-        TorchRuntime.EnsureLoaded();
         BatchValidator.RequireArguments(model, inputs, targets, loss);
+        TorchRuntime.EnsureLoaded();
         using var access = ModelAccess.Enter(model, Name);
         BatchValidator.CheckModel(model);
         var modelDType = ModelInspection.ParameterDType(model);

@@ -137,6 +137,25 @@ public sealed class BadInputTests
         Assert.All(model.parameters().Zip(before), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>()));
     }
 
+    [Theory, MemberData(nameof(Methods))]
+    public void A_null_model_inputs_targets_or_loss_is_named_not_dereferenced(string method)
+    {
+        var model = SmallModel();
+        var x = randn(2, 4);
+        var y = zeros(2, ScalarType.Int64);
+        var loss = LossFunction.CrossEntropy();
+        var m = Method(method);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => m.Compute(null!, x, y, loss)).ParamName);
+        Assert.Equal("inputs", Assert.Throws<ArgumentNullException>(() => m.Compute(model, null!, y, loss)).ParamName);
+        Assert.Equal("targets", Assert.Throws<ArgumentNullException>(() => m.Compute(model, x, null!, loss)).ParamName);
+        Assert.Equal("loss", Assert.Throws<ArgumentNullException>(() => m.Compute(model, x, y, null!)).ParamName);
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Integer_targets_for_a_regression_loss_are_refused_naming_the_fix(string method) =>
+        Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), zeros(new long[] { 2, 3 }, ScalarType.Int64),
+            "floating-point targets", LossFunction.MeanSquaredError());
+
     [Fact]
     public void Float64_oracle_without_a_factory_explains_why_it_needs_one()
     {

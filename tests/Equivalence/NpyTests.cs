@@ -155,6 +155,57 @@ public sealed class NpyTests
         Assert.Contains("\\x93NUMPY", foreign.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_header_announcing_more_data_than_the_image_holds_is_refused_before_allocating(bool seekable)
+    {
+        // 100000 x 100000 x 10 float64 would be 800 GB; the image holds 16 bytes of data.
+        var image = Npy.Header("<f8", [100000, 100000, 10]).Concat(new byte[16]).ToArray();
+        Stream stream = seekable ? new MemoryStream(image) : new ForwardOnlyStream(image);
+        var error = Assert.Throws<InvalidDataException>(() => Npy.Read(stream));
+        Assert.Contains("truncated", error.Message, StringComparison.Ordinal);
+        Assert.Contains("800000000000 bytes", error.Message, StringComparison.Ordinal);
+        Assert.Contains("holds 16", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_header_whose_shape_overflows_is_refused()
+    {
+        var image = Npy.Header("<f4", [long.MaxValue / 2, 4]);
+        var error = Assert.Throws<InvalidDataException>(() => Npy.Read(new MemoryStream(image)));
+        Assert.Contains("too large", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_stream_that_cannot_seek_is_read_like_a_file()
+    {
+        using var scope = NewDisposeScope();
+        var original = randn(3, 4, dtype: ScalarType.Float64);
+        var read = Npy.Read(new ForwardOnlyStream(Written(original)));
+        Assert.True(read.equal(original).all().item<bool>());
+    }
+
+    // A stream without Length or Seek, like a pipe or a network stream.
+    private sealed class ForwardOnlyStream(byte[] bytes) : Stream
+    {
+        private readonly MemoryStream _inner = new(bytes);
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
     [Fact]
     public void Writing_an_unsupported_dtype_names_it()
     {

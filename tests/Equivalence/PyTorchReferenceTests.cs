@@ -183,10 +183,11 @@ public sealed class PyTorchReferenceTests
     public void A_Python_without_torch_and_numpy_fails_with_the_install_hint()
     {
         PyTorchRequirement.Require();
-        // The real script under the same Python with numpy and torch blocked (None in sys.modules makes importing
-        // them fail). The fake receives "-B script versions"; the script is run as __main__ with its own argv.
-        const string blocked = "import sys; sys.modules['numpy'] = None; sys.modules['torch'] = None; sys.argv = sys.argv[2:]; " +
-            "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))";
+        // The real package under the same Python with numpy and torch blocked (None in sys.modules makes importing
+        // them fail). The fake receives "-B -m pytorch_reference versions"; the package is run as __main__, as -m
+        // does, with its own argv.
+        const string blocked = "import sys, runpy; sys.modules['numpy'] = None; sys.modules['torch'] = None; " +
+            "sys.argv = sys.argv[3:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)";
         using var fake = new FakePython($"exec {new PyTorchReferenceOptions().ResolvePython()} -c \"{blocked}\" \"$@\"");
 
         var error = Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Probe(new PyTorchReferenceOptions { Python = fake.Path }));
@@ -204,7 +205,7 @@ public sealed class PyTorchReferenceTests
         var needed = CaseCatalogue.All.Select(c => PyTorchReference.ArchitectureOf(c.Id))
             .Concat(ModelZoo.All.Select(m => m.Name)).Distinct();
         var unknown = needed.Where(n => !known.Contains(n)).ToList();
-        Assert.True(unknown.Count == 0, $"tools/pytorch_reference.py cannot build: {string.Join(", ", unknown)}");
+        Assert.True(unknown.Count == 0, $"tools/pytorch_reference cannot build: {string.Join(", ", unknown)}");
     }
 
     [Fact]
@@ -304,7 +305,10 @@ public sealed class PyTorchReferenceTests
     }
 }
 
-/// <summary>An executable shell script standing in for Python (it receives the script path and arguments); deleted on dispose.</summary>
+/// <summary>
+/// An executable shell script standing in for Python (it receives "-B -m pytorch_reference" and the arguments); deleted
+/// on dispose.
+/// </summary>
 internal sealed class FakePython : IDisposable
 {
     public FakePython(string body)

@@ -41,6 +41,10 @@ public sealed class BenchWorkload : IDisposable
     /// <summary>Suffix of an engine contender that audits one sample per call (<c>hooks+audit</c>).</summary>
     public const string AuditSuffix = "+audit";
 
+    /// <summary>Suffix of an engine contender whose sample-separation probe runs on every call instead of once per
+    /// model and input shape (<c>hooks+probe</c>): its cost is the difference to the plain engine row.</summary>
+    public const string ProbeSuffix = "+probe";
+
     /// <summary>The contenders named in <paramref name="methods"/> (<c>plain</c>, <c>hooks</c>, <c>functional</c>,
     /// <c>oracle</c>, and an engine with <see cref="AuditSuffix"/>).</summary>
     public List<BenchContender> Contenders(IEnumerable<string> methods)
@@ -52,6 +56,9 @@ public sealed class BenchWorkload : IDisposable
             {
                 "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
                 "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
+                _ when method.EndsWith(ProbeSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
+                    method[..^ProbeSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize),
+                    before: () => Engines.Probing.SampleSeparationProbe.Forget(_model)),
                 _ when method.EndsWith(AuditSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
                     method[..^AuditSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize, auditSamples: 1)),
                 _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode, _chunkSize)),
@@ -60,8 +67,9 @@ public sealed class BenchWorkload : IDisposable
         return contenders;
     }
 
-    private BenchContender Method(string name, IPerSampleGradientMethod method) => new(name, () =>
+    private BenchContender Method(string name, IPerSampleGradientMethod method, Action? before = null) => new(name, () =>
     {
+        before?.Invoke();
         using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
     });
 

@@ -80,8 +80,8 @@ internal sealed class PreparedCall : IDisposable
     public static PreparedCall Begin(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
         EngineOptions options, EngineCapabilities capabilities)
     {
-        TorchRuntime.EnsureLoaded();
         BatchValidator.RequireArguments(model, inputs, targets, loss);
+        TorchRuntime.EnsureLoaded();
         options.Validate();
         var access = ModelAccess.Enter(model, capabilities.Engine);
         try

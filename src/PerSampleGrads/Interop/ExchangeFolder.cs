@@ -5,7 +5,7 @@ namespace PerSampleGrads.Interop;
 
 /// <summary>
 /// A fresh folder under the system temp directory holding one exchange: <c>request.json</c> and the <c>.npy</c> files
-/// the C# side writes, the script, and <c>result/</c> that PyTorch writes. Deleted on dispose unless kept.
+/// the C# side writes, the package <c>pytorch_reference/</c>, and <c>result/</c> that PyTorch writes. Deleted on dispose unless kept.
 /// </summary>
 internal sealed class ExchangeFolder : IDisposable
 {

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace PerSampleGrads.Interop;
 
 // The JSON documents of the exchange folder, in both directions. Property names are snake_case on the wire
-// (problem, batch_size, requires_grad, ...), as tools/pytorch_reference.py reads and writes them.
+// (problem, batch_size, requires_grad, ...), as tools/pytorch_reference/exchange.py reads and writes them.
 
 /// <summary>One tensor of the exchange: its <c>.npy</c> file (relative to the folder), shape and element type name.</summary>
 internal sealed record ExchangeTensor(string Name, string File, long[] Shape, [property: JsonPropertyName("dtype")] string DType);

@@ -77,6 +77,7 @@ public static partial class Npy
         ArgumentNullException.ThrowIfNull(stream);
         RequireLittleEndian();
         var (dtype, shape) = ReadHeader(stream);
+        using var buffered = RequireData(ref stream, dtype, shape);
         var tensor = empty(shape, dtype: dtype);
         try
         {
@@ -90,6 +91,55 @@ public static partial class Npy
             throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape ({string.Join(", ", shape)}) needs {bytes} bytes after the header.");
         }
     }
+
+    // The data a header announces must be there before the tensor is allocated: a corrupt shape would otherwise ask
+    // for any amount of memory (or overflow). A stream that cannot tell its length is first read into memory, at most
+    // the announced bytes, and replaced by that copy (returned for disposal).
+    private static MemoryStream? RequireData(ref Stream stream, ScalarType dtype, long[] shape)
+    {
+        long bytes;
+        try
+        {
+            bytes = checked(shape.Aggregate(1L, (product, size) => product * size) * ElementSize(dtype));
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"The .npy header's shape ({string.Join(", ", shape)}) is too large to be "
+                + $"a tensor.");
+        }
+        MemoryStream? copy = null;
+        long available;
+        if (stream.CanSeek)
+        {
+            available = stream.Length - stream.Position;
+        }
+        else
+        {
+            copy = new MemoryStream();
+            var chunk = new byte[CopyBuffer];
+            int read;
+            while (copy.Length < bytes
+                   && (read = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, bytes - copy.Length))) > 0)
+                copy.Write(chunk, 0, read);
+            copy.Position = 0;
+            available = copy.Length;
+            stream = copy;
+        }
+        if (bytes > available)
+        {
+            copy?.Dispose();
+            throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape "
+                + $"({string.Join(", ", shape)}) needs {bytes} bytes after the header, the image holds {available}.");
+        }
+        return copy;
+    }
+
+    private static long ElementSize(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 => 4,
+        _ => 1,
+    };
 
     /// <summary>The header for a tensor of type <paramref name="descriptor"/> and <paramref name="shape"/>, padded to 64 bytes.</summary>
     internal static byte[] Header(string descriptor, long[] shape)

@@ -11,7 +11,7 @@ namespace PerSampleGrads.Interop;
 /// <summary>
 /// PyTorch as a second, independent reference on the very same weights and batch. The oracle and both engines run on
 /// TorchSharp and libtorch; a bug in a binding, the zoo or a shared helper would fool all of them alike. Here PyTorch
-/// rebuilds the architecture by name from its own definition (<c>tools/pytorch_reference.py</c>), loads the
+/// rebuilds the architecture by name from its own definition (the package <c>tools/pytorch_reference/</c>), loads the
 /// parameters and buffers strictly by qualified name and shape, and computes per-sample gradients its own ways.
 /// </summary>
 /// <remarks>

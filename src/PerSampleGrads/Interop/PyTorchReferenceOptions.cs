@@ -16,7 +16,7 @@ public sealed record PyTorchReferenceOptions
     public int? Threads { get; init; }
 
     /// <summary>
-    /// The architecture name the script builds (see <c>tools/pytorch_reference.py</c>); null derives it from the problem
+    /// The architecture name the script builds (see <c>tools/pytorch_reference/models.py</c>); null derives it from the problem
     /// id (<see cref="PyTorchReference.ArchitectureOf"/>).
     /// </summary>
     public string? Architecture { get; init; }

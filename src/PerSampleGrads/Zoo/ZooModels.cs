@@ -8,7 +8,7 @@ namespace PerSampleGrads.Zoo;
 /// <summary>
 /// A small CNN (5,514 parameters): <c>features</c> = Conv2d(3→16, k3, p1), GroupNorm(4, 16), ReLU, MaxPool2d(2),
 /// Conv2d(16→32, k3, p1), GroupNorm(8, 32), ReLU, AdaptiveAvgPool2d(1), Flatten; <c>classifier</c> = Linear(32→10).
-/// Inputs <c>[N, 3, 32, 32]</c>. Parameter names match <c>tools/pytorch_reference.py</c>.
+/// Inputs <c>[N, 3, 32, 32]</c>. Parameter names match <c>tools/pytorch_reference/zoo.py</c>.
 /// </summary>
 public sealed class SmallCnn : Module<Tensor, Tensor>
 {

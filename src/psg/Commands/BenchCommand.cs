@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Reports;
+using PerSampleGrads.Cli.Runtime;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Comparison;
 using PerSampleGrads.Interop;
@@ -14,7 +15,9 @@ namespace PerSampleGrads.Cli.Commands;
 internal static class BenchCommand
 {
     private static readonly string[] Methods =
-        ["plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit"];
+    [
+        "plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit", "hooks+probe", "functional+probe",
+    ];
     private static readonly string[] DefaultMethods = ["plain", "hooks", "functional", "oracle"];
 
     public static Command Create()
@@ -37,30 +40,59 @@ internal static class BenchCommand
             Description = "pytorch: also time PyTorch's plain backward, vmap(grad), ExpandedWeights and loop on the same workload with the same thread count (CPU).",
         }.AcceptOnlyFromAmong("pytorch");
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
+        var baseline = new Option<FileInfo?>("--baseline")
+        {
+            Description = "Compare with a committed 'bench --json' file of the same workload: a verdict per "
+                + "contender (faster, same, slower) from a two-sided Mann-Whitney U test on the repeats (p < 0.05) "
+                + "and a minimum change of the median (--min-effect); exit code 1 when one is slower.",
+        };
+        var minEffect = new Option<double>("--min-effect")
+        {
+            Description = "With --baseline: the smallest change of the median that counts, as a fraction (0.10 = 10% "
+                + "slower, or 1/1.1 as fast).",
+            DefaultValueFactory = _ => 0.10,
+        };
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json,
+            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json, baseline, minEffect,
         };
         workload.AddTo(command);
         command.SetAction(parse =>
         {
-            workload.ApplyToProcess(parse);
             bool seedPreset = parse.GetValue(preset) == "seed";
+            bool explicitSizes = parse.GetResult(batchSizes) is { Implicit: false };
+            if (parse.GetValue(sweep) && explicitSizes)
+                throw new UsageException("--sweep times N = 16, 32, 64, 128, 256; give either --sweep or "
+                    + "--batch-sizes, not both.");
             var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
-                : seedPreset && parse.GetResult(batchSizes) is not { Implicit: false } ? [128]
+                : seedPreset && !explicitSizes ? [128]
                 : ParseSizes(parse.GetValue(batchSizes)!);
             var zoo = seedPreset && parse.GetResult(workload.Model) is not { Implicit: false } ? ModelZoo.ResNet18GroupNorm : null;
             var deviceName = seedPreset && parse.GetResult(workload.Device) is not { Implicit: false } ? "cuda" : null;
             int r = parse.GetValue(repeats), w = parse.GetValue(warmUp);
-            if (r < 1 || w < 0) throw new ArgumentException("--repeats must be at least 1 and --warmup at least 0.");
+            if (r < 1 || w < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0.");
             var template = workload.Settings(parse, sizes[0], Choices.EngineNames, zoo, deviceName);
             var chunk = parse.GetValue(chunkSize);
-            if (chunk is < 1) throw new ArgumentException($"--chunk-size must be at least 1, got {chunk}.");
+            if (chunk is < 1) throw new UsageException($"--chunk-size must be at least 1, got {chunk}.");
             bool withPyTorch = parse.GetValue(peers) == "pytorch";
             if (withPyTorch && template.Device.type != TorchSharp.DeviceType.CPU)
-                throw new ArgumentException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA path): use it with --device cpu.");
-            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, withPyTorch, parse.GetValue(json));
+                throw new UsageException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA "
+                    + "path): use it with --device cpu.");
+            if (withPyTorch) Preflight.RequirePython(new PyTorchReferenceOptions());
+            var contenders = Choices.ParseList(parse.GetValue(methods)!, Methods, "method");
+            double effect = parse.GetValue(minEffect);
+            if (!double.IsFinite(effect) || effect < 0 || effect >= 10)
+                throw new UsageException($"--min-effect is a fraction from 0 to 10 (0.10 = 10%), got {effect}.");
+            var jsonFile = parse.GetValue(json);
+            if (jsonFile is not null) Preflight.RequireWritableFile(jsonFile, "--json");
+            var reference = parse.GetValue(baseline) is { } baselineFile
+                ? BenchBaseline.Load(baselineFile, template, sizes)
+                : null;
+            workload.ApplyToProcess(parse);
+            ResultMemory.RequireForBench(template, sizes.Max());
+            var criteria = new BaselineCriteria(MinimumEffect: effect);
+            return Run(template, sizes, contenders, w, r, chunk, withPyTorch, jsonFile, reference, criteria);
         });
         return command;
     }
@@ -70,16 +102,18 @@ internal static class BenchCommand
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var sizes = parts.Select(p => long.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : -1).ToArray();
         if (sizes.Length == 0 || sizes.Any(n => n < 1))
-            throw new ArgumentException($"--batch-sizes takes positive whole numbers, comma-separated; got '{text}'.");
+            throw new UsageException($"--batch-sizes takes positive whole numbers, comma-separated; got '{text}'.");
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, bool withPyTorch, FileInfo? json)
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
+        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
         AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} {Markup.Escape(template.Describe().Split(' ', 3)[2])}{(chunkSize is { } c ? $", functional chunk size {c}" : "")}; {warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
         var results = new List<BenchReport.SizeResult>();
+        var verdicts = new List<BaselineResult>();
         foreach (var n in sizes)
         {
             var settings = template with { BatchSize = n };
@@ -105,13 +139,70 @@ internal static class BenchCommand
             results.Add(new BenchReport.SizeResult(n, timings, peers));
             AnsiConsole.Write(Table(settings, timings));
             if (peers is not null) AnsiConsole.Write(PeersTable(peers, timings));
+            if (baseline is not null)
+            {
+                var compared = baseline.Compare(n, timings, criteria);
+                verdicts.AddRange(compared);
+                AnsiConsole.Write(BaselineTable(settings, compared, criteria));
+            }
         }
         if (json is not null)
         {
             BenchReport.Write(json, template, machine, warmUp, repeats, chunkSize, results);
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
-        return Program.Agree;
+        if (baseline is null) return ExitCodes.Agree;
+        return Conclude(baseline, machine, verdicts, criteria);
+    }
+
+    private static int Conclude(BenchBaseline baseline, string machine, List<BaselineResult> verdicts,
+        BaselineCriteria criteria)
+    {
+        if (baseline.Machine != machine)
+            AnsiConsole.MarkupLine($"[yellow]Note:[/] the baseline was recorded on "
+                + $"{Markup.Escape(baseline.Machine)}; this run is on {Markup.Escape(machine)}. Times compare only "
+                + $"on the same machine and thread count.");
+        var undetectable = verdicts.Where(v => !v.Detectable).Select(v => v.Contender).Distinct().ToList();
+        if (undetectable.Count > 0)
+            AnsiConsole.MarkupLine($"[yellow]Note:[/] too few repeats for the test to reach p < "
+                + $"{criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)} for "
+                + $"{Markup.Escape(string.Join(", ", undetectable))}: use more --repeats.");
+        var slower = verdicts.Where(v => v.Verdict == BaselineVerdict.Slower).ToList();
+        if (slower.Count == 0)
+        {
+            AnsiConsole.MarkupLine($"[green]No contender is slower than the baseline[/] "
+                + $"{Markup.Escape(baseline.Path)}.");
+            return ExitCodes.Agree;
+        }
+        AnsiConsole.MarkupLine($"[red]Slower than the baseline:[/] "
+            + $"{Markup.Escape(string.Join(", ", slower.Select(v => $"{v.Contender} ({Ratio(v)})")))}.");
+        return ExitCodes.Disagree;
+    }
+
+    private static string Ratio(BaselineResult v) => v.Ratio.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+
+    private static Table BaselineTable(CompareSettings settings, List<BaselineResult> verdicts,
+        BaselineCriteria criteria)
+    {
+        var table = new Table()
+            .Title(Markup.Escape($"against the baseline, N = {settings.BatchSize} (Mann-Whitney U, two-sided p < "
+                + $"{criteria.SignificanceLevel.ToString(CultureInfo.InvariantCulture)}, median change of at least "
+                + $"{criteria.MinimumEffect.ToString("0%", CultureInfo.InvariantCulture)})"))
+            .AddColumns("contender", "baseline median", "median", "ratio", "p-value", "verdict");
+        foreach (var v in verdicts)
+        {
+            table.AddRow(
+                Markup.Escape(v.Contender), CompareCommand.Ms(v.BaselineMedianMs), CompareCommand.Ms(v.CurrentMedianMs),
+                v.Ratio.ToString("0.00", CultureInfo.InvariantCulture) + "x",
+                v.Test.PValue.ToString("0.0000", CultureInfo.InvariantCulture),
+                v.Verdict switch
+                {
+                    BaselineVerdict.Slower => "[red]slower[/]",
+                    BaselineVerdict.Faster => "[green]faster[/]",
+                    _ => "same",
+                });
+        }
+        return table;
     }
 
     private static Table PeersTable(PyTorchTimings peers, List<BenchTiming> ours)

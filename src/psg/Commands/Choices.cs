@@ -82,7 +82,12 @@ internal static class Choices
         DefaultValueFactory = _ => "mean",
     }.AcceptOnlyFromAmong("mean", "sum");
 
-    public static Option<int?> Threads() => new("--threads") { Description = "CPU threads for TorchSharp (torch.set_num_threads); default: libtorch's choice." };
+    public static Option<int?> Threads() => new("--threads")
+    {
+        Description = $"CPU threads for TorchSharp (torch.set_num_threads), 1 to "
+            + $"{Runtime.Preflight.ThreadsPerProcessor}x the logical processors ({Runtime.Preflight.MaxThreads} "
+            + $"here); default: libtorch's choice, one per processor.",
+    };
 
     public static Option<string> Heap() => new Option<string>("--heap")
     {
@@ -114,17 +119,20 @@ internal static class Choices
     public static IReadOnlyList<string> ParseList(string value, IReadOnlyList<string> known, string what)
     {
         var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
+        if (items.Count == 0)
+            throw new Runtime.UsageException($"Name at least one {what}: {string.Join(", ", known)} "
+                + $"(comma-separated).");
         var unknown = items.Where(i => !known.Contains(i)).ToList();
-        if (items.Count == 0 || unknown.Count > 0)
-            throw new ArgumentException($"Unknown {what} '{string.Join(", ", unknown)}'. Choose from: {string.Join(", ", known)} (comma-separated).");
+        if (unknown.Count > 0)
+            throw new Runtime.UsageException($"Unknown {what} '{string.Join(", ", unknown)}'. Choose from: "
+                + $"{string.Join(", ", known)} (comma-separated).");
         return items;
     }
 
     public static void ApplyThreads(int? threads)
     {
-        if (threads is null) return;
-        if (threads < 1) throw new ArgumentException($"--threads must be at least 1, got {threads}.");
-        set_num_threads(threads.Value);
+        Runtime.Preflight.RequireThreads(threads);
+        if (threads is { } n) set_num_threads(n);
     }
 
     public static IReadOnlyList<string> EngineNames => EngineCatalogue.Names;

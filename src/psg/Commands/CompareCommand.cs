@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Cli.Reports;
+using PerSampleGrads.Cli.Runtime;
 using PerSampleGrads.Comparison;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
@@ -34,12 +35,20 @@ internal static class CompareCommand
         workload.AddTo(command);
         command.SetAction(parse =>
         {
-            workload.ApplyToProcess(parse);
             long n = parse.GetValue(batchSize);
-            if (n < 1) throw new ArgumentException($"--batch-size must be at least 1, got {n}.");
+            if (n < 1) throw new UsageException($"--batch-size must be at least 1, got {n}.");
             var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
-            var pytorch = parse.GetValue(reference) == "pytorch" ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() } : null;
-            return Run(settings, parse.GetValue(report), parse.GetValue(diagnose), pytorch);
+            bool withPyTorch = parse.GetValue(reference) == "pytorch";
+            workload.ApplyToProcess(parse);
+            ResultMemory.RequireForCompare(settings, withPyTorch);
+            var pytorch = withPyTorch
+                ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() }
+                : null;
+            if (pytorch is not null) Preflight.RequirePython(pytorch);
+            // Last of the checks, since it creates the folder: a run refused for another reason leaves nothing.
+            var folder = parse.GetValue(report);
+            if (folder is not null) Preflight.RequireWritableFolder(folder, "--report");
+            return Run(settings, folder, parse.GetValue(diagnose), pytorch);
         });
         return command;
     }
@@ -75,7 +84,7 @@ internal static class CompareCommand
         AnsiConsole.MarkupLine(outcome.Passed
             ? "[green]Every engine agrees with the oracle within tolerance.[/]"
             : $"[red]Disagreement:[/] {Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine).Concat(outcome.PyTorch?.Rows.Where(r => r.Unsupported is null && !r.Passed).Select(r => r.Method) ?? [])))} outside tolerance.");
-        return outcome.Passed ? Program.Agree : Program.Disagree;
+        return outcome.Passed ? ExitCodes.Agree : ExitCodes.Disagree;
     }
 
     private static Table ResultTable(CompareOutcome outcome)

@@ -21,8 +21,8 @@ public sealed class SampleLayout
 
 /// <summary>
 /// The sample-separation probe. Three forwards without gradients with hooks on every trainable layer: the batch as
-/// given, a batch of another size (the first N - 1 samples; two copies of the sample when N = 1), and the batch with
-/// one sample perturbed. Comparing what each layer receives and returns tells, for every layer call and for the
+/// given, a small batch of another size (its first two samples; with N = 1 or 2, the samples and a repeat of the
+/// first), and that small batch with one sample perturbed. Comparing what each layer receives and returns tells, for every layer call and for the
 /// model's output: which dimension carries the samples (the one whose size follows the batch's: a sequence-first
 /// <c>[T, N, D]</c> input has them in dimension 1, even when T = N), whether a tensor is shared by every sample (no
 /// dimension follows the batch: position ids <c>[1, T]</c>), and whether some operation mixes samples (changing one
@@ -30,8 +30,8 @@ public sealed class SampleLayout
 /// output as the layer computes it.
 /// </summary>
 /// <remarks>
-/// Cost: three forwards without gradients, one of them on N - 1 samples (four when a shared input is found, to verify
-/// that giving each sample its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
+/// Cost: one forward without gradients on the batch and two on two or three samples (one more on the batch when a
+/// shared input is found, to verify that giving each sample its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
 /// module structure, modes and hooks; later calls reuse the result.
 /// </remarks>
 internal static class SampleSeparationProbe
@@ -50,20 +50,24 @@ internal static class SampleSeparationProbe
         return layout;
     }
 
+    /// <summary>Drops what the probe remembers about <paramref name="model"/> (the benchmark's uncached contender).</summary>
+    public static void Forget(nn.Module model) => Cache.Remove(model);
+
     private static SampleLayout Measure(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
         ModelAccess access)
     {
         using var scope = NewDisposeScope();
         using var guard = ModelStateGuard.Capture(model);
         using var noGrad = no_grad();
-        long n = x.shape[0], j = n / 2;
-        long m = n > 1 ? n - 1 : 2;
+        long n = x.shape[0];
+        // A small batch of another size: the first two samples, or the samples repeated when N is 1 or 2.
+        var small = n > 2 ? x.narrow(0, 0, 2) : cat([x, x.narrow(0, 0, 1)]);
+        long m = small.shape[0], j = m - 1;
         using var baseline = Forward(model, x, layers, access);
-        using var resized = Forward(model, n > 1 ? x.narrow(0, 0, m) : cat([x, x]), layers, access);
-        using var one = n == 1 ? null : Perturbation.One(x, j) is { } perturbed
-            ? Forward(model, perturbed, layers, access) : null;
-        if (resized.Calls.Count != baseline.Calls.Count
-            || resized.Calls.Zip(baseline.Calls).Any(p => !ReferenceEquals(p.First.Layer.Module, p.Second.Layer.Module)))
+        using var resized = Forward(model, small, layers, access);
+        using var one = Perturbation.One(small, j) is { } perturbed ? Forward(model, perturbed, layers, access) : null;
+        if (new[] { resized, one }.OfType<Captures>().Any(run => run.Calls.Count != baseline.Calls.Count
+            || run.Calls.Zip(baseline.Calls).Any(p => !ReferenceEquals(p.First.Layer.Module, p.Second.Layer.Module))))
             throw new PerSampleGradientsException(Problem.BatchLayout,
                 $"The model calls its trainable layers differently for a batch of {m} samples than for {n}: the " +
                 "engines need the same layer calls for every batch size. Make the forward's control flow independent " +
@@ -191,8 +195,8 @@ internal static class SampleSeparationProbe
                 $"has several dimensions that follow the batch size (shape [{Shape(shape)}]), as products over " +
                 "pairs of samples do");
         int d = following[0];
-        if (one is null || !one.shape.SequenceEqual(shape)) return AxisVerdict.Of(SampleAxis.Along(d));
-        var perIndex = Perturbation.Changed(baseline, one).movedim([d], [0]).reshape(n, -1).any(1);
+        if (one is null || !one.shape.SequenceEqual(other)) return AxisVerdict.Of(SampleAxis.Along(d));
+        var perIndex = Perturbation.Changed(resized, one).movedim([d], [0]).reshape(m, -1).any(1);
         perIndex[j] = tensor(false);
         return perIndex.any().item<bool>()
             ? new(default, Problem.SampleMixing,
