@@ -4,8 +4,9 @@ using FsCheck.Xunit;
 using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
-using PerSampleGrads.Tests.Checks;
-using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Testing;
+using PerSampleGrads.Testing.Checks;
+using PerSampleGrads.Testing.Specs;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests;

@@ -3,8 +3,9 @@ using System.Globalization;
 using System.Text;
 using FsCheck;
 using FsCheck.Fluent;
-using PerSampleGrads.Tests.Checks;
-using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Testing;
+using PerSampleGrads.Testing.Checks;
+using PerSampleGrads.Testing.Specs;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests.Mutation;

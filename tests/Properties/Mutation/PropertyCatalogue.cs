@@ -1,6 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
-using PerSampleGrads.Tests.Checks;
+using PerSampleGrads.Testing;
+using PerSampleGrads.Testing.Checks;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests.Mutation;
@@ -19,8 +20,8 @@ public sealed record NamedProperty(string Id, string Name, Func<Mutant, Property
 /// </summary>
 public static class PropertyCatalogue
 {
-    private static readonly Arbitrary<Specs.CaseSpec> Cases = Arb.From(Arbitraries.CaseGenerator);
-    private static readonly Arbitrary<Specs.Float32CaseSpec> Float32Cases = Arb.From(Arbitraries.Float32CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.CaseSpec> Cases = Arb.From(Arbitraries.CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.Float32CaseSpec> Float32Cases = Arb.From(Arbitraries.Float32CaseGenerator);
 
     /// <summary>Every property, numbered as in the suite: (1) in float32 and float64, (2) to (7).</summary>
     public static IReadOnlyList<NamedProperty> All { get; } =

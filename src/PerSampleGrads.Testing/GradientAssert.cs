@@ -2,7 +2,7 @@ using PerSampleGrads.Verification;
 using Xunit;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Tests;
+namespace PerSampleGrads.Testing;
 
 /// <summary>Assertions on per-sample gradients that report every mismatching parameter at once.</summary>
 public static class GradientAssert

@@ -1,4 +1,4 @@
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>What one sample looks like between two layers of a generated architecture.</summary>
 public enum ShapeKind

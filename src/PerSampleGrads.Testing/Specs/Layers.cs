@@ -2,7 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>Linear on the last dimension of features <c>[F]</c> or tokens <c>[T, F]</c>.</summary>
 public sealed record LinearSpec(long Out, bool Bias = true) : LayerSpec

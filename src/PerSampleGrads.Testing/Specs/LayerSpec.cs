@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>
 /// One layer of a generated architecture, as data. Input sizes are not stored: they follow from the layers before

@@ -5,7 +5,7 @@ using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>
 /// A generated architecture as data: an input shape, a body of layers, and a head that flattens what the body leaves

@@ -1,8 +1,42 @@
 using FsCheck;
 using FsCheck.Fluent;
-using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Testing.Specs;
+using TorchSharp.Modules;
 
-namespace PerSampleGrads.Tests;
+namespace PerSampleGrads.Testing;
+
+/// <summary>
+/// The generators and shrinkers of the property suite for every layer and pattern
+/// (<see cref="MethodClaims.Everything"/>, with the refusal of custom modules among the faults): the repository's own
+/// engines are checked on these. <see cref="CaseGenerators.For"/> gives the same generators restricted to what a method
+/// claims.
+/// </summary>
+public static class Arbitraries
+{
+    private static readonly CaseGenerators Everything =
+        CaseGenerators.For(MethodClaims.Everything with { RefusesCustomModules = true });
+
+    /// <summary>Valid cases, shrinking towards N = 1, fewer and smaller layers, smaller inputs.</summary>
+    public static Arbitrary<CaseSpec> Cases() => Everything.Cases();
+
+    /// <summary>Valid cases for float32 computation (see <see cref="CaseGenerators.Float32Cases"/>).</summary>
+    public static Arbitrary<Float32CaseSpec> Float32Cases() => Everything.Float32Cases();
+
+    /// <summary>Valid cases with one fault planted, shrinking the valid part while the fault still fits.</summary>
+    public static Arbitrary<InvalidCaseSpec> InvalidCases() => Everything.InvalidCases();
+
+    /// <summary>The case generator (sized).</summary>
+    public static Gen<CaseSpec> CaseGenerator => Everything.CaseGenerator;
+
+    /// <summary>The float32 case generator (sized).</summary>
+    public static Gen<Float32CaseSpec> Float32CaseGenerator => Everything.Float32CaseGenerator;
+
+    /// <summary>The faulty case generator (sized).</summary>
+    public static Gen<InvalidCaseSpec> InvalidCaseGenerator => Everything.InvalidCaseGenerator;
+
+    /// <summary>Valid simpler cases, the boldest first.</summary>
+    public static IEnumerable<CaseSpec> ShrinkCase(CaseSpec c) => CaseGenerators.ShrinkCase(c);
+}
 
 /// <summary>
 /// Every generator and shrinker of the property suite, in one place. Cases are generated valid by construction
@@ -15,34 +49,58 @@ namespace PerSampleGrads.Tests;
 /// signals and images at most <see cref="Budget.Spatial"/> wide, N from 1 to 8. Every case is a small model: a float64
 /// oracle, two engines and a few reruns take milliseconds on a CPU.
 /// </remarks>
-public static class Arbitraries
+public sealed class CaseGenerators
 {
+    private readonly MethodClaims _claims;
+
+    private CaseGenerators(MethodClaims claims)
+    {
+        if (!claims.Claims(typeof(Linear)))
+            throw new ArgumentException(
+                "Generated architectures end in a Linear head: a method checked on them must claim Linear.",
+                nameof(claims));
+        _claims = claims;
+        CaseGenerator = Gen.Sized(size => Case(Budget.For(size), float32: false));
+        Float32CaseGenerator = Gen.Sized(size => Case(Budget.For(size), float32: true))
+            .Select(c => new Float32CaseSpec(c));
+        InvalidCaseGenerator =
+            from valid in CaseGenerator
+            from fault in Gen.Elements(Enum.GetValues<Fault>().Where(f => Planted(f) && Positions(valid, f).Length > 0))
+            from position in Gen.Elements(Positions(valid, fault))
+            select new InvalidCaseSpec(valid, fault, position);
+    }
+
+    /// <summary>Generators of models made only of what <paramref name="claims"/> lists (a Linear head too).</summary>
+    public static CaseGenerators For(MethodClaims claims) => new(claims);
+
+    /// <summary>What the generated models may contain.</summary>
+    public MethodClaims Claims => _claims;
+
     /// <summary>Valid cases, shrinking towards N = 1, fewer and smaller layers, smaller inputs.</summary>
-    public static Arbitrary<CaseSpec> Cases() => Arb.From(CaseGenerator, ShrinkCase);
+    public Arbitrary<CaseSpec> Cases() => Arb.From(CaseGenerator, ShrinkCase);
 
     /// <summary>
     /// Valid cases for float32 computation: every normalisation follows a Tanh or GELU or normalises the raw input
-    /// (<see cref="ArchitectureSpec.NormalizesOnlyAfterSmoothActivations"/> says why), shrinking like <see cref="Cases"/>.
+    /// (<see cref="ArchitectureSpec.NormalizesOnlyAfterSmoothActivations"/> says why), shrinking like
+    /// <see cref="Cases"/>.
     /// </summary>
-    public static Arbitrary<Float32CaseSpec> Float32Cases() => Arb.From(Float32CaseGenerator,
+    public Arbitrary<Float32CaseSpec> Float32Cases() => Arb.From(Float32CaseGenerator,
         c => ShrinkCase(c.Case).Select(x => new Float32CaseSpec(x)).Where(x => x.IsValid));
 
     /// <summary>Valid cases with one fault planted, shrinking the valid part while the fault still fits.</summary>
-    public static Arbitrary<InvalidCaseSpec> InvalidCases() => Arb.From(InvalidCaseGenerator, ShrinkInvalidCase);
+    public Arbitrary<InvalidCaseSpec> InvalidCases() => Arb.From(InvalidCaseGenerator, ShrinkInvalidCase);
 
     /// <summary>The case generator (sized).</summary>
-    public static Gen<CaseSpec> CaseGenerator { get; } = Gen.Sized(size => Case(Budget.For(size), float32: false));
+    public Gen<CaseSpec> CaseGenerator { get; }
 
     /// <summary>The float32 case generator (sized).</summary>
-    public static Gen<Float32CaseSpec> Float32CaseGenerator { get; } =
-        Gen.Sized(size => Case(Budget.For(size), float32: true)).Select(c => new Float32CaseSpec(c));
+    public Gen<Float32CaseSpec> Float32CaseGenerator { get; }
 
-    /// <summary>The faulty case generator (sized).</summary>
-    public static Gen<InvalidCaseSpec> InvalidCaseGenerator { get; } =
-        from valid in CaseGenerator
-        from fault in Gen.Elements(Enum.GetValues<Fault>().Where(f => Positions(valid, f).Length > 0))
-        from position in Gen.Elements(Positions(valid, fault))
-        select new InvalidCaseSpec(valid, fault, position);
+    /// <summary>
+    /// The faulty case generator (sized): BatchNorm in training mode and an empty batch for every method, and a custom
+    /// module for a method that claims to refuse those (<see cref="MethodClaims.RefusesCustomModules"/>).
+    /// </summary>
+    public Gen<InvalidCaseSpec> InvalidCaseGenerator { get; }
 
     /// <summary>
     /// How big a case may be at a given FsCheck size (0 to 100).
@@ -66,8 +124,19 @@ public static class Arbitraries
     // Input channels: prime and composite counts, so that groups of several channels occur.
     private static readonly long[] Channels = [1, 2, 3, 4, 6];
 
+    // Claimed built-in layers and patterns.
+    private bool Has(Type layer) => _claims.Claims(layer);
+
+    private bool Has(ModelPatterns patterns) => _claims.Claims(patterns);
+
+    private bool Convolves(SampleShape shape) => Has(shape.Kind == ShapeKind.Signal ? typeof(Conv1d) : typeof(Conv2d));
+
+    // Whether a fault is one this method must refuse.
+    private bool Planted(Fault fault) =>
+        fault != Fault.UnsupportedTrainableLayer || _claims.RefusesCustomModules;
+
     // float32: normalisations only after Tanh or GELU, or on the raw input.
-    private static Gen<CaseSpec> Case(Budget budget, bool float32) =>
+    private Gen<CaseSpec> Case(Budget budget, bool float32) =>
         from input in InputShape(budget)
         from layers in Gen.Choose(0, budget.Layers)
         from body in input.Kind == ShapeKind.TokenIds
@@ -75,34 +144,49 @@ public static class Arbitraries
             : Body(input, layers, budget, normalizationAllowed: true, float32)
         from loss in Gen.Elements(Losses)
         from reduction in Gen.Elements(LossReduction.Mean, LossReduction.Sum)
-        from outputs in loss is LossKind.CrossEntropy or LossKind.NegativeLogLikelihood ? Gen.Choose(2, 5) : Gen.Choose(1, 4)
+        from outputs in loss is LossKind.CrossEntropy or LossKind.NegativeLogLikelihood
+            ? Gen.Choose(2, 5)
+            : Gen.Choose(1, 4)
         from n in Gen.Choose(1, budget.Batch)
         from seed in Gen.Choose(0, int.MaxValue)
-        select new CaseSpec(new ArchitectureSpec(input, body, outputs, loss == LossKind.NegativeLogLikelihood), n, loss, reduction, seed);
+        select new CaseSpec(new ArchitectureSpec(input, body, outputs, loss == LossKind.NegativeLogLikelihood), n, loss,
+            reduction, seed);
 
-    private static Gen<SampleShape> InputShape(Budget budget) => Gen.OneOf(
-        Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f)),
-        from c in Gen.Elements(Channels)
-        from l in Gen.Choose(3, budget.Spatial + 4)
-        select new SampleShape(ShapeKind.Signal, [c, l]),
-        from c in Gen.Elements(Channels)
-        from h in Gen.Choose(3, budget.Spatial)
-        from w in Gen.Choose(3, budget.Spatial)
-        select new SampleShape(ShapeKind.Image, [c, h, w]),
-        from t in Gen.Choose(2, 6)
-        from v in Gen.Choose(3, 12)
-        select new SampleShape(ShapeKind.TokenIds, [t], v));
+    // Token ids only for a method that claims Embedding (they always go through one first).
+    private Gen<SampleShape> InputShape(Budget budget)
+    {
+        var shapes = new List<Gen<SampleShape>>
+        {
+            Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f)),
+            from c in Gen.Elements(Channels)
+            from l in Gen.Choose(3, budget.Spatial + 4)
+            select new SampleShape(ShapeKind.Signal, [c, l]),
+            from c in Gen.Elements(Channels)
+            from h in Gen.Choose(3, budget.Spatial)
+            from w in Gen.Choose(3, budget.Spatial)
+            select new SampleShape(ShapeKind.Image, [c, h, w]),
+        };
+        if (Has(typeof(Embedding)))
+            shapes.Add(
+                from t in Gen.Choose(2, 6)
+                from v in Gen.Choose(3, 12)
+                select new SampleShape(ShapeKind.TokenIds, [t], v));
+        return Gen.OneOf(shapes.ToArray());
+    }
 
-    // Token ids always go through an Embedding first.
-    private static Gen<List<LayerSpec>> TokenBody(SampleShape input, int layers, Budget budget, bool float32) =>
+    // Token ids always go through an Embedding first (tied to a Linear projection when tied parameters are claimed).
+    private Gen<List<LayerSpec>> TokenBody(SampleShape input, int layers, Budget budget, bool float32) =>
         from width in Gen.Choose(1, budget.Width)
         from padding in Gen.Elements(true, false)
-        from tied in Gen.Frequency((3, Gen.Constant(false)), (1, Gen.Constant(true)))
+        from tied in Has(ModelPatterns.TiedParameters)
+            ? Gen.Frequency((3, Gen.Constant(false)), (1, Gen.Constant(true)))
+            : Gen.Constant(false)
         let embedding = tied ? (LayerSpec)new TiedEmbeddingSpec(width, padding) : new EmbeddingSpec(width, padding)
         from rest in Body(embedding.Apply(input)!, layers, budget, normalizationAllowed: !float32, float32)
         select (List<LayerSpec>)[embedding, .. rest];
 
-    private static Gen<List<LayerSpec>> Body(SampleShape shape, int layers, Budget budget, bool normalizationAllowed, bool float32) =>
+    private Gen<List<LayerSpec>> Body(SampleShape shape, int layers, Budget budget, bool normalizationAllowed,
+        bool float32) =>
         layers == 0
             ? Gen.Constant(new List<LayerSpec>())
             : from layer in Layer(shape, budget, normalizationAllowed, float32)
@@ -110,41 +194,54 @@ public static class Arbitraries
                   !float32 || layer is ActivationSpec { Kind: ActivationKind.Tanh or ActivationKind.GELU }, float32)
               select (List<LayerSpec>)[layer, .. rest];
 
-    // A layer that fits `shape`, weighted towards the layers with per-sample rules.
-    private static Gen<LayerSpec> Layer(SampleShape shape, Budget budget, bool normalizationAllowed, bool float32)
+    // A claimed layer that fits `shape`, weighted towards the layers with per-sample rules.
+    private Gen<LayerSpec> Layer(SampleShape shape, Budget budget, bool normalizationAllowed, bool float32)
     {
         var options = new List<(int, Gen<LayerSpec>)>
         {
             (2, Gen.Elements(Enum.GetValues<ActivationKind>()).Select(k => (LayerSpec)new ActivationSpec(k))),
         };
-        if (normalizationAllowed && new LayerNormSpec().Apply(shape) is not null) options.Add((1, Gen.Constant((LayerSpec)new LayerNormSpec())));
+        bool layerNorm = normalizationAllowed && Has(typeof(LayerNorm)) && new LayerNormSpec().Apply(shape) is not null;
+        if (layerNorm) options.Add((1, Gen.Constant((LayerSpec)new LayerNormSpec())));
+        bool linear = Has(typeof(Linear));
+        bool sharing = Has(ModelPatterns.WeightSharing);
         switch (shape.Kind)
         {
             case ShapeKind.Features:
                 options.Add((4, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
                 options.Add((1, Residual(shape)));
-                options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
-                options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
+                if (sharing)
+                {
+                    options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
+                    options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
+                }
                 break;
             case ShapeKind.Tokens:
                 options.Add((3, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
                 options.Add((1, Residual(shape)));
-                options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
+                if (sharing)
+                    options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
                 options.Add((1, Gen.Elements<LayerSpec>(new MeanOverTokensSpec(), new FlattenSpec())));
-                options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
-                options.Add((1, Gen.Choose(1, budget.Width)
-                    .Select(o => (LayerSpec)new SequenceFirstSpec(new LinearSpec(o)))));
-                options.Add((1, Gen.Elements(true, false).Select(unit => (LayerSpec)new PositionsSpec(unit))));
-                if (normalizationAllowed && new LayerNormSpec().Apply(shape) is not null)
+                if (sharing) options.Add((1, Gen.Constant((LayerSpec)new TwoParentsSpec())));
+                if (linear && Has(ModelPatterns.SequenceFirst))
+                    options.Add((1, Gen.Choose(1, budget.Width)
+                        .Select(o => (LayerSpec)new SequenceFirstSpec(new LinearSpec(o)))));
+                if (Has(typeof(Embedding)) && Has(ModelPatterns.SharedInputs))
+                    options.Add((1, Gen.Elements(true, false).Select(unit => (LayerSpec)new PositionsSpec(unit))));
+                if (layerNorm && Has(ModelPatterns.SequenceFirst))
                     options.Add((1, Gen.Constant((LayerSpec)new SequenceFirstSpec(new LayerNormSpec()))));
                 break;
             default:
-                options.Add((4, Convolution(shape, budget)));
-                if (normalizationAllowed && GroupCounts(shape).Length > 0) options.Add((3, GroupNorm(shape)));
-                options.Add((1, Residual(shape)));
-                options.Add((1, ShapeKeepingConvolution(shape).Select(c => (LayerSpec)new SharedTwiceSpec(c))));
+                bool convolution = Convolves(shape);
+                if (convolution) options.Add((4, Convolution(shape, budget)));
+                if (normalizationAllowed && Has(typeof(GroupNorm)) && GroupCounts(shape).Length > 0)
+                    options.Add((3, GroupNorm(shape)));
+                if (convolution) options.Add((1, Residual(shape)));
+                if (convolution && sharing)
+                    options.Add((1, ShapeKeepingConvolution(shape).Select(c => (LayerSpec)new SharedTwiceSpec(c))));
                 options.Add((1, Gen.Constant((LayerSpec)new FlattenSpec())));
-                if (shape.Spatial.All(s => s >= 2)) options.Add((1, Gen.Elements(true, false).Select(max => (LayerSpec)new PoolSpec(max))));
+                if (shape.Spatial.All(s => s >= 2))
+                    options.Add((1, Gen.Elements(true, false).Select(max => (LayerSpec)new PoolSpec(max))));
                 break;
         }
         return Gen.Frequency(options.Select(o => (o.Item1, o.Item2)).ToArray());
@@ -176,7 +273,8 @@ public static class Arbitraries
             from perGroup in OutputsPerGroup(groups, budget)
             from geometry in Gen.Elements(geometries)
             from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
-            select (LayerSpec)new ConvSpec(shape.Spatial.Length, groups * perGroup, geometry.k, geometry.s, geometry.p, geometry.d, groups, bias);
+            select (LayerSpec)new ConvSpec(shape.Spatial.Length, groups * perGroup, geometry.k, geometry.s, geometry.p,
+                geometry.d, groups, bias);
     }
 
     // Output channels per group; totals with a divisor other than 1 and themselves (room for GroupNorm groups of
@@ -190,21 +288,32 @@ public static class Arbitraries
     private static Gen<ConvSpec> ShapeKeepingConvolution(SampleShape shape) =>
         from groups in Gen.Elements(Divisors(shape.Channels))
         from geometry in Gen.Elements((1L, 1L), (3L, 1L), (3L, 2L))
-        select new ConvSpec(shape.Spatial.Length, shape.Channels, geometry.Item1, 1, geometry.Item2 * (geometry.Item1 - 1) / 2, geometry.Item2, groups);
+        select new ConvSpec(shape.Spatial.Length, shape.Channels, geometry.Item1, 1,
+            geometry.Item2 * (geometry.Item1 - 1) / 2, geometry.Item2, groups);
 
-    private static Gen<LayerSpec> Residual(SampleShape shape)
+    // A residual block around a Linear or a shape-keeping convolution, with a claimed normalisation now and then.
+    private Gen<LayerSpec> Residual(SampleShape shape)
     {
-        var first = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
+        bool vectors = shape.Kind is ShapeKind.Features or ShapeKind.Tokens;
+        var first = vectors
             ? Gen.Constant((LayerSpec)new LinearSpec(shape.Channels))
             : ShapeKeepingConvolution(shape).Select(c => (LayerSpec)c);
-        var normalization = shape.Kind is ShapeKind.Features or ShapeKind.Tokens
-            ? new LayerNormSpec().Apply(shape) is null ? null : Gen.Constant((LayerSpec)new LayerNormSpec())
-            : GroupCounts(shape).Length == 0 ? null : GroupNorm(shape);
+        var normalization = vectors
+            ? !Has(typeof(LayerNorm)) || new LayerNormSpec().Apply(shape) is null
+                ? null
+                : Gen.Constant((LayerSpec)new LayerNormSpec())
+            : !Has(typeof(GroupNorm)) || GroupCounts(shape).Length == 0 ? null : GroupNorm(shape);
         return
             from head in first
-            from norm in normalization is null ? Gen.Constant((LayerSpec?)null) : Gen.OneOf(Gen.Constant((LayerSpec?)null), normalization.Select(n => (LayerSpec?)n))
-            from activation in norm is not null ? Gen.Elements(ActivationKind.Tanh, ActivationKind.GELU) : Gen.Elements(Enum.GetValues<ActivationKind>())
-            select (LayerSpec)new ResidualSpec(norm is not null ? [head, new ActivationSpec(activation), norm] : [head, new ActivationSpec(activation)]);
+            from norm in normalization is null
+                ? Gen.Constant((LayerSpec?)null)
+                : Gen.OneOf(Gen.Constant((LayerSpec?)null), normalization.Select(n => (LayerSpec?)n))
+            from activation in norm is not null
+                ? Gen.Elements(ActivationKind.Tanh, ActivationKind.GELU)
+                : Gen.Elements(Enum.GetValues<ActivationKind>())
+            select (LayerSpec)new ResidualSpec(norm is not null
+                ? [head, new ActivationSpec(activation), norm]
+                : [head, new ActivationSpec(activation)]);
     }
 
     private static long[] Divisors(long n) => [.. Enumerable.Range(1, (int)n).Select(d => (long)d).Where(d => n % d == 0)];

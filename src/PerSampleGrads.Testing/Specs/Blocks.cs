@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary><c>x + body(x)</c>.</summary>
 public sealed class ResidualBlock : nn.Module<Tensor, Tensor>

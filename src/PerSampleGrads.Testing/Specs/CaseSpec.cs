@@ -1,6 +1,6 @@
 using PerSampleGrads.Cases;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>The losses the generators draw from.</summary>
 public enum LossKind

@@ -1,19 +1,19 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Tests.Specs;
+using PerSampleGrads.Testing.Specs;
 using PerSampleGrads.Verification;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Tests.Checks;
+namespace PerSampleGrads.Testing.Checks;
 
 /// <summary>
 /// The bodies of the properties, one static method each: they take the engine(s) to check as factories (so the
 /// planted-bug test can hand in mutants) and one generated case, and throw with every mismatching parameter listed when
 /// the property does not hold. Tolerances come from <see cref="Verification.TolerancePolicy"/> only: float64 for the
 /// relations that hold exactly in real arithmetic, the computation's own dtype for the comparison with the float64
-/// oracle.
+/// oracle. Every check runs on <c>device</c> (the CPU when null).
 /// </summary>
 public static class GradientChecks
 {
@@ -23,23 +23,23 @@ public static class GradientChecks
     /// (1) The engine, computing in <paramref name="dtype"/>, agrees with the float64 oracle within the policy's tolerance
     /// for <paramref name="dtype"/>.
     /// </summary>
-    public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype)
+    public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype,
+        Tolerance? tolerance = null, Device? device = null)
     {
-        var gradientCase = spec.ToGradientCase();
-        using var reference = gradientCase.Create(ScalarType.Float64);
-        using var problem = gradientCase.Create(dtype);
-        using var expected = reference.Run(new PerSampleGradientOracle());
+        using var problem = spec.ToGradientCase().Create(dtype, device);
+        using var expected = problem.Run(Float64Oracle(problem));
         using var actual = problem.Run(engine());
-        GradientAssert.Agree(actual, expected, dtype);
+        GradientAssert.Agree(actual, expected, tolerance ?? TolerancePolicy.ToleranceFor(dtype));
     }
 
     /// <summary>
     /// (1b) An audited engine attaches a passing audit of the samples it chose, in range and distinct, whose error is
     /// the error of those rows against the oracle.
     /// </summary>
-    public static void SelfAuditAgreesWithTheOracle(Func<IPerSampleGradientMethod> audited, CaseSpec spec)
+    public static void SelfAuditAgreesWithTheOracle(Func<IPerSampleGradientMethod> audited, CaseSpec spec,
+        Device? device = null)
     {
-        using var problem = spec.ToGradientCase().Create(Exact);
+        using var problem = spec.ToGradientCase().Create(Exact, device);
         using var actual = problem.Run(audited());
         var audit = actual.Audit ?? throw new Xunit.Sdk.XunitException("the audited engine attached no audit");
         Assert.True(audit.Passed, audit.Description);
@@ -47,7 +47,7 @@ public static class GradientChecks
         Assert.Equal(audit.Samples.Count, audit.Samples.Distinct().Count());
         Assert.All(audit.Samples, s => Assert.InRange(s, 0, spec.BatchSize - 1));
         using var expected = problem.Run(new PerSampleGradientOracle());
-        var rows = tensor(audit.Samples.ToArray());
+        var rows = tensor(audit.Samples.ToArray(), device: problem.Inputs.device);
         using var chosen = Map(actual, "audited rows", g => g.index_select(0, rows));
         using var truth = Map(expected, "oracle rows", g => g.index_select(0, rows));
         var comparison = GradientComparison.Compare(chosen, truth, TolerancePolicy.ToleranceFor(Exact));
@@ -59,9 +59,10 @@ public static class GradientChecks
     /// N times the gradient of the mean loss (the declared batch loss is <c>(1/N) sum_i L_i</c>, see
     /// <see cref="LossFunction"/>).
     /// </summary>
-    public static void SumsToTheBatchGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    public static void SumsToTheBatchGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
+        Device? device = null)
     {
-        using var problem = spec.ToGradientCase().Create(Exact);
+        using var problem = spec.ToGradientCase().Create(Exact, device);
         using var perSample = problem.Run(engine());
         using var summed = Map(perSample, "sum over samples", g => g.sum(dim: 0, keepdim: true));
         using var batch = BatchGradientOfTheSummedLoss(problem);
@@ -69,29 +70,31 @@ public static class GradientChecks
     }
 
     /// <summary>(3) Running the engine on a permuted batch permutes its per-sample gradients.</summary>
-    public static void PermutationPermutesTheGradients(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    public static void PermutationPermutesTheGradients(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
+        Device? device = null)
     {
         using var scope = NewDisposeScope();
-        using var problem = spec.ToGradientCase().Create(Exact);
+        using var problem = spec.ToGradientCase().Create(Exact, device);
         long n = problem.Inputs.shape[0];
         using var generator = Seeded.Generator(spec.Seed);
         var permutation = randperm(n, generator: generator);
         // A permutation that moves nothing checks nothing: reverse the batch instead.
         if (n > 1 && permutation.equal(arange(n)).all().item<bool>()) permutation = permutation.flip(0);
-        Reindexed(engine, problem, permutation, "permuted batch");
+        Reindexed(engine, problem, permutation.to(problem.Inputs.device), "permuted batch");
     }
 
     /// <summary>
     /// (4) Appending a copy of sample i gives the copy sample i's gradient and leaves every other sample's gradient as it
     /// was (i = seed mod N).
     /// </summary>
-    public static void DuplicatingASampleDuplicatesItsGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    public static void DuplicatingASampleDuplicatesItsGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
+        Device? device = null)
     {
         using var scope = NewDisposeScope();
-        using var problem = spec.ToGradientCase().Create(Exact);
+        using var problem = spec.ToGradientCase().Create(Exact, device);
         long n = problem.Inputs.shape[0];
         var withCopy = cat([arange(n), tensor(new[] { spec.Seed % n })]);
-        Reindexed(engine, problem, withCopy, $"sample {spec.Seed % n} duplicated");
+        Reindexed(engine, problem, withCopy.to(problem.Inputs.device), $"sample {spec.Seed % n} duplicated");
     }
 
     /// <summary>
@@ -99,10 +102,11 @@ public static class GradientChecks
     /// <c>Mean</c> and <c>Sum</c> are identical for CE, NLL and a custom per-sample loss; for MSE and L1 with D output
     /// elements per sample, mean = sum / D exactly.
     /// </summary>
-    public static void MeanAndSumFollowTheDocumentedRelation(Func<IPerSampleGradientMethod> engine, CaseSpec spec)
+    public static void MeanAndSumFollowTheDocumentedRelation(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
+        Device? device = null)
     {
         using var scope = NewDisposeScope();
-        using var problem = spec.ToGradientCase().Create(Exact);
+        using var problem = spec.ToGradientCase().Create(Exact, device);
         var loss = problem.Loss;
         using var sum = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Sum));
         using var mean = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Mean));
@@ -138,13 +142,15 @@ public static class GradientChecks
     /// A faulty configuration raises <see cref="PerSampleGradientsException"/> with the documented
     /// <see cref="Problem"/>: not another exception, and never a result.
     /// </summary>
-    public static void InvalidConfigurationIsRefused(Func<IPerSampleGradientMethod> engine, InvalidCaseSpec spec)
+    public static void InvalidConfigurationIsRefused(Func<IPerSampleGradientMethod> engine, InvalidCaseSpec spec,
+        Device? device = null)
     {
         // The batch comes from the valid case (a fault layer keeps every shape): building it runs the model once, which
         // BatchNorm in training mode would refuse for a single sample.
-        using var batch = spec.Valid.ToGradientCase().Create(Exact);
+        using var batch = spec.Valid.ToGradientCase().Create(Exact, device);
         using var model = spec.Architecture.Build(spec.Valid.Seed);
         model.to(Exact);
+        if (device is not null) model.to(device);
         using var scope = NewDisposeScope();
         var (inputs, targets) = spec.Fault == Fault.EmptyBatch
             ? (batch.Inputs.narrow(0, 0, 0), batch.Targets.narrow(0, 0, 0))
@@ -152,6 +158,14 @@ public static class GradientChecks
         var error = Assert.Throws<PerSampleGradientsException>(() => engine().Compute(model, inputs, targets, batch.Loss).Dispose());
         Assert.Equal(spec.Expected, error.Problem);
     }
+
+    /// <summary>
+    /// The float64 oracle on a float64 copy of <paramref name="problem"/>'s own model and batch. The reference comes from
+    /// the very model the method is run on, not from a second build: a model built while another test thread draws
+    /// from the global random generator gets other initial values, and only one build is sure to be the same model.
+    /// </summary>
+    public static IPerSampleGradientMethod Float64Oracle(GradientProblem problem) => new PerSampleGradientOracle(
+        new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory });
 
     // Runs the engine on the batch reindexed by `index` and compares with its gradients on the batch, reindexed alike.
     private static void Reindexed(Func<IPerSampleGradientMethod> engine, GradientProblem problem, Tensor index, string what)

@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace PerSampleGrads.Tests.Specs;
+namespace PerSampleGrads.Testing.Specs;
 
 /// <summary>A position-wise layer applied sequence-first: <c>[N, T, D]</c> is transposed to <c>[T, N, D]</c> for the
 /// layer and back, as TorchSharp's attention and Transformer modules lay sequences out.</summary>
