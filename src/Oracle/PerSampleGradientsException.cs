@@ -27,6 +27,14 @@ public enum Problem
     InvalidTargets,
     /// <summary>A copy of the model was needed (another dtype or device) and no factory was given.</summary>
     ModelCopyUnavailable,
+    /// <summary>A result handed in for reuse does not fit the call (names, shapes, element type, device, layout).</summary>
+    ResultBufferMismatch,
+    /// <summary>A result handed in for reuse was already disposed.</summary>
+    ResultBufferDisposed,
+    /// <summary>A result handed in for reuse is being written by another call that has not returned.</summary>
+    ResultBufferInUse,
+    /// <summary>A clipping bound or noise setting is out of range.</summary>
+    InvalidClipping,
 }
 
 /// <summary>

@@ -41,6 +41,48 @@ public static class PerSampleContractions
     }
 
     /// <summary>
+    /// <see cref="SumOfOuterProducts"/> written into <paramref name="destination"/> <c>[N, O, I]</c> (contiguous, memory
+    /// the caller already touched): one in-place product per sample (<c>addmm_</c>, or <c>addr_</c> for one position,
+    /// with beta 0 so that the destination's old values are ignored, NaN included). TorchSharp 0.107 has no in-place
+    /// batched product (<c>baddbmm_</c>) and no <c>out=</c> overload of <c>bmm</c>.
+    /// </summary>
+    public static void SumOfOuterProductsInto(Tensor a, Tensor b, Tensor destination)
+    {
+        long n = a.shape[0];
+        for (long s = 0; s < n; s++)
+        {
+            using var scope = NewDisposeScope();
+            var d = destination[s];
+            if (a.shape[1] == 1) d.addr_(a[s, 0], b[s, 0], beta: 0, alpha: 1);
+            else d.addmm_(a[s].t(), b[s], beta: 0, alpha: 1);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="GroupedColumnsProduct"/> written into <paramref name="destination"/> <c>[N, O, C/G * K]</c>
+    /// (contiguous): one in-place product per sample and group, as in <see cref="SumOfOuterProductsInto"/>.
+    /// </summary>
+    public static void GroupedColumnsProductInto(Tensor outputGradient, Tensor columns, long groups, Tensor destination)
+    {
+        long n = outputGradient.shape[0], o = outputGradient.shape[1], l = outputGradient.shape[2];
+        long ck = columns.shape[1];
+        using var outer = NewDisposeScope();
+        var g = outputGradient.reshape(n, groups, o / groups, l);
+        var c = columns.reshape(n, groups, ck / groups, l);
+        var d = destination.view(n, groups, o / groups, ck / groups);
+        for (long s = 0; s < n; s++)
+        {
+            for (long j = 0; j < groups; j++)
+            {
+                using var scope = NewDisposeScope();
+                var block = d[s, j];
+                if (l == 1) block.addr_(g[s, j, .., 0], c[s, j, .., 0], beta: 0, alpha: 1);
+                else block.addmm_(g[s, j], c[s, j].t(), beta: 0, alpha: 1);
+            }
+        }
+    }
+
+    /// <summary>
     /// Per-sample gradients of a per-channel affine <c>y = x_hat * w + b</c> (GroupNorm, InstanceNorm):
     /// <c>dw[n, c] = sum_spatial g * x_hat</c>, <c>db[n, c] = sum_spatial g</c>. <paramref name="normalized"/> is only
     /// evaluated when the weight is wanted. Returns (weight, bias), each null when not wanted.

@@ -53,7 +53,17 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     public string Name => "functional";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss) =>
+        Compute(model, inputs, targets, loss, null);
+
+    /// <summary>
+    /// Computes per-sample gradients into <paramref name="into"/>, an earlier result of the same model and batch size,
+    /// and returns it (see <see cref="ResultBuffer"/> for the lifetime rules). Autograd still allocates each chunk's
+    /// gradients; they are copied into <paramref name="into"/>, so a small <see cref="FunctionalEngineOptions.ChunkSize"/>
+    /// keeps those temporaries small enough for the heap to reuse.
+    /// </summary>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
+        PerSampleGradients? into)
     {
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_forwards.Keys, Name);
@@ -61,12 +71,15 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         long n = x.shape[0];
         long chunk = Math.Min(_options.ChunkSize ?? n, n);
         var trainable = ModelInspection.TrainableParameters(model);
+        using var buffer = into is null ? null : ResultBuffer.Lease(into, trainable, n, Name);
 
-        if (chunk == n)
+        if (chunk == n && buffer is null)
             return new PerSampleGradients(Name, n, trainable.Zip(RunChunk(model, x, y, loss, owners, trainable, validateTargets: true))
                 .Select(p => (p.First.Name, p.Second)));
 
-        var results = trainable.Select(p => ModelInspection.PerSampleZeros(p.Parameter, n)).ToList();
+        var results = buffer is null
+            ? trainable.Select(p => ModelInspection.PerSampleZeros(p.Parameter, n)).ToList()
+            : trainable.Select(p => buffer[p.Name]).ToList();
         for (long start = 0; start < n; start += chunk)
         {
             long k = Math.Min(chunk, n - start);
@@ -75,7 +88,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             using (no_grad())
                 for (int j = 0; j < grads.Count; j++) results[j].narrow(0, start, k).copy_(grads[j]);
         }
-        return new PerSampleGradients(Name, n, trainable.Zip(results).Select(p => (p.First.Name, p.Second)));
+        return buffer?.Result ?? new PerSampleGradients(Name, n, trainable.Zip(results).Select(p => (p.First.Name, p.Second)));
     }
 
     // One vectorised forward and backward for k samples; returns [k, ...] gradients in `trainable` order.

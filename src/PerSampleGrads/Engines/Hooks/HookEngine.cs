@@ -19,7 +19,7 @@ public sealed record HookEngineOptions : EngineOptions;
 /// (the engine's rescaling by N).</para>
 /// <para>A layer called several times in one forward (weight sharing) accumulates the contributions of every call.
 /// Only modules that directly own trainable parameters are hooked, so nested modules are never counted twice.
-/// Hooks exist only during <see cref="Compute"/> and are removed also when it throws. Children must be invoked with
+/// Hooks exist only during <c>Compute</c> and are removed also when it throws. Children must be invoked with
 /// <c>call()</c> (as TorchSharp's containers and TorchVision do): <c>forward()</c> skips hooks.</para>
 /// <para>Memory: the captured inputs (views of tensors autograd keeps anyway), one output gradient per layer call,
 /// the clones the recorders return, and the result; nothing else of size N x parameters.</para>
@@ -42,17 +42,32 @@ public sealed class HookEngine : IPerSampleGradientMethod
     public string Name => "hooks";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss) =>
+        Compute(model, inputs, targets, loss, null);
+
+    /// <summary>
+    /// Computes per-sample gradients into <paramref name="into"/>, an earlier result of the same model and batch size,
+    /// and returns it: repeated calls then write into memory already touched (see <see cref="ResultBuffer"/> for the
+    /// lifetime rules). The convolution and linear rules write their products straight into it.
+    /// </summary>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
+        PerSampleGradients? into)
     {
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_rules.Keys, Name);
         var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
+        var trainable = ModelInspection.TrainableParameters(model);
+        using var buffer = into is null ? null : ResultBuffer.Lease(into, trainable, x.shape[0], Name);
         var calls = new List<CapturedCall>();
         try
         {
             Capture(model, x, y, loss, owners, calls);
-            var sums = ApplyRules(owners, calls);
-            var trainable = ModelInspection.TrainableParameters(model);
+            var sums = ApplyRules(owners, calls, buffer);
+            if (buffer is not null)
+            {
+                buffer.ZeroUnwritten();
+                return buffer.Result;
+            }
             var result = trainable.Select(p => (p.Name, sums.TryGetValue(p.Name, out var g)
                 ? g
                 : ModelInspection.PerSampleZeros(p.Parameter, x.shape[0])));
@@ -95,7 +110,8 @@ public sealed class HookEngine : IPerSampleGradientMethod
         }
     }
 
-    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls,
+        ResultBuffer? buffer)
     {
         var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
         var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -103,20 +119,32 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten, buffer);
             _rules[call.Layer.Module.GetType()](new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
         }
         return sums;
     }
 
-    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite)
-        : ILayerGradientSink
+    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite,
+        ResultBuffer? buffer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
+
+        // The caller's buffer, the first time this parameter is written in the call; later calls of the layer add.
+        public Tensor? Destination(string parameter)
+        {
+            var name = layer.Qualify(parameter);
+            return buffer is not null && !buffer.IsWritten(name) ? buffer[name] : null;
+        }
 
         public void Add(string parameter, Tensor perSampleGradient)
         {
             var name = layer.Qualify(parameter);
+            if (buffer is not null)
+            {
+                buffer.Write(name, perSampleGradient, overwrite);
+                return;
+            }
             if (!overwrite && sums.TryGetValue(name, out var sum)) sum.add_(perSampleGradient);
             else sums[name] = perSampleGradient;
         }
