@@ -1,0 +1,227 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using PerSampleGrads.Engines.Clipping.Rules;
+using PerSampleGrads.Engines.Hooks;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Engines.Clipping;
+
+/// <summary>Options of the clipping method: those of every engine (<see cref="EngineOptions"/>) and its own.</summary>
+public sealed record ClippingOptions : EngineOptions
+{
+    /// <summary>C, the bound on each sample's gradient norm (loss units per parameter unit); positive, may be infinite.</summary>
+    public double ClipBound { get; init; } = 1.0;
+
+    /// <summary>How layers' norms are computed: per layer by cost (default), or every layer one way (for tests).</summary>
+    public NormRoute Route { get; init; } = NormRoute.Auto;
+
+    /// <summary>sigma: Gaussian noise of standard deviation sigma * C is added to every element of the clipped sum; 0: none.</summary>
+    public double NoiseMultiplier { get; init; }
+
+    /// <summary>Seed of the method's noise generator; successive calls of one method draw successive noise.</summary>
+    public long NoiseSeed { get; init; }
+
+    /// <summary>Divide the (noisy) clipped sum by N, as a DP-SGD step does.</summary>
+    public bool Average { get; init; }
+}
+
+/// <summary>
+/// Differentially private SGD's quantities without per-sample gradients: each sample's gradient norm (total and per
+/// parameter) and the clipped sum <c>sum_i g_i min(1, C / |g_i|)</c>, optionally noised and averaged, never holding a
+/// tensor of size N x P.
+/// </summary>
+/// <remarks>
+/// <para>One forward with the hook engine's capture (each trainable layer's input and, after a backward of
+/// <c>sum_i L_i</c> that computes activation gradients only, its output gradient). Per layer, a norm rule
+/// (<see cref="ClippingRules"/>) gives each sample's squared norm by the cheaper of two routes: the ghost norm (Gram
+/// matrices of inputs and output gradients over positions) or that one layer's materialised per-sample gradient
+/// (mixed ghost clipping). A layer called several times in one forward is materialised (sum over calls, then norm).
+/// Then a second backward through the same graph, of <c>sum_i w_i L_i</c> with <c>w_i = min(1, C / |g_i|)</c>,
+/// gives the clipped sum as ordinary batch gradients.</para>
+/// <para>Same validation, loss semantics (gradients of each sample's own loss <c>L_i</c>) and model guarantees as the
+/// engines: the model, its <c>.grad</c> included, is left as it was; <see cref="ClippedGradients.WriteGradients"/>
+/// writes the result into <c>.grad</c> for an optimizer. Memory beyond plain backward: the captured inputs and
+/// output gradients, the Gram matrices (<c>[N, L, L]</c>) or one materialised layer at a time.</para>
+/// </remarks>
+public sealed class ClippingMethod
+{
+    private readonly ClippingOptions _options;
+    private readonly IReadOnlyDictionary<Type, ClippingRule> _rules;
+    private readonly ClippingSteps _steps;
+    private Generator? _noise;
+
+    /// <summary>Creates the method with the default table and steps, or those given.</summary>
+    public ClippingMethod(ClippingOptions? options = null, IReadOnlyDictionary<Type, ClippingRule>? rules = null,
+        ClippingSteps? steps = null)
+    {
+        _options = options ?? new ClippingOptions();
+        _rules = rules ?? ClippingRules.Default;
+        _steps = steps ?? ClippingSteps.Default;
+        Validate(_options);
+    }
+
+    /// <summary>Short name used in reports.</summary>
+    public string Name => "clipping";
+
+    /// <summary>Computes norms and the clipped sum for the batch (see the class remarks).</summary>
+    public ClippedGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    {
+        using var scope = NewDisposeScope();
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_rules.Keys, Name);
+        var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
+        long n = x.shape[0];
+        var trainable = ModelInspection.TrainableParameters(model);
+        var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+        var calls = new List<CapturedCall>();
+        // backward() accumulates into .grad: the caller's .grad tensors are set aside and put back afterwards.
+        var callersGrads = parameters.Select(p => p.grad).ToArray();
+        try
+        {
+            foreach (var p in parameters) p.grad = null;
+            var losses = Capture(model, x, y, loss, owners, calls);
+            var squared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            var routes = LayerNorms(owners, calls, squared);
+            var perParameter = trainable
+                .Select(p => (p.Name, squared.TryGetValue(p.Name, out var s) ? s : zeros(n, dtype: p.Parameter.dtype, device: p.Parameter.device)))
+                .ToList();
+            var norms = _steps.TotalNorms(perParameter);
+            var weights = _steps.LossWeights(norms, perParameter, _options.ClipBound).detach();
+            var sums = WeightedBackward(losses, weights, trainable);
+            AddNoiseAndAverage(sums, n);
+            var result = trainable.Select((p, j) => (p.Name, perParameter[j].Item2.sqrt(), sums[j])).ToList();
+            return new ClippedGradients(Name, _options.ClipBound, norms, weights, result, routes);
+        }
+        finally
+        {
+            for (int j = 0; j < parameters.Length; j++)
+            {
+                parameters[j].grad = callersGrads[j];
+                callersGrads[j]?.Dispose();
+            }
+            foreach (var call in calls) call.Dispose();
+        }
+    }
+
+    private static void Validate(ClippingOptions options)
+    {
+        if (double.IsNaN(options.ClipBound) || options.ClipBound <= 0)
+            throw new PerSampleGradientsException(Problem.InvalidClipping,
+                $"The clipping bound C must be positive (or infinity for no clipping), got {options.ClipBound}.");
+        if (double.IsNaN(options.NoiseMultiplier) || options.NoiseMultiplier < 0 || double.IsInfinity(options.NoiseMultiplier))
+            throw new PerSampleGradientsException(Problem.InvalidClipping,
+                $"The noise multiplier sigma must be finite and at least 0, got {options.NoiseMultiplier}.");
+        if (options.NoiseMultiplier > 0 && double.IsInfinity(options.ClipBound))
+            throw new PerSampleGradientsException(Problem.InvalidClipping,
+                "Noise of standard deviation sigma * C needs a finite clipping bound C: give C, or set sigma to 0.");
+    }
+
+    // One forward with the capture hooks, one backward of sum_i L_i to every recorder (activation gradients only),
+    // keeping the graph for the weighted backward. Returns the per-sample losses [N].
+    private static Tensor Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
+        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+    {
+        var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
+            device: x.device, requires_grad: true);
+        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
+        Tensor losses;
+        try
+        {
+            foreach (var (named, _) in owners)
+            {
+                var layer = (nn.Module<Tensor, Tensor>)named.Module;
+                handles.Add(layer.register_forward_hook((_, input, output) =>
+                {
+                    var call = new CapturedCall(named, input.detach().DetachFromDisposeScope());
+                    calls.Add(call);
+                    return GradientRecorder.apply(output, call, probe);
+                }));
+            }
+            var output = model.call(x);
+            loss.ValidateTargets(output, y);
+            losses = loss.PerSampleLosses(output, y);
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.remove();
+        }
+        // No trainable layer on the loss's path: no graph, every norm and sum is zero.
+        if (losses.requires_grad) autograd.backward([losses.sum()], inputs: [probe], retain_graph: true);
+        return losses;
+    }
+
+    // Squared norms per qualified parameter name; returns the route each layer took.
+    private Dictionary<string, string> LayerNorms(List<(NamedModule Module, List<string> Trainable)> owners,
+        List<CapturedCall> calls, Dictionary<string, Tensor> squared)
+    {
+        var routes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
+        foreach (var layerCalls in calls.Where(c => c.OutputGradient is not null).GroupBy(c => c.Layer.Module))
+        {
+            var layer = layerCalls.First().Layer;
+            var trainable = trainableByModule[layer.Module];
+            var rule = _rules[layer.Module.GetType()];
+            if (layerCalls.Count() == 1)
+            {
+                var call = layerCalls.Single();
+                var route = rule.Norms(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), _options.Route,
+                    new NormSink(layer, trainable, squared));
+                routes[layer.Display] = route == NormRoute.Ghost ? "ghost" : "materialised";
+                continue;
+            }
+            // Shared weights: the sample's gradient is the sum over calls, whose norms do not add.
+            var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            var sink = new SummingSink(trainable, sums);
+            foreach (var call in layerCalls)
+                rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), sink);
+            foreach (var (local, gradient) in sums) squared[layer.Qualify(local)] = Maths.GhostNorms.Materialised(gradient);
+            routes[layer.Display] = $"materialised ({layerCalls.Count()} calls)";
+        }
+        return routes;
+    }
+
+    // The second backward: the gradient of sum_i w_i L_i for every trainable parameter (zeros where none arrives).
+    private static List<Tensor> WeightedBackward(Tensor losses, Tensor weights, List<(string Name, Parameter Parameter)> trainable)
+    {
+        var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
+        if (losses.requires_grad) autograd.backward([(losses * weights.to(losses.dtype)).sum()], inputs: parameters);
+        return trainable.Select(p =>
+        {
+            using var grad = p.Parameter.grad;
+            p.Parameter.grad = null;
+            return grad is null ? zeros_like(p.Parameter) : grad.detach().clone();
+        }).ToList();
+    }
+
+    private void AddNoiseAndAverage(List<Tensor> sums, long n)
+    {
+        using var noGrad = no_grad();
+        if (_options.NoiseMultiplier > 0)
+        {
+            double deviation = _options.NoiseMultiplier * _options.ClipBound;
+            var device = sums[0].device;
+            _noise ??= new Generator((ulong)_options.NoiseSeed, device);
+            foreach (var sum in sums)
+                sum.add_(randn(sum.shape, dtype: sum.dtype, device: device, generator: _noise).mul_(deviation));
+        }
+        if (_options.Average)
+            foreach (var sum in sums) sum.div_(n);
+    }
+
+    private sealed class NormSink(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> squared) : ISquaredNormSink
+    {
+        public bool Wants(string parameter) => trainable.Contains(parameter);
+
+        public void Add(string parameter, Tensor squaredNorms) => squared[layer.Qualify(parameter)] = squaredNorms;
+    }
+
+    private sealed class SummingSink(List<string> trainable, Dictionary<string, Tensor> sums) : ILayerGradientSink
+    {
+        public bool Wants(string parameter) => trainable.Contains(parameter);
+
+        public void Add(string parameter, Tensor perSampleGradient)
+        {
+            if (sums.TryGetValue(parameter, out var sum)) sum.add_(perSampleGradient);
+            else sums[parameter] = perSampleGradient;
+        }
+    }
+}
