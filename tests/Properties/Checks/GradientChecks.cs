@@ -142,7 +142,7 @@ public static class GradientChecks
     }
 
     // The gradient of sum_i L_i for the whole batch with one ordinary backward, as a result with N = 1.
-    private static PerSampleGradients BatchGradientOfTheSummedLoss(GradientProblem problem)
+    internal static PerSampleGradients BatchGradientOfTheSummedLoss(GradientProblem problem)
     {
         using var scope = NewDisposeScope();
         var trainable = ModelInspection.TrainableParameters(problem.Model);
