@@ -62,6 +62,38 @@ public sealed class ResultReuseTests
         GradientAssert.Identical(buffer, fresh);
     }
 
+    [Theory]
+    [InlineData(1L, 5L)]
+    [InlineData(1L, 1L)]
+    [InlineData(3L, 4L)]
+    [InlineData(3L, 1L)]
+    public void The_in_place_products_write_the_batched_products_into_memory_filled_with_NaN(long groups, long positions)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = Zoo.Seeded.Generator(3);
+        long n = 4, o = 6, ck = 9;
+        var g = randn([n, o, positions], dtype: ScalarType.Float64, generator: generator);
+        var columns = randn([n, ck, positions], dtype: ScalarType.Float64, generator: generator);
+        var destination = full([n, o, ck / groups], double.NaN, dtype: ScalarType.Float64);
+        Maths.PerSampleContractions.GroupedColumnsProductInto(g, columns, groups, destination);
+        var expected = Maths.PerSampleContractions.GroupedColumnsProduct(g, columns, groups);
+        Assert.True(Close(destination, expected), "grouped in-place product differs from the batched one");
+
+        var a = g.transpose(1, 2);
+        var b = randn([n, positions, 5], dtype: ScalarType.Float64, generator: generator);
+        var outer = full([n, o, 5], double.NaN, dtype: ScalarType.Float64);
+        Maths.PerSampleContractions.SumOfOuterProductsInto(a, b, outer);
+        Assert.True(Close(outer, Maths.PerSampleContractions.SumOfOuterProducts(a, b)), "in-place outer products differ from the batched ones");
+    }
+
+    // Within the float64 policy, relative to the largest expected value (NaN never passes).
+    private static bool Close(Tensor actual, Tensor expected)
+    {
+        double scale = expected.abs().max().item<double>();
+        double error = (actual - expected).abs().max().item<double>();
+        return error <= Verification.TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative * scale;
+    }
+
     [Fact]
     public void A_disposed_result_is_refused()
     {

@@ -13,7 +13,8 @@ namespace PerSampleGrads.Cli.Commands;
 /// <summary><c>psg bench</c>: plain backward, the engines and the oracle timed on the same workload, with ratios.</summary>
 internal static class BenchCommand
 {
-    private static readonly string[] Methods = ["plain", "hooks", "functional", "oracle"];
+    private static readonly string[] Methods =
+        ["plain", "floor", "hooks", "functional", "hooks+reuse", "functional+reuse", "clipping", "oracle"];
 
     public static Command Create()
     {
@@ -26,7 +27,7 @@ internal static class BenchCommand
         var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.", DefaultValueFactory = _ => 2 };
         var methods = new Option<string>("--methods")
         {
-            Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
+            Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios; floor = plain plus writing N x P numbers into memory already touched; +reuse = the engine writing into its previous result; clipping = norms and clipped sums, C = {BenchWorkload.ClipBound}).",
             DefaultValueFactory = _ => string.Join(",", Methods),
         };
         var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
@@ -136,14 +137,16 @@ internal static class BenchCommand
     private static Table Table(CompareSettings settings, List<BenchTiming> timings)
     {
         var plain = timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+        var floor = timings.FirstOrDefault(t => t.Name == BenchWorkload.WriteFloor);
         var table = new Table().Title($"{settings.Model.Name}, N = {settings.BatchSize}")
-            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "peak memory");
+            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "× write floor", "peak memory");
         foreach (var t in timings)
         {
             table.AddRow(
                 Markup.Escape(t.Name), CompareCommand.Ms(t.Median), CompareCommand.Ms(t.Min), CompareCommand.Ms(t.Max),
                 t.RelativeSpread.ToString("0%", CultureInfo.InvariantCulture),
                 plain is null ? "-" : (t.Median / plain.Median).ToString("0.00", CultureInfo.InvariantCulture),
+                floor is null ? "-" : (t.Median / floor.Median).ToString("0.00", CultureInfo.InvariantCulture),
                 t.PeakBytes is { } b ? $"{b / 1048576.0:0.0} MiB" : PeakMemory.NotMeasuredReason(settings.Device));
         }
         return table;

@@ -29,6 +29,7 @@ internal static class BenchReport
             sizes = results.Select(r =>
             {
                 var plain = r.Timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+                var floor = r.Timings.FirstOrDefault(t => t.Name == BenchWorkload.WriteFloor);
                 return new
                 {
                     batchSize = r.BatchSize,
@@ -40,6 +41,7 @@ internal static class BenchReport
                         maxMs = t.Max,
                         relativeSpread = t.RelativeSpread,
                         ratioToPlainBackward = plain is null ? (double?)null : t.Median / plain.Median,
+                        ratioToWriteFloor = floor is null ? (double?)null : t.Median / floor.Median,
                         peakBytes = t.PeakBytes,
                         samplesMs = t.Milliseconds,
                     }),

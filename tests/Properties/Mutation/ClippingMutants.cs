@@ -34,10 +34,11 @@ public static class ClippingMutants
         Steps("missing-square-root", "the total norm is the sum of squared norms, never square-rooted", new MissingSquareRoot()),
         Steps("norms-summed-across-layers", "the total norm adds the parameters' norms instead of their squares", new NormsSummed()),
         Steps("clip-factor-per-layer", "each parameter is clipped by its own norm, the factors multiplied into one weight", new PerLayerFactors()),
-        Steps("second-backward-unweighted", "the second backward differentiates sum_i L_i without the clip factors", new Unweighted()),
+        new("second-backward-unweighted", "the second backward differentiates sum_i L_i without the clip factors",
+            options => new ClippingMethod(options with { ClippedSum = ClippedSumRoute.SecondBackward }, steps: new Unweighted())),
         new("linear-ghost-norm-diagonal-only", "the Linear ghost norm keeps only the l = m terms of the Gram product",
             options => new ClippingMethod(options with { Route = NormRoute.Ghost },
-                new Dictionary<Type, ClippingRule>(ClippingRules.Default) { [typeof(Linear)] = new(DiagonalOnlyLinearNorm, LinearRule.Compute) })),
+                new Dictionary<Type, ClippingRule>(ClippingRules.Default) { [typeof(Linear)] = ClippingRules.Default[typeof(Linear)] with { Norms = DiagonalOnlyLinearNorm } })),
     ];
 
     private static ClippingMutant Steps(string name, string bug, ClippingSteps steps) =>

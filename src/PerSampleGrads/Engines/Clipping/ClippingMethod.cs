@@ -15,6 +15,9 @@ public sealed record ClippingOptions : EngineOptions
     /// <summary>How layers' norms are computed: per layer by cost (default), or every layer one way (for tests).</summary>
     public NormRoute Route { get; init; } = NormRoute.Auto;
 
+    /// <summary>How the clipped sum is formed: book-keeping from the captures (default) or a second backward.</summary>
+    public ClippedSumRoute ClippedSum { get; init; } = ClippedSumRoute.BookKeeping;
+
     /// <summary>sigma: Gaussian noise of standard deviation sigma * C is added to every element of the clipped sum; 0: none.</summary>
     public double NoiseMultiplier { get; init; }
 
@@ -36,8 +39,10 @@ public sealed record ClippingOptions : EngineOptions
 /// (<see cref="ClippingRules"/>) gives each sample's squared norm by the cheaper of two routes: the ghost norm (Gram
 /// matrices of inputs and output gradients over positions) or that one layer's materialised per-sample gradient
 /// (mixed ghost clipping). A layer called several times in one forward is materialised (sum over calls, then norm).
-/// Then a second backward through the same graph, of <c>sum_i w_i L_i</c> with <c>w_i = min(1, C / |g_i|)</c>,
-/// gives the clipped sum as ordinary batch gradients.</para>
+/// With the clip factors <c>f_i = min(1, C / |g_i|)</c>, the clipped sum comes either from the captures
+/// (<see cref="ClippedSumRoute.BookKeeping"/>, the default: each layer's gradient recomputed from its input and its
+/// output gradient scaled by <c>f_i</c>, summed over samples) or from a second backward through the kept graph, of
+/// <c>sum_i f_i L_i</c> (<see cref="ClippedSumRoute.SecondBackward"/>).</para>
 /// <para>Same validation, loss semantics (gradients of each sample's own loss <c>L_i</c>) and model guarantees as the
 /// engines: the model, its <c>.grad</c> included, is left as it was; <see cref="ClippedGradients.WriteGradients"/>
 /// writes the result into <c>.grad</c> for an optimizer. Memory beyond plain backward: the captured inputs and
@@ -78,7 +83,8 @@ public sealed class ClippingMethod
         try
         {
             foreach (var p in parameters) p.grad = null;
-            var losses = Capture(model, x, y, loss, owners, calls);
+            bool secondBackward = _options.ClippedSum == ClippedSumRoute.SecondBackward;
+            var losses = Capture(model, x, y, loss, owners, calls, keepGraph: secondBackward);
             var squared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             var routes = LayerNorms(owners, calls, squared);
             var perParameter = trainable
@@ -86,7 +92,7 @@ public sealed class ClippingMethod
                 .ToList();
             var norms = _steps.TotalNorms(perParameter);
             var weights = _steps.LossWeights(norms, perParameter, _options.ClipBound).detach();
-            var sums = WeightedBackward(losses, weights, trainable);
+            var sums = secondBackward ? WeightedBackward(losses, weights, trainable) : BookKeeping(owners, calls, weights, trainable);
             AddNoiseAndAverage(sums, n);
             var result = trainable.Select((p, j) => (p.Name, perParameter[j].Item2.sqrt(), sums[j])).ToList();
             return new ClippedGradients(Name, _options.ClipBound, norms, weights, result, routes);
@@ -118,7 +124,7 @@ public sealed class ClippingMethod
     // One forward with the capture hooks, one backward of sum_i L_i to every recorder (activation gradients only),
     // keeping the graph for the weighted backward. Returns the per-sample losses [N].
     private static Tensor Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
-        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls)
+        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls, bool keepGraph)
     {
         var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
             device: x.device, requires_grad: true);
@@ -145,7 +151,7 @@ public sealed class ClippingMethod
             foreach (var handle in handles) handle.remove();
         }
         // No trainable layer on the loss's path: no graph, every norm and sum is zero.
-        if (losses.requires_grad) autograd.backward([losses.sum()], inputs: [probe], retain_graph: true);
+        if (losses.requires_grad) autograd.backward([losses.sum()], inputs: [probe], retain_graph: keepGraph);
         return losses;
     }
 
@@ -170,13 +176,32 @@ public sealed class ClippingMethod
             }
             // Shared weights: the sample's gradient is the sum over calls, whose norms do not add.
             var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            var sink = new SummingSink(trainable, sums);
+            var sink = new SummingSink(trainable, sums, null);
             foreach (var call in layerCalls)
                 rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), sink);
             foreach (var (local, gradient) in sums) squared[layer.Qualify(local)] = Maths.GhostNorms.Materialised(gradient);
             routes[layer.Display] = $"materialised ({layerCalls.Count()} calls)";
         }
         return routes;
+    }
+
+    // Book-keeping: per layer call, the output gradient scaled by each sample's factor, summed over samples by the
+    // layer's rule; calls of one layer add. Zeros where no call reached the loss.
+    private List<Tensor> BookKeeping(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls,
+        Tensor weights, List<(string Name, Parameter Parameter)> trainable)
+    {
+        var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
+        var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var call in calls.Where(c => c.OutputGradient is not null))
+        {
+            var g = call.OutputGradient!;
+            var shape = Enumerable.Repeat(1L, (int)g.dim()).ToArray();
+            shape[0] = g.shape[0];
+            var scaled = g * weights.to(g.dtype).reshape(shape);
+            var sink = new SummingSink(trainableByModule[call.Layer.Module], sums, call.Layer);
+            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, scaled), sink);
+        }
+        return trainable.Select(p => sums.TryGetValue(p.Name, out var sum) ? sum.squeeze(0) : zeros_like(p.Parameter)).ToList();
     }
 
     // The second backward: the gradient of sum_i w_i L_i for every trainable parameter (zeros where none arrives).
@@ -214,14 +239,16 @@ public sealed class ClippingMethod
         public void Add(string parameter, Tensor squaredNorms) => squared[layer.Qualify(parameter)] = squaredNorms;
     }
 
-    private sealed class SummingSink(List<string> trainable, Dictionary<string, Tensor> sums) : ILayerGradientSink
+    // Adds what a rule writes, by local name (layer null) or qualified name.
+    private sealed class SummingSink(List<string> trainable, Dictionary<string, Tensor> sums, NamedModule? layer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
-        public void Add(string parameter, Tensor perSampleGradient)
+        public void Add(string parameter, Tensor gradient)
         {
-            if (sums.TryGetValue(parameter, out var sum)) sum.add_(perSampleGradient);
-            else sums[parameter] = perSampleGradient;
+            var name = layer is { } l ? l.Qualify(parameter) : parameter;
+            if (sums.TryGetValue(name, out var sum)) sum.add_(gradient);
+            else sums[name] = gradient;
         }
     }
 }

@@ -31,10 +31,29 @@ public interface ISquaredNormSink
 public delegate NormRoute SquaredNormRule(LayerCall call, NormRoute route, ISquaredNormSink sink);
 
 /// <summary>
-/// One entry of the clipping method's table: the norm rule for a layer called once, and the per-sample rule that
-/// materialises the layer's gradient when it is called several times in one forward (shared weights), where norms of
-/// the calls do not add.
+/// A layer's book-keeping rule: from one call whose output gradient already carries each sample's clip factor, the
+/// layer's gradient summed over samples, handed to the sink as a batch of one (<c>[1, ...parameter shape]</c>).
+/// </summary>
+public delegate void BatchSumRule(LayerCall call, ILayerGradientSink sink);
+
+/// <summary>How the clipping method forms the clipped sum <c>sum_i f_i g_i</c>.</summary>
+public enum ClippedSumRoute
+{
+    /// <summary>
+    /// Book-keeping (Bu et al.): per layer, from the captured inputs and the output gradients scaled by each sample's
+    /// factor (<see cref="BatchSumRule"/>); no second backward.
+    /// </summary>
+    BookKeeping,
+    /// <summary>A second backward through the kept graph, of <c>sum_i f_i L_i</c>, into the parameters' gradients.</summary>
+    SecondBackward,
+}
+
+/// <summary>
+/// One entry of the clipping method's table: the norm rule for a layer called once, the per-sample rule that
+/// materialises the layer's gradient when it is called several times in one forward (shared weights, whose norms do
+/// not add over calls), and the book-keeping rule for the clipped sum.
 /// </summary>
 /// <param name="Norms">The norm rule.</param>
 /// <param name="PerSample">The hook engine's per-sample rule for the same layer type.</param>
-public sealed record ClippingRule(SquaredNormRule Norms, PerSampleRule PerSample);
+/// <param name="ClippedSum">The book-keeping rule.</param>
+public sealed record ClippingRule(SquaredNormRule Norms, PerSampleRule PerSample, BatchSumRule ClippedSum);

@@ -1,4 +1,5 @@
 using TorchSharp.Modules;
+using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Engines.Hooks.Rules;
 
 namespace PerSampleGrads.Engines.Clipping.Rules;
@@ -12,13 +13,16 @@ public static class ClippingRules
     /// <summary>Every layer type the clipping method supports.</summary>
     public static IReadOnlyDictionary<Type, ClippingRule> Default { get; } = new Dictionary<Type, ClippingRule>
     {
-        [typeof(Linear)] = new(LinearNorm.Compute, LinearRule.Compute),
-        [typeof(Conv1d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute),
-        [typeof(Conv2d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute),
-        [typeof(GroupNorm)] = new(MaterialisedNorm.Of(GroupNormRule.Compute), GroupNormRule.Compute),
-        [typeof(LayerNorm)] = new(MaterialisedNorm.Of(LayerNormRule.Compute), LayerNormRule.Compute),
-        [typeof(InstanceNorm1d)] = new(MaterialisedNorm.Of(InstanceNormRule.Compute), InstanceNormRule.Compute),
-        [typeof(InstanceNorm2d)] = new(MaterialisedNorm.Of(InstanceNormRule.Compute), InstanceNormRule.Compute),
-        [typeof(Embedding)] = new(EmbeddingNorm.Compute, EmbeddingRule.Compute),
+        [typeof(Linear)] = new(LinearNorm.Compute, LinearRule.Compute, BatchSums.Linear),
+        [typeof(Conv1d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute, BatchSums.Convolution),
+        [typeof(Conv2d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute, BatchSums.Convolution),
+        [typeof(GroupNorm)] = Small(GroupNormRule.Compute),
+        [typeof(LayerNorm)] = Small(LayerNormRule.Compute),
+        [typeof(InstanceNorm1d)] = Small(InstanceNormRule.Compute),
+        [typeof(InstanceNorm2d)] = Small(InstanceNormRule.Compute),
+        [typeof(Embedding)] = new(EmbeddingNorm.Compute, EmbeddingRule.Compute, BatchSums.Embedding),
     };
+
+    // A layer with small per-sample gradients: materialised for its norms and for its clipped sum.
+    private static ClippingRule Small(PerSampleRule rule) => new(MaterialisedNorm.Of(rule), rule, BatchSums.Materialised(rule));
 }

@@ -23,7 +23,7 @@ public static class ConvolutionRule
         if (sink.Wants("weight"))
         {
             var columns = geometry.Unfold(call.Input);
-            if (sink.Destination("weight") is { } destination)
+            if (sink.Destination("weight") is { } destination && WorthWritingInPlace(destination))
             {
                 GroupedColumnsProductInto(g, columns, geometry.Groups, destination.view(n, conv.out_channels, -1));
                 sink.Add("weight", destination);

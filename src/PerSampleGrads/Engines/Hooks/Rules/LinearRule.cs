@@ -15,7 +15,7 @@ public static class LinearRule
         if (sink.Wants("weight"))
         {
             var x = FlattenPositions(call.Input);
-            if (sink.Destination("weight") is { } destination)
+            if (sink.Destination("weight") is { } destination && WorthWritingInPlace(destination))
             {
                 SumOfOuterProductsInto(g, x, destination);
                 sink.Add("weight", destination);
