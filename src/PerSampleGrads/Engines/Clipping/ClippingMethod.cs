@@ -155,7 +155,8 @@ public sealed class ClippingMethod
         return losses;
     }
 
-    // Squared norms per qualified parameter name; returns the route each layer took.
+    // Squared norms per qualified parameter name; returns the route each layer took. Each layer's temporaries (Gram
+    // matrices, receptive fields, a materialised gradient) are released before the next layer's.
     private Dictionary<string, string> LayerNorms(List<(NamedModule Module, List<string> Trainable)> owners,
         List<CapturedCall> calls, Dictionary<string, Tensor> squared)
     {
@@ -163,24 +164,28 @@ public sealed class ClippingMethod
         var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
         foreach (var layerCalls in calls.Where(c => c.OutputGradient is not null).GroupBy(c => c.Layer.Module))
         {
+            using var layerScope = NewDisposeScope();
             var layer = layerCalls.First().Layer;
             var trainable = trainableByModule[layer.Module];
             var rule = _rules[layer.Module.GetType()];
+            var local = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             if (layerCalls.Count() == 1)
             {
                 var call = layerCalls.Single();
                 var route = rule.Norms(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), _options.Route,
-                    new NormSink(layer, trainable, squared));
+                    new NormSink(trainable, local));
                 routes[layer.Display] = route == NormRoute.Ghost ? "ghost" : "materialised";
-                continue;
             }
-            // Shared weights: the sample's gradient is the sum over calls, whose norms do not add.
-            var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            var sink = new SummingSink(trainable, sums, null);
-            foreach (var call in layerCalls)
-                rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), sink);
-            foreach (var (local, gradient) in sums) squared[layer.Qualify(local)] = Maths.GhostNorms.Materialised(gradient);
-            routes[layer.Display] = $"materialised ({layerCalls.Count()} calls)";
+            else
+            {
+                // Shared weights: the sample's gradient is the sum over calls, whose norms do not add.
+                var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+                foreach (var call in layerCalls)
+                    rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), new SummingSink(trainable, sums));
+                foreach (var (parameter, gradient) in sums) local[parameter] = Maths.GhostNorms.Materialised(gradient);
+                routes[layer.Display] = $"materialised ({layerCalls.Count()} calls)";
+            }
+            foreach (var (parameter, norms) in local) squared[layer.Qualify(parameter)] = norms.MoveToOuterDisposeScope();
         }
         return routes;
     }
@@ -194,14 +199,22 @@ public sealed class ClippingMethod
         var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var call in calls.Where(c => c.OutputGradient is not null))
         {
+            using var callScope = NewDisposeScope();
             var g = call.OutputGradient!;
             var shape = Enumerable.Repeat(1L, (int)g.dim()).ToArray();
             shape[0] = g.shape[0];
             var scaled = g * weights.to(g.dtype).reshape(shape);
-            var sink = new SummingSink(trainableByModule[call.Layer.Module], sums, call.Layer);
-            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, scaled), sink);
+            var local = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, scaled),
+                new SummingSink(trainableByModule[call.Layer.Module], local));
+            foreach (var (parameter, sum) in local)
+            {
+                var name = call.Layer.Qualify(parameter);
+                if (sums.TryGetValue(name, out var total)) total.add_(sum.squeeze(0));
+                else sums[name] = sum.squeeze(0).contiguous().MoveToOuterDisposeScope();
+            }
         }
-        return trainable.Select(p => sums.TryGetValue(p.Name, out var sum) ? sum.squeeze(0) : zeros_like(p.Parameter)).ToList();
+        return trainable.Select(p => sums.TryGetValue(p.Name, out var sum) ? sum : zeros_like(p.Parameter)).ToList();
     }
 
     // The second backward: the gradient of sum_i w_i L_i for every trainable parameter (zeros where none arrives).
@@ -232,23 +245,22 @@ public sealed class ClippingMethod
             foreach (var sum in sums) sum.div_(n);
     }
 
-    private sealed class NormSink(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> squared) : ISquaredNormSink
+    private sealed class NormSink(List<string> trainable, Dictionary<string, Tensor> squared) : ISquaredNormSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
-        public void Add(string parameter, Tensor squaredNorms) => squared[layer.Qualify(parameter)] = squaredNorms;
+        public void Add(string parameter, Tensor squaredNorms) => squared[parameter] = squaredNorms;
     }
 
-    // Adds what a rule writes, by local name (layer null) or qualified name.
-    private sealed class SummingSink(List<string> trainable, Dictionary<string, Tensor> sums, NamedModule? layer) : ILayerGradientSink
+    // Adds what a rule writes, by local parameter name.
+    private sealed class SummingSink(List<string> trainable, Dictionary<string, Tensor> sums) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
         public void Add(string parameter, Tensor gradient)
         {
-            var name = layer is { } l ? l.Qualify(parameter) : parameter;
-            if (sums.TryGetValue(name, out var sum)) sum.add_(gradient);
-            else sums[name] = gradient;
+            if (sums.TryGetValue(parameter, out var sum)) sum.add_(gradient);
+            else sums[parameter] = gradient;
         }
     }
 }
