@@ -24,9 +24,12 @@ public sealed class ClippedGradients : IDisposable
     /// <param name="clipFactors">Each sample's weight in the clipped sum, <c>[N]</c>.</param>
     /// <param name="parameters">Per trainable parameter: its per-sample norms <c>[N]</c> and its clipped sum (parameter shape).</param>
     /// <param name="routes">How each layer's norms were computed (path to route), for reports; may be empty.</param>
+    /// <param name="phaseMilliseconds">Wall time of each phase of the computation, when measured.</param>
     public ClippedGradients(string method, double clipBound, Tensor norms, Tensor clipFactors,
-        IEnumerable<(string Name, Tensor Norms, Tensor Gradient)> parameters, IReadOnlyDictionary<string, string>? routes = null)
+        IEnumerable<(string Name, Tensor Norms, Tensor Gradient)> parameters, IReadOnlyDictionary<string, string>? routes = null,
+        IReadOnlyDictionary<string, double>? phaseMilliseconds = null)
     {
+        PhaseMilliseconds = phaseMilliseconds ?? new Dictionary<string, double>();
         Method = method;
         ClipBound = clipBound;
         Norms = norms.DetachFromDisposeScope();
@@ -60,6 +63,9 @@ public sealed class ClippedGradients : IDisposable
 
     /// <summary>How each layer's norms were computed (layer path to route); empty for the definition.</summary>
     public IReadOnlyDictionary<string, string> Routes { get; }
+
+    /// <summary>Milliseconds per phase of the computation, in order, when the method measured them; else empty.</summary>
+    public IReadOnlyDictionary<string, double> PhaseMilliseconds { get; }
 
     /// <summary>Each sample's gradient norm for one parameter, <c>[N]</c>.</summary>
     public Tensor ParameterNorms(string name) => Get(name).Norms;

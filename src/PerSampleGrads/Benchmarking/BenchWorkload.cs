@@ -114,6 +114,15 @@ public sealed class BenchWorkload : IDisposable
         });
     }
 
+    /// <summary>One more call of the clipping method with each phase timed (device synchronised): where its time goes.</summary>
+    public IReadOnlyDictionary<string, double> ClippingPhases()
+    {
+        var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
+            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode, MeasurePhases = true });
+        using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
+        return result.PhaseMilliseconds;
+    }
+
     private sealed class Releaser(Action release) : IDisposable
     {
         public void Dispose() => release();

@@ -83,11 +83,13 @@ internal static class BenchCommand
         {
             var settings = template with { BatchSize = n };
             List<BenchTiming> timings = null!;
+            IReadOnlyDictionary<string, double>? phases = null;
             Quiet.Status($"N = {n}: warming up", status =>
             {
                 using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
                     progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
+                if (methods.Contains(EngineCatalogue.Clipping)) phases = workload.ClippingPhases();
             });
             PyTorchTimings? peers = null;
             if (withPyTorch)
@@ -101,8 +103,11 @@ internal static class BenchCommand
                         new PyTorchReferenceOptions { Architecture = settings.Model.Name, Timeout = TimeSpan.FromHours(2) });
                 });
             }
-            results.Add(new BenchReport.SizeResult(n, timings, peers));
+            results.Add(new BenchReport.SizeResult(n, timings, peers, phases));
             AnsiConsole.Write(Table(settings, timings));
+            if (phases is not null)
+                AnsiConsole.MarkupLine(Markup.Escape("clipping, one call by phase: "
+                    + string.Join(", ", phases.Select(p => $"{p.Key} {CompareCommand.Ms(p.Value)}"))));
             if (peers is not null) AnsiConsole.Write(PeersTable(peers, timings));
         }
         if (json is not null)

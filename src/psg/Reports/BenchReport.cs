@@ -10,7 +10,8 @@ namespace PerSampleGrads.Cli.Reports;
 /// <summary>Benchmark figures as JSON.</summary>
 internal static class BenchReport
 {
-    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers);
+    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers,
+        IReadOnlyDictionary<string, double>? ClippingPhasesMs = null);
 
     public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, int? chunkSize, IReadOnlyList<SizeResult> results)
     {
@@ -33,6 +34,7 @@ internal static class BenchReport
                 return new
                 {
                     batchSize = r.BatchSize,
+                    clippingPhasesMs = r.ClippingPhasesMs,
                     contenders = r.Timings.Select(t => new
                     {
                         name = t.Name,

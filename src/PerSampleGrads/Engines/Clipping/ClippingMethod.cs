@@ -26,6 +26,9 @@ public sealed record ClippingOptions : EngineOptions
 
     /// <summary>Divide the (noisy) clipped sum by N, as a DP-SGD step does.</summary>
     public bool Average { get; init; }
+
+    /// <summary>Time each phase (device synchronised between phases) into <see cref="ClippedGradients.PhaseMilliseconds"/>.</summary>
+    public bool MeasurePhases { get; init; }
 }
 
 /// <summary>
@@ -84,18 +87,22 @@ public sealed class ClippingMethod
         {
             foreach (var p in parameters) p.grad = null;
             bool secondBackward = _options.ClippedSum == ClippedSumRoute.SecondBackward;
-            var losses = Capture(model, x, y, loss, owners, calls, keepGraph: secondBackward);
+            var clock = new PhaseClock(_options.MeasurePhases, x.device);
+            var losses = Capture(model, x, y, loss, owners, calls, keepGraph: secondBackward, clock);
             var squared = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             var routes = LayerNorms(owners, calls, squared);
+            clock.Lap("norms");
             var perParameter = trainable
                 .Select(p => (p.Name, squared.TryGetValue(p.Name, out var s) ? s : zeros(n, dtype: p.Parameter.dtype, device: p.Parameter.device)))
                 .ToList();
             var norms = _steps.TotalNorms(perParameter);
             var weights = _steps.LossWeights(norms, perParameter, _options.ClipBound).detach();
             var sums = secondBackward ? WeightedBackward(losses, weights, trainable) : BookKeeping(owners, calls, weights, trainable);
+            clock.Lap(secondBackward ? "second backward" : "book-keeping sums");
             AddNoiseAndAverage(sums, n);
             var result = trainable.Select((p, j) => (p.Name, perParameter[j].Item2.sqrt(), sums[j])).ToList();
-            return new ClippedGradients(Name, _options.ClipBound, norms, weights, result, routes);
+            clock.Lap("noise and averaging");
+            return new ClippedGradients(Name, _options.ClipBound, norms, weights, result, routes, clock.Phases);
         }
         finally
         {
@@ -124,7 +131,7 @@ public sealed class ClippingMethod
     // One forward with the capture hooks, one backward of sum_i L_i to every recorder (activation gradients only),
     // keeping the graph for the weighted backward. Returns the per-sample losses [N].
     private static Tensor Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
-        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls, bool keepGraph)
+        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls, bool keepGraph, PhaseClock clock)
     {
         var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
             device: x.device, requires_grad: true);
@@ -150,8 +157,10 @@ public sealed class ClippingMethod
         {
             foreach (var handle in handles) handle.remove();
         }
+        clock.Lap("forward with capture");
         // No trainable layer on the loss's path: no graph, every norm and sum is zero.
         if (losses.requires_grad) autograd.backward([losses.sum()], inputs: [probe], retain_graph: keepGraph);
+        clock.Lap("backward to layer outputs");
         return losses;
     }
 
@@ -261,6 +270,23 @@ public sealed class ClippingMethod
         {
             if (sums.TryGetValue(parameter, out var sum)) sum.add_(gradient);
             else sums[parameter] = gradient;
+        }
+    }
+
+    // Wall time per phase, the device synchronised at each lap; does nothing unless enabled.
+    private sealed class PhaseClock(bool enabled, Device device)
+    {
+        private readonly System.Diagnostics.Stopwatch _watch = System.Diagnostics.Stopwatch.StartNew();
+        private readonly Dictionary<string, double> _phases = new(StringComparer.Ordinal);
+
+        public IReadOnlyDictionary<string, double>? Phases => enabled ? _phases : null;
+
+        public void Lap(string phase)
+        {
+            if (!enabled) return;
+            if (device.type == DeviceType.CUDA) cuda.synchronize();
+            _phases[phase] = _watch.Elapsed.TotalMilliseconds;
+            _watch.Restart();
         }
     }
 }
