@@ -36,10 +36,15 @@ internal static class BenchCommand
             Description = "pytorch: also time PyTorch's plain backward, vmap(grad), ExpandedWeights and loop on the same workload with the same thread count (CPU).",
         }.AcceptOnlyFromAmong("pytorch");
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
+        var clock = new Option<string>("--clock")
+        {
+            Description = "wall: elapsed time (default); cpu: the process's CPU time, all threads and page faults included (about threads x wall time; with --threads 1 hardly inflated by other processes on a shared machine; Linux CPU only).",
+            DefaultValueFactory = _ => "wall",
+        }.AcceptOnlyFromAmong("wall", "cpu");
 
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json,
+            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json, clock,
         };
         workload.AddTo(command);
         command.SetAction(parse =>
@@ -59,7 +64,8 @@ internal static class BenchCommand
             bool withPyTorch = parse.GetValue(peers) == "pytorch";
             if (withPyTorch && template.Device.type != TorchSharp.DeviceType.CPU)
                 throw new ArgumentException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA path): use it with --device cpu.");
-            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, withPyTorch, parse.GetValue(json));
+            var benchClock = parse.GetValue(clock) == "cpu" ? BenchClock.ProcessCpu : BenchClock.Wall;
+            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, withPyTorch, parse.GetValue(json), benchClock);
         });
         return command;
     }
@@ -73,7 +79,8 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, bool withPyTorch, FileInfo? json)
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, bool withPyTorch, FileInfo? json,
+        BenchClock clock)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
@@ -88,7 +95,7 @@ internal static class BenchCommand
             {
                 using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
-                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
+                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"), clock: clock);
                 if (methods.Contains(EngineCatalogue.Clipping)) phases = workload.ClippingPhases();
             });
             PyTorchTimings? peers = null;
@@ -105,6 +112,7 @@ internal static class BenchCommand
             }
             results.Add(new BenchReport.SizeResult(n, timings, peers, phases));
             AnsiConsole.Write(Table(settings, timings));
+            if (clock == BenchClock.ProcessCpu) AnsiConsole.MarkupLine("Times are the process's CPU time (all threads), not wall time.");
             if (phases is not null)
                 AnsiConsole.MarkupLine(Markup.Escape("clipping, one call by phase: "
                     + string.Join(", ", phases.Select(p => $"{p.Key} {CompareCommand.Ms(p.Value)}"))));
@@ -112,7 +120,8 @@ internal static class BenchCommand
         }
         if (json is not null)
         {
-            BenchReport.Write(json, template, machine, warmUp, repeats, chunkSize, results);
+            BenchReport.Write(json, template, machine + (clock == BenchClock.ProcessCpu ? "; times are process CPU time (all threads)" : ""),
+                warmUp, repeats, chunkSize, results);
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
         return Program.Agree;
