@@ -92,21 +92,18 @@ public static class PerSampleContractions
 
     /// <summary>
     /// <see cref="GroupedColumnsProduct"/> summed over samples: <c>out[g, o, k] = sum_{n, l} grad[n, g, o, l] *
-    /// cols[n, g, k, l]</c>, one batch-reducing product per group (<c>addbmm_</c>, which reads the operands as strided
-    /// views, so nothing is copied). Returns <c>[O, C/G * K]</c>.
+    /// cols[n, g, k, l]</c>, one product per group with samples and positions together as the inner dimension (a copy
+    /// of the receptive fields in that order; none for one position). A batch-reducing <c>addbmm_</c> avoids that copy
+    /// but rewrites the whole <c>[O, C*K]</c> result once per sample; the two measured the same on ResNet-18 at N = 32
+    /// (one thread, CPU time, 192 ms and 195 ms for the whole clipping call). Returns <c>[O, C/G * K]</c>.
     /// </summary>
     public static Tensor GroupedColumnsProductSummedOverSamples(Tensor outputGradient, Tensor columns, long groups)
     {
-        long o = outputGradient.shape[1], ck = columns.shape[1];
-        long og = o / groups, kg = ck / groups;
-        var result = zeros([o, kg], dtype: outputGradient.dtype, device: outputGradient.device);
-        for (long j = 0; j < groups; j++)
-        {
-            using var scope = NewDisposeScope();
-            result.narrow(0, j * og, og).addbmm_(outputGradient.narrow(1, j * og, og), columns.narrow(1, j * kg, kg).transpose(1, 2),
-                beta: 0, alpha: 1);
-        }
-        return result;
+        long n = outputGradient.shape[0], o = outputGradient.shape[1], l = outputGradient.shape[2];
+        long ck = columns.shape[1];
+        var g = outputGradient.reshape(n, groups, o / groups, l).permute(1, 2, 0, 3).reshape(groups, o / groups, n * l);
+        var c = columns.reshape(n, groups, ck / groups, l).permute(1, 0, 3, 2).reshape(groups, n * l, ck / groups);
+        return bmm(g, c).reshape(o, ck / groups);
     }
 
     /// <summary>
