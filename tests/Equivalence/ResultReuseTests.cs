@@ -21,8 +21,9 @@ public sealed class ResultReuseTests
         get
         {
             var data = new TheoryData<string, string>();
+            // ResNet-18 is left to the bit-for-bit test below: three engines on it would double this class's time.
             foreach (var engine in new[] { "hooks", "functional", "functional-chunk-2" })
-                foreach (var c in CaseCatalogue.All)
+                foreach (var c in CaseCatalogue.All.Where(c => !c.Id.Contains("resnet", StringComparison.Ordinal)))
                     data.Add(engine, c.Id);
             return data;
         }
