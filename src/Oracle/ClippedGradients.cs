@@ -11,7 +11,8 @@ namespace PerSampleGrads;
 /// <c>f_i = min(1, C / |g_i|)</c> (1 where <c>|g_i| = 0</c>), and per parameter the clipped sum
 /// <c>sum_i f_i g_i</c>, optionally plus Gaussian noise and divided by N.
 /// </summary>
-/// <remarks>Norms are in the loss's units per parameter unit, like the gradients. The result owns its tensors.</remarks>
+/// <remarks>Norms are in the loss's units per parameter unit, like the gradients. The result owns its
+/// tensors.</remarks>
 public sealed class ClippedGradients : IDisposable
 {
     private readonly Dictionary<string, (Tensor Norms, Tensor Gradient)> _byName = new(StringComparer.Ordinal);
@@ -22,7 +23,8 @@ public sealed class ClippedGradients : IDisposable
     /// <param name="clipBound">C.</param>
     /// <param name="norms">Each sample's total gradient norm, <c>[N]</c>.</param>
     /// <param name="clipFactors">Each sample's weight in the clipped sum, <c>[N]</c>.</param>
-    /// <param name="parameters">Per trainable parameter: its per-sample norms <c>[N]</c> and its clipped sum (parameter shape).</param>
+    /// <param name="parameters">Per trainable parameter: its per-sample norms <c>[N]</c> and its clipped sum
+    /// (parameter shape).</param>
     /// <param name="routes">How each layer's norms were computed (path to route), for reports; may be empty.</param>
     /// <param name="phaseMilliseconds">Wall time of each phase of the computation, when measured.</param>
     public ClippedGradients(string method, double clipBound, Tensor norms, Tensor clipFactors,
@@ -64,7 +66,8 @@ public sealed class ClippedGradients : IDisposable
     /// <summary>How each layer's norms were computed (layer path to route); empty for the definition.</summary>
     public IReadOnlyDictionary<string, string> Routes { get; }
 
-    /// <summary>Milliseconds per phase of the computation, in order, when the method measured them; else empty.</summary>
+    /// <summary>Milliseconds per phase of the computation, in order, when the method measured them; else
+    /// empty.</summary>
     public IReadOnlyDictionary<string, double> PhaseMilliseconds { get; }
 
     /// <summary>Each sample's gradient norm for one parameter, <c>[N]</c>.</summary>
@@ -115,7 +118,8 @@ public sealed class ClippedGradients : IDisposable
         return new ClippedGradients(perSample.Method, clipBound, norms, factors, parameters);
     }
 
-    /// <summary><c>min(1, C / norm)</c> element-wise, 1 where the norm is 0 (C / 0 is infinite), for C up to infinity.</summary>
+    /// <summary><c>min(1, C / norm)</c> element-wise, 1 where the norm is 0 (C / 0 is infinite), for C up to
+    /// infinity.</summary>
     public static Tensor Factors(Tensor norms, double clipBound) =>
         double.IsPositiveInfinity(clipBound) ? ones_like(norms) : norms.reciprocal().mul(clipBound).clamp_max(1.0);
 

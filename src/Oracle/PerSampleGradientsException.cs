@@ -27,7 +27,8 @@ public enum Problem
     InvalidTargets,
     /// <summary>A copy of the model was needed (another dtype or device) and no factory was given.</summary>
     ModelCopyUnavailable,
-    /// <summary>A result handed in for reuse does not fit the call (names, shapes, element type, device, layout).</summary>
+    /// <summary>A result handed in for reuse does not fit the call (names, shapes, element type, device,
+    /// layout).</summary>
     ResultBufferMismatch,
     /// <summary>A result handed in for reuse was already disposed.</summary>
     ResultBufferDisposed,

@@ -15,6 +15,7 @@ public static class ClippingAssert
         return comparison;
     }
 
-    /// <summary>A bound that clips about half the samples: the median of the reference's norms (1 if all are 0).</summary>
+    /// <summary>A bound that clips about half the samples: the median of the reference's norms (1 if all are
+    /// 0).</summary>
     public static double MedianBound(PerSampleGradients reference) => Comparison.CompareRun.MedianNorm(reference);
 }

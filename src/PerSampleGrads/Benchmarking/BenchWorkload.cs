@@ -114,7 +114,8 @@ public sealed class BenchWorkload : IDisposable
         });
     }
 
-    /// <summary>One more call of the clipping method with each phase timed (device synchronised): where its time goes.</summary>
+    /// <summary>One more call of the clipping method with each phase timed (device synchronised): where its time
+    /// goes.</summary>
     public IReadOnlyDictionary<string, double> ClippingPhases()
     {
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions

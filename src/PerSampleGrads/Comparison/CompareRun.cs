@@ -18,7 +18,8 @@ namespace PerSampleGrads.Comparison;
 /// <param name="DType">Element type of the engines.</param>
 /// <param name="Tf32">Whether float32 products may use TF32 (CUDA only).</param>
 /// <param name="Loss">Loss and reduction.</param>
-/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping method.</param>
+/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping
+/// method.</param>
 /// <param name="ClipBound">C for the clipping method; null: the median of the oracle's per-sample norms.</param>
 public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType, bool Tf32,
     LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
@@ -129,7 +130,8 @@ public static class CompareRun
         return [new EngineOutcome(ClippingNorms, comparison.Norms, elapsed), new EngineOutcome(ClippingSums, comparison.ClippedSums, elapsed)];
     }
 
-    /// <summary>The median of the per-sample gradient norms of <paramref name="perSample"/> (1 when they are all 0).</summary>
+    /// <summary>The median of the per-sample gradient norms of <paramref name="perSample"/> (1 when they are all
+    /// 0).</summary>
     public static double MedianNorm(PerSampleGradients perSample)
     {
         using var definition = ClippedGradients.FromPerSampleGradients(perSample, double.PositiveInfinity);

@@ -51,7 +51,8 @@ public static class GhostNorms
         return (bmm(g, g.transpose(1, 2)) * same.to(g.dtype)).sum([1L, 2L]);
     }
 
-    /// <summary><c>[N]</c>: the squared L2 norm of each sample's slice of a materialised <c>[N, ...]</c> gradient.</summary>
+    /// <summary><c>[N]</c>: the squared L2 norm of each sample's slice of a materialised <c>[N, ...]</c>
+    /// gradient.</summary>
     public static Tensor Materialised(Tensor perSample) => perSample.reshape(perSample.shape[0], -1).square().sum(dim: 1);
 
     /// <summary>

@@ -49,7 +49,8 @@ public static class PerSampleContractions
     public static bool WorthWritingInPlace(Tensor destination) => destination.numel() * destination.ElementSize >= 1L << 20;
 
     /// <summary>
-    /// <see cref="SumOfOuterProducts"/> written into <paramref name="destination"/> <c>[N, O, I]</c> (contiguous, memory
+    /// <see cref="SumOfOuterProducts"/> written into <paramref name="destination"/> <c>[N, O, I]</c> (contiguous,
+    /// memory
     /// the caller already touched): one in-place product per sample (<c>addmm_</c>, or <c>addr_</c> for one position,
     /// with beta 0 so that the destination's old values are ignored, NaN included). TorchSharp 0.107 has no in-place
     /// batched product (<c>baddbmm_</c>) and no <c>out=</c> overload of <c>bmm</c>.

@@ -20,7 +20,8 @@ public sealed record ClippingComparison(GradientComparison Norms, GradientCompar
     /// <summary>Every problem, one per line; empty when passed.</summary>
     public string Describe() => Passed ? string.Empty : $"norms: {Norms.Describe()}clipped sums: {ClippedSums.Describe()}";
 
-    /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref name="tolerance"/>.</summary>
+    /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref
+    /// name="tolerance"/>.</summary>
     public static ClippingComparison Compare(ClippedGradients actual, ClippedGradients expected, Tolerance tolerance)
     {
         using var actualNorms = NormsOf(actual);
@@ -31,7 +32,8 @@ public sealed record ClippingComparison(GradientComparison Norms, GradientCompar
             GradientComparison.Compare(actualSums, expectedSums, tolerance));
     }
 
-    /// <summary>The norms as a result with one entry per parameter and <see cref="Total"/> first (views, no copies).</summary>
+    /// <summary>The norms as a result with one entry per parameter and <see cref="Total"/> first (views, no
+    /// copies).</summary>
     public static PerSampleGradients NormsOf(ClippedGradients result)
     {
         using var scope = NewDisposeScope();

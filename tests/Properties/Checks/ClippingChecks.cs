@@ -40,7 +40,8 @@ public static class ClippingChecks
         ClippingAssert.Agree(actual, expected, dtype);
     }
 
-    /// <summary>(c2) With C = infinity nothing is clipped: the clipped sum is the batch gradient of <c>sum_i L_i</c>.</summary>
+    /// <summary>(c2) With C = infinity nothing is clipped: the clipped sum is the batch gradient of <c>sum_i
+    /// L_i</c>.</summary>
     public static void InfiniteBoundGivesThePlainSumGradient(ClippingFactory method, CaseSpec spec)
     {
         using var problem = spec.ToGradientCase().Create(Exact);
@@ -50,7 +51,8 @@ public static class ClippingChecks
         GradientAssert.Agree(sums, batch, Exact);
     }
 
-    /// <summary>(c3) Permuting the batch permutes the norms (total and per parameter) and leaves the clipped sums.</summary>
+    /// <summary>(c3) Permuting the batch permutes the norms (total and per parameter) and leaves the clipped
+    /// sums.</summary>
     public static void PermutingTheBatchPermutesTheNorms(ClippingFactory method, CaseSpec spec)
     {
         using var scope = NewDisposeScope();

@@ -9,16 +9,19 @@ namespace PerSampleGrads.Engines.Clipping;
 /// <summary>Options of the clipping method: those of every engine (<see cref="EngineOptions"/>) and its own.</summary>
 public sealed record ClippingOptions : EngineOptions
 {
-    /// <summary>C, the bound on each sample's gradient norm (loss units per parameter unit); positive, may be infinite.</summary>
+    /// <summary>C, the bound on each sample's gradient norm (loss units per parameter unit); positive, may be
+    /// infinite.</summary>
     public double ClipBound { get; init; } = 1.0;
 
-    /// <summary>How layers' norms are computed: per layer by cost (default), or every layer one way (for tests).</summary>
+    /// <summary>How layers' norms are computed: per layer by cost (default), or every layer one way (for
+    /// tests).</summary>
     public NormRoute Route { get; init; } = NormRoute.Auto;
 
     /// <summary>How the clipped sum is formed: book-keeping from the captures (default) or a second backward.</summary>
     public ClippedSumRoute ClippedSum { get; init; } = ClippedSumRoute.BookKeeping;
 
-    /// <summary>sigma: Gaussian noise of standard deviation sigma * C is added to every element of the clipped sum; 0: none.</summary>
+    /// <summary>sigma: Gaussian noise of standard deviation sigma * C is added to every element of the clipped sum; 0:
+    /// none.</summary>
     public double NoiseMultiplier { get; init; }
 
     /// <summary>Seed of the method's noise generator; successive calls of one method draw successive noise.</summary>
@@ -27,7 +30,8 @@ public sealed record ClippingOptions : EngineOptions
     /// <summary>Divide the (noisy) clipped sum by N, as a DP-SGD step does.</summary>
     public bool Average { get; init; }
 
-    /// <summary>Time each phase (device synchronised between phases) into <see cref="ClippedGradients.PhaseMilliseconds"/>.</summary>
+    /// <summary>Time each phase (device synchronised between phases) into <see
+    /// cref="ClippedGradients.PhaseMilliseconds"/>.</summary>
     public bool MeasurePhases { get; init; }
 }
 

@@ -6,11 +6,14 @@ namespace PerSampleGrads.Engines.Clipping;
 /// <summary>How a layer's per-sample gradient norms are computed.</summary>
 public enum NormRoute
 {
-    /// <summary>Per layer, whichever of the two is cheaper for its shape (<see cref="Maths.GhostNorms.GhostIsCheaper"/>).</summary>
+    /// <summary>Per layer, whichever of the two is cheaper for its shape (<see
+    /// cref="Maths.GhostNorms.GhostIsCheaper"/>).</summary>
     Auto,
-    /// <summary>From Gram matrices of the layer's inputs and output gradients over positions, never the gradient itself.</summary>
+    /// <summary>From Gram matrices of the layer's inputs and output gradients over positions, never the gradient
+    /// itself.</summary>
     Ghost,
-    /// <summary>Materialise that one layer's per-sample gradient (<c>[N, ...parameter shape]</c>) and take its norms.</summary>
+    /// <summary>Materialise that one layer's per-sample gradient (<c>[N, ...parameter shape]</c>) and take its
+    /// norms.</summary>
     Materialise,
 }
 
@@ -44,7 +47,8 @@ public enum ClippedSumRoute
     /// factor (<see cref="BatchSumRule"/>); no second backward.
     /// </summary>
     BookKeeping,
-    /// <summary>A second backward through the kept graph, of <c>sum_i f_i L_i</c>, into the parameters' gradients.</summary>
+    /// <summary>A second backward through the kept graph, of <c>sum_i f_i L_i</c>, into the parameters'
+    /// gradients.</summary>
     SecondBackward,
 }
 

@@ -59,7 +59,8 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     /// <summary>
     /// Computes per-sample gradients into <paramref name="into"/>, an earlier result of the same model and batch size,
     /// and returns it (see <see cref="ResultBuffer"/> for the lifetime rules). Autograd still allocates each chunk's
-    /// gradients; they are copied into <paramref name="into"/>, so a small <see cref="FunctionalEngineOptions.ChunkSize"/>
+    /// gradients; they are copied into <paramref name="into"/>, so a small <see
+    /// cref="FunctionalEngineOptions.ChunkSize"/>
     /// keeps those temporaries small enough for the heap to reuse.
     /// </summary>
     public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,

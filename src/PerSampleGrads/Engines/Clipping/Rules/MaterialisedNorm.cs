@@ -14,7 +14,8 @@ public static class MaterialisedNorm
     /// <summary>A norm rule that always materialises through <paramref name="rule"/>.</summary>
     public static SquaredNormRule Of(PerSampleRule rule) => (call, _, sink) => Compute(rule, call, sink);
 
-    /// <summary>Runs <paramref name="rule"/> on <paramref name="call"/> and adds the squared norms of what it writes.</summary>
+    /// <summary>Runs <paramref name="rule"/> on <paramref name="call"/> and adds the squared norms of what it
+    /// writes.</summary>
     public static NormRoute Compute(PerSampleRule rule, LayerCall call, ISquaredNormSink sink)
     {
         rule(call, new Squaring(sink));
