@@ -28,7 +28,8 @@ public sealed class ClippedGradients : IDisposable
     /// <param name="routes">How each layer's norms were computed (path to route), for reports; may be empty.</param>
     /// <param name="phaseMilliseconds">Wall time of each phase of the computation, when measured.</param>
     public ClippedGradients(string method, double clipBound, Tensor norms, Tensor clipFactors,
-        IEnumerable<(string Name, Tensor Norms, Tensor Gradient)> parameters, IReadOnlyDictionary<string, string>? routes = null,
+        IEnumerable<(string Name, Tensor Norms, Tensor Gradient)> parameters,
+        IReadOnlyDictionary<string, string>? routes = null,
         IReadOnlyDictionary<string, double>? phaseMilliseconds = null)
     {
         PhaseMilliseconds = phaseMilliseconds ?? new Dictionary<string, double>();

@@ -35,7 +35,8 @@ public sealed class BadInputTests
     {
         public string Name => "clipping";
 
-        public PerSampleGradients Compute(Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+        public PerSampleGradients Compute(Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+            LossFunction loss)
         {
             using var result = new ClippingMethod(options).Compute(model, inputs, targets, loss);
             throw new InvalidOperationException("The clipping method computed a result instead of refusing the input.");

@@ -49,9 +49,11 @@ public sealed class ClippingEquivalenceTests
         double bound = ClippingAssert.MedianBound(oracle);
         using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);
         using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
-        foreach (var (route, sum) in new[] { (NormRoute.Ghost, ClippedSumRoute.SecondBackward), (NormRoute.Materialise, ClippedSumRoute.BookKeeping) })
+        foreach (var (route, sum) in new[] { (NormRoute.Ghost, ClippedSumRoute.SecondBackward), (NormRoute.Materialise,
+            ClippedSumRoute.BookKeeping) })
         {
-            using var actual = new ClippingMethod(new ClippingOptions { ClipBound = bound, Route = route, ClippedSum = sum })
+            using var actual = new ClippingMethod(new ClippingOptions { ClipBound = bound, Route = route,
+                ClippedSum = sum })
                 .Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
             ClippingAssert.Agree(actual, expected, ScalarType.Float64);
         }
@@ -60,7 +62,8 @@ public sealed class ClippingEquivalenceTests
     [Fact]
     public void The_cost_rule_picks_ghost_norms_for_resnet18s_inner_convolutions_and_materialises_its_stem()
     {
-        using var problem = CaseCatalogue.FromZoo(ModelZoo.ResNet18GroupNorm, 2).Create(ScalarType.Float32, TestSettings.Device);
+        using var problem = CaseCatalogue.FromZoo(ModelZoo.ResNet18GroupNorm, 2).Create(ScalarType.Float32,
+            TestSettings.Device);
         using var result = new ClippingMethod().Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
         Assert.Equal("materialised", result.Routes["conv1"]);
         Assert.Equal("ghost", result.Routes["layer1.0.conv1"]);
@@ -90,7 +93,8 @@ public sealed class ClippingEquivalenceTests
             optimizer.step();
             using var scope = NewDisposeScope();
             var names = problem.Model.named_parameters().Select(p => p.name).ToList();
-            var steps = names.Zip(parameters, before).Select(t => (t.First, ((t.Third - t.Second.detach()) / 0.1).unsqueeze(0)));
+            var steps = names.Zip(parameters, before).Select(t => (t.First,
+                ((t.Third - t.Second.detach()) / 0.1).unsqueeze(0)));
             using var moved = new PerSampleGradients("optimizer step / learning rate", 1, steps.ToList());
             using var expected = Verification.ClippingComparison.SumsOf(result);
             GradientAssert.Agree(moved, expected, ScalarType.Float64);

@@ -29,10 +29,12 @@ public sealed class ResultReuseTests
         }
     }
 
-    private static Func<PerSampleGradients?, PerSampleGradients> Engine(string name, GradientProblem problem) => name switch
+    private static Func<PerSampleGradients?, PerSampleGradients> Engine(string name, GradientProblem problem)
+        => name switch
     {
         "hooks" => into => new HookEngine().Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss, into),
-        "functional" => into => new FunctionalEngine().Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss, into),
+        "functional" => into => new FunctionalEngine().Compute(problem.Model, problem.Inputs, problem.Targets,
+            problem.Loss, into),
         _ => into => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = 2 })
             .Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss, into),
     };
@@ -56,7 +58,8 @@ public sealed class ResultReuseTests
     [Fact]
     public void The_hook_engine_writing_in_place_gives_bit_for_bit_its_fresh_result_on_resnet18()
     {
-        using var problem = CaseCatalogue.FromZoo(ModelZoo.ResNet18GroupNorm, 3).Create(ScalarType.Float32, TestSettings.Device);
+        using var problem = CaseCatalogue.FromZoo(ModelZoo.ResNet18GroupNorm, 3).Create(ScalarType.Float32,
+            TestSettings.Device);
         using var fresh = problem.Run(new HookEngine());
         using var buffer = problem.Run(new HookEngine());
         new HookEngine().Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss, buffer);
@@ -68,7 +71,8 @@ public sealed class ResultReuseTests
     [InlineData(1L, 1L)]
     [InlineData(3L, 4L)]
     [InlineData(3L, 1L)]
-    public void The_in_place_products_write_the_batched_products_into_memory_filled_with_NaN(long groups, long positions)
+    public void The_in_place_products_write_the_batched_products_into_memory_filled_with_NaN(long groups,
+        long positions)
     {
         using var scope = NewDisposeScope();
         using var generator = Zoo.Seeded.Generator(3);
@@ -84,7 +88,8 @@ public sealed class ResultReuseTests
         var b = randn([n, positions, 5], dtype: ScalarType.Float64, generator: generator);
         var outer = full([n, o, 5], double.NaN, dtype: ScalarType.Float64);
         Maths.PerSampleContractions.SumOfOuterProductsInto(a, b, outer);
-        Assert.True(Close(outer, Maths.PerSampleContractions.SumOfOuterProducts(a, b)), "in-place outer products differ from the batched ones");
+        Assert.True(Close(outer, Maths.PerSampleContractions.SumOfOuterProducts(a, b)),
+            "in-place outer products differ from the batched ones");
     }
 
     // Within the float64 policy, relative to the largest expected value (NaN never passes).
@@ -120,13 +125,15 @@ public sealed class ResultReuseTests
 
         var wrongSize = Assert.Throws<PerSampleGradientsException>(() => compute(ofTwo));
         Assert.Equal(Problem.ResultBufferMismatch, wrongSize.Problem);
-        Assert.Contains("'0.weight' is [2, 64, 20], the call needs [3, 64, 20]", wrongSize.Message, StringComparison.Ordinal);
+        Assert.Contains("'0.weight' is [2, 64, 20], the call needs [3, 64, 20]", wrongSize.Message,
+            StringComparison.Ordinal);
         Assert.Contains("'4.bias'", wrongSize.Message, StringComparison.Ordinal);
         var wrongModel = Assert.Throws<PerSampleGradientsException>(() => compute(ofOther));
         Assert.Equal(Problem.ResultBufferMismatch, wrongModel.Problem);
         using var float64 = CaseCatalogue.FromZoo(ModelZoo.Mlp, 3).Create(ScalarType.Float64, TestSettings.Device);
         using var ofFloat64 = float64.Run(new HookEngine());
-        Assert.Equal(Problem.ResultBufferMismatch, Assert.Throws<PerSampleGradientsException>(() => compute(ofFloat64)).Problem);
+        Assert.Equal(Problem.ResultBufferMismatch, Assert.Throws<PerSampleGradientsException>(()
+            => compute(ofFloat64)).Problem);
     }
 
     [Fact]

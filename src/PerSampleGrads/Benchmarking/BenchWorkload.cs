@@ -67,7 +67,8 @@ public sealed class BenchWorkload : IDisposable
                 "floor" => WriteFloorContender(),
                 "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
                 EngineCatalogue.Clipping => ClippingContender(),
-                _ when method.EndsWith(ReuseSuffix, StringComparison.Ordinal) => Reusing(method, method[..^ReuseSuffix.Length]),
+                _ when method.EndsWith(ReuseSuffix, StringComparison.Ordinal) => Reusing(method,
+                    method[..^ReuseSuffix.Length]),
                 _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode, _chunkSize)),
             });
         }
@@ -98,7 +99,8 @@ public sealed class BenchWorkload : IDisposable
             previous = method switch
             {
                 Engines.Hooks.HookEngine hooks => hooks.Compute(_model, _inputs, _targets, _settings.Loss, previous),
-                Engines.Functional.FunctionalEngine functional => functional.Compute(_model, _inputs, _targets, _settings.Loss, previous),
+                Engines.Functional.FunctionalEngine functional => functional.Compute(_model, _inputs, _targets,
+                    _settings.Loss, previous),
                 _ => throw new ArgumentException($"Engine '{engine}' cannot reuse its result."),
             };
         });

@@ -96,7 +96,9 @@ public static class CompareRun
             kept.Add(result);
             outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed));
         }
-        double? bound = settings.Engines.Contains(EngineCatalogue.Clipping) ? settings.ClipBound ?? MedianNorm(oracle) : null;
+        double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
+            ? settings.ClipBound ?? MedianNorm(oracle)
+            : null;
         if (bound is { } c) outcomes.AddRange(Clipping(settings, c, model, x, y, oracle));
         try
         {
@@ -114,8 +116,8 @@ public static class CompareRun
     public const string ClippingNorms = "clipping-norms", ClippingSums = "clipping-sums";
 
     // The clipping method (second call timed) against the definition on the float64 oracle: two rows.
-    private static List<EngineOutcome> Clipping(CompareSettings settings, double bound, nn.Module<Tensor, Tensor> model, Tensor x,
-        Tensor y, PerSampleGradients oracle)
+    private static List<EngineOutcome> Clipping(CompareSettings settings, double bound, nn.Module<Tensor, Tensor> model,
+        Tensor x, Tensor y, PerSampleGradients oracle)
     {
         using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
@@ -126,8 +128,10 @@ public static class CompareRun
         using var actual = method.Compute(model, x, y, settings.Loss);
         Synchronize(settings.Device);
         var elapsed = stopwatch.Elapsed;
-        var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(settings.DType, settings.Precision));
-        return [new EngineOutcome(ClippingNorms, comparison.Norms, elapsed), new EngineOutcome(ClippingSums, comparison.ClippedSums, elapsed)];
+        var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(settings.DType,
+            settings.Precision));
+        return [new EngineOutcome(ClippingNorms, comparison.Norms, elapsed), new EngineOutcome(ClippingSums,
+            comparison.ClippedSums, elapsed)];
     }
 
     /// <summary>The median of the per-sample gradient norms of <paramref name="perSample"/> (1 when they are all

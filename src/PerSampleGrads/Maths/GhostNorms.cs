@@ -53,12 +53,14 @@ public static class GhostNorms
 
     /// <summary><c>[N]</c>: the squared L2 norm of each sample's slice of a materialised <c>[N, ...]</c>
     /// gradient.</summary>
-    public static Tensor Materialised(Tensor perSample) => perSample.reshape(perSample.shape[0], -1).square().sum(dim: 1);
+    public static Tensor Materialised(Tensor perSample) => perSample.reshape(perSample.shape[0],
+        -1).square().sum(dim: 1);
 
     /// <summary>
     /// Whether the ghost norm is the cheaper route for a product summed over <paramref name="positions"/> positions of
     /// an <paramref name="outputs"/> x <paramref name="inputs"/> weight (per group): Bu et al.'s rule, the two Gram
     /// matrices (<c>2 L^2</c> numbers per sample) against the materialised gradient (<c>O * I</c>).
     /// </summary>
-    public static bool GhostIsCheaper(long positions, long outputs, long inputs) => 2 * positions * positions <= outputs * inputs;
+    public static bool GhostIsCheaper(long positions, long outputs, long inputs)
+        => 2 * positions * positions <= outputs * inputs;
 }

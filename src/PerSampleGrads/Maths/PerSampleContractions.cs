@@ -46,7 +46,8 @@ public static class PerSampleContractions
     /// results come from the heap's free lists without page faults, and there the per-sample products' call overhead
     /// costs more than the copy (small CNN, N = 32: the hook engine ran 1.8x slower in place, on a loaded machine).
     /// </summary>
-    public static bool WorthWritingInPlace(Tensor destination) => destination.numel() * destination.ElementSize >= 1L << 20;
+    public static bool WorthWritingInPlace(Tensor destination)
+        => destination.numel() * destination.ElementSize >= 1L << 20;
 
     /// <summary>
     /// <see cref="SumOfOuterProducts"/> written into <paramref name="destination"/> <c>[N, O, I]</c> (contiguous,

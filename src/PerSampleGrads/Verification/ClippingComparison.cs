@@ -37,7 +37,8 @@ public sealed record ClippingComparison(GradientComparison Norms, GradientCompar
     public static PerSampleGradients NormsOf(ClippedGradients result)
     {
         using var scope = NewDisposeScope();
-        var entries = result.Names.Select(n => (n, result.ParameterNorms(n).alias())).Prepend((Total, result.Norms.alias()));
+        var entries = result.Names.Select(n => (n, result.ParameterNorms(n).alias())).Prepend((Total,
+            result.Norms.alias()));
         return new PerSampleGradients($"{result.Method} norms", result.BatchSize, entries.ToList());
     }
 

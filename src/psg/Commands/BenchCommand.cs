@@ -65,7 +65,8 @@ internal static class BenchCommand
             if (withPyTorch && template.Device.type != TorchSharp.DeviceType.CPU)
                 throw new ArgumentException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA path): use it with --device cpu.");
             var benchClock = parse.GetValue(clock) == "cpu" ? BenchClock.ProcessCpu : BenchClock.Wall;
-            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk, withPyTorch, parse.GetValue(json), benchClock);
+            return Run(template, sizes, Choices.ParseList(parse.GetValue(methods)!, Methods, "method"), w, r, chunk,
+                withPyTorch, parse.GetValue(json), benchClock);
         });
         return command;
     }
@@ -79,7 +80,8 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp, int repeats, int? chunkSize, bool withPyTorch, FileInfo? json,
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
+        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json,
         BenchClock clock)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
@@ -120,7 +122,8 @@ internal static class BenchCommand
         }
         if (json is not null)
         {
-            BenchReport.Write(json, template, machine + (clock == BenchClock.ProcessCpu ? "; times are process CPU time (all threads)" : ""),
+            BenchReport.Write(json, template, machine + (clock == BenchClock.ProcessCpu
+                ? "; times are process CPU time (all threads)" : ""),
                 warmUp, repeats, chunkSize, results);
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
@@ -153,7 +156,8 @@ internal static class BenchCommand
         var plain = timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
         var floor = timings.FirstOrDefault(t => t.Name == BenchWorkload.WriteFloor);
         var table = new Table().Title($"{settings.Model.Name}, N = {settings.BatchSize}")
-            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "× write floor", "peak memory");
+            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "× write floor",
+                "peak memory");
         foreach (var t in timings)
         {
             table.AddRow(

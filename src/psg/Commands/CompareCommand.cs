@@ -40,7 +40,8 @@ internal static class CompareCommand
             if (n < 1) throw new ArgumentException($"--batch-size must be at least 1, got {n}.");
             var bound = parse.GetValue(clipBound);
             if (bound is { } c && !(c > 0)) throw new ArgumentException($"--clip-bound must be positive, got {c}.");
-            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames, "engine")) with { ClipBound = bound };
+            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames,
+                "engine")) with { ClipBound = bound };
             var pytorch = parse.GetValue(reference) == "pytorch" ? new PyTorchReferenceOptions { Threads = TorchSharp.torch.get_num_threads() } : null;
             return Run(settings, parse.GetValue(report), parse.GetValue(diagnose), pytorch);
         });

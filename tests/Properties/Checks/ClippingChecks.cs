@@ -64,7 +64,8 @@ public static class ClippingChecks
         double bound = BoundOf(method, problem);
         using var original = Run(method, problem, bound);
         using var permuted = method(new ClippingOptions { ClipBound = bound })
-            .Compute(problem.Model, problem.Inputs.index_select(0, permutation), problem.Targets.index_select(0, permutation), problem.Loss);
+            .Compute(problem.Model, problem.Inputs.index_select(0, permutation), problem.Targets.index_select(0,
+                permutation), problem.Loss);
         using var expectedNorms = Reindexed(original, permutation, "norms reindexed");
         using var actualNorms = Verification.ClippingComparison.NormsOf(permuted);
         GradientAssert.Agree(actualNorms, expectedNorms, Exact);
@@ -86,7 +87,8 @@ public static class ClippingChecks
         var alone = tensor(new[] { i });
         double bound = BoundOf(method, problem);
         ClippedGradients On(Tensor index) => method(new ClippingOptions { ClipBound = bound })
-            .Compute(problem.Model, problem.Inputs.index_select(0, index), problem.Targets.index_select(0, index), problem.Loss);
+            .Compute(problem.Model, problem.Inputs.index_select(0, index), problem.Targets.index_select(0, index),
+                problem.Loss);
         using var original = Run(method, problem, bound);
         using var duplicated = On(withCopy);
         using var single = On(alone);
@@ -106,13 +108,15 @@ public static class ClippingChecks
         using var problem = spec.ToGradientCase().Create(Exact);
         using var result = Run(method, problem, BoundOf(method, problem));
         var combined = stack(result.Names.Select(n => result.ParameterNorms(n).square()).ToArray()).sum(dim: 0).sqrt();
-        using var expected = new PerSampleGradients("sqrt(sum_p |g_p|^2)", result.BatchSize, [("total norm", combined)]);
+        using var expected = new PerSampleGradients("sqrt(sum_p |g_p|^2)", result.BatchSize, [("total norm",
+            combined)]);
         using var actual = new PerSampleGradients($"{result.Method} total norm", result.BatchSize, [("total norm", result.Norms.alias())]);
         GradientAssert.Agree(actual, expected, Exact);
     }
 
     private static ClippedGradients Run(ClippingFactory method, GradientProblem problem, double bound) =>
-        method(new ClippingOptions { ClipBound = bound }).Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
+        method(new ClippingOptions { ClipBound = bound }).Compute(problem.Model, problem.Inputs, problem.Targets,
+            problem.Loss);
 
     // A bound that clips about half the samples, from the shipped method's own norms (C = infinity).
     private static double BoundOf(ClippingFactory method, GradientProblem problem)

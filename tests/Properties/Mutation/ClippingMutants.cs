@@ -26,20 +26,29 @@ public sealed record ClippingMutant(string Name, string Bug, ClippingFactory Cre
 public static class ClippingMutants
 {
     /// <summary>No bug: the control.</summary>
-    public static ClippingMutant Control { get; } = new("none (control)", "the method as shipped", ClippingChecks.Shipped);
+    public static ClippingMutant Control { get; } = new("none (control)", "the method as shipped",
+        ClippingChecks.Shipped);
 
     /// <summary>The planted bugs.</summary>
     public static IReadOnlyList<ClippingMutant> All { get; } =
     [
-        Steps("missing-square-root", "the total norm is the sum of squared norms, never square-rooted", new MissingSquareRoot()),
-        Steps("norms-summed-across-layers", "the total norm adds the parameters' norms instead of their squares", new NormsSummed()),
-        Steps("clip-factor-per-layer", "each parameter is clipped by its own norm, the factors multiplied into one weight", new PerLayerFactors()),
+        Steps("missing-square-root", "the total norm is the sum of squared norms, never square-rooted",
+            new MissingSquareRoot()),
+        Steps("norms-summed-across-layers", "the total norm adds the parameters' norms instead of their squares",
+            new NormsSummed()),
+        Steps("clip-factor-per-layer",
+            "each parameter is clipped by its own norm, the factors multiplied into one weight", new PerLayerFactors()),
         new("second-backward-unweighted", "the second backward differentiates sum_i L_i without the clip factors",
-            options => new ClippingMethod(options with { ClippedSum = ClippedSumRoute.SecondBackward }, steps: new Unweighted())),
+            options => new ClippingMethod(options with { ClippedSum = ClippedSumRoute.SecondBackward },
+                steps: new Unweighted())),
         new("linear-ghost-norm-diagonal-only", "the Linear ghost norm keeps only the l = m terms of the Gram product",
-            options => new ClippingMethod(options with { Route = NormRoute.Ghost },
-                new Dictionary<Type, ClippingRule>(ClippingRules.Default) { [typeof(Linear)] = ClippingRules.Default[typeof(Linear)] with { Norms = DiagonalOnlyLinearNorm } })),
+            options => new ClippingMethod(options with { Route = NormRoute.Ghost }, DiagonalOnlyLinearTable)),
     ];
+
+    private static readonly Dictionary<Type, ClippingRule> DiagonalOnlyLinearTable = new(ClippingRules.Default)
+    {
+        [typeof(Linear)] = ClippingRules.Default[typeof(Linear)] with { Norms = DiagonalOnlyLinearNorm },
+    };
 
     private static ClippingMutant Steps(string name, string bug, ClippingSteps steps) =>
         new(name, bug, options => new ClippingMethod(options, steps: steps));
@@ -58,14 +67,17 @@ public static class ClippingMutants
 
     private sealed class PerLayerFactors : ClippingSteps
     {
-        public override Tensor LossWeights(Tensor totalNorms, IReadOnlyList<(string Name, Tensor SquaredNorms)> perParameter,
+        public override Tensor LossWeights(Tensor totalNorms, IReadOnlyList<(string Name,
+            Tensor SquaredNorms)> perParameter,
             double clipBound) =>
-            stack(perParameter.Select(p => ClippedGradients.Factors(p.SquaredNorms.sqrt(), clipBound)).ToArray()).prod(dim: 0);
+            stack(perParameter.Select(p => ClippedGradients.Factors(p.SquaredNorms.sqrt(),
+                clipBound)).ToArray()).prod(dim: 0);
     }
 
     private sealed class Unweighted : ClippingSteps
     {
-        public override Tensor LossWeights(Tensor totalNorms, IReadOnlyList<(string Name, Tensor SquaredNorms)> perParameter,
+        public override Tensor LossWeights(Tensor totalNorms, IReadOnlyList<(string Name,
+            Tensor SquaredNorms)> perParameter,
             double clipBound) => ones_like(totalNorms);
     }
 

@@ -23,12 +23,17 @@ public sealed class ClippingPlantedBugTests(ITestOutputHelper output)
 
     private static readonly (string Id, string Name, Func<ClippingFactory, Property> For)[] Properties =
     [
-        ("c1f32", "float32 == definition on the oracle", m => Prop.ForAll(Float32Cases, c => ClippingChecks.MatchesTheDefinition(m, c.Case, ScalarType.Float32))),
-        ("c1f64", "float64 == definition on the oracle", m => Prop.ForAll(Cases, c => ClippingChecks.MatchesTheDefinition(m, c, ScalarType.Float64))),
-        ("c2", "C = infinity gives the plain sum", m => Prop.ForAll(Cases, c => ClippingChecks.InfiniteBoundGivesThePlainSumGradient(m, c))),
+        ("c1f32", "float32 == definition on the oracle", m => Prop.ForAll(Float32Cases, c
+            => ClippingChecks.MatchesTheDefinition(m, c.Case, ScalarType.Float32))),
+        ("c1f64", "float64 == definition on the oracle", m => Prop.ForAll(Cases, c
+            => ClippingChecks.MatchesTheDefinition(m, c, ScalarType.Float64))),
+        ("c2", "C = infinity gives the plain sum", m => Prop.ForAll(Cases, c
+            => ClippingChecks.InfiniteBoundGivesThePlainSumGradient(m, c))),
         ("c3", "permutation", m => Prop.ForAll(Cases, c => ClippingChecks.PermutingTheBatchPermutesTheNorms(m, c))),
-        ("c4", "duplicating a sample", m => Prop.ForAll(Cases, c => ClippingChecks.DuplicatingASampleAddsItsClippedGradient(m, c))),
-        ("c5", "per-parameter norms combine", m => Prop.ForAll(Cases, c => ClippingChecks.PerParameterNormsCombineIntoTheTotal(m, c))),
+        ("c4", "duplicating a sample", m => Prop.ForAll(Cases, c
+            => ClippingChecks.DuplicatingASampleAddsItsClippedGradient(m, c))),
+        ("c5", "per-parameter norms combine", m => Prop.ForAll(Cases, c
+            => ClippingChecks.PerParameterNormsCombineIntoTheTotal(m, c))),
     ];
 
     [Fact]
@@ -48,7 +53,8 @@ public sealed class ClippingPlantedBugTests(ITestOutputHelper output)
 
         var control = rows[0].Outcomes.Where(o => o is not null).ToList();
         Assert.True(control.Count == 0, $"The shipped method fails its properties at the mutation seed:\n{text}\n{control.FirstOrDefault()}");
-        var survivors = rows.Skip(1).Where(r => r.Outcomes.All(o => o is null || !WrongValues(o))).Select(r => r.Mutant.Name).ToList();
+        var survivors = rows.Skip(1).Where(r => r.Outcomes.All(o => o is null || !WrongValues(o))).Select(r
+            => r.Mutant.Name).ToList();
         Assert.True(survivors.Count == 0, $"Planted clipping bugs no property caught with wrong values: {string.Join(", ", survivors)}\n{text}");
     }
 

@@ -79,7 +79,8 @@ public sealed class ClippingMethod
     public ClippedGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
     {
         using var scope = NewDisposeScope();
-        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options, (IReadOnlyCollection<Type>)_rules.Keys, Name);
+        using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
+            (IReadOnlyCollection<Type>)_rules.Keys, Name);
         var (x, y, owners) = (prepared.Inputs, prepared.Targets, prepared.Owners);
         long n = x.shape[0];
         var trainable = ModelInspection.TrainableParameters(model);
@@ -97,11 +98,13 @@ public sealed class ClippingMethod
             var routes = LayerNorms(owners, calls, squared);
             clock.Lap("norms");
             var perParameter = trainable
-                .Select(p => (p.Name, squared.TryGetValue(p.Name, out var s) ? s : zeros(n, dtype: p.Parameter.dtype, device: p.Parameter.device)))
+                .Select(p => (p.Name, squared.TryGetValue(p.Name, out var s) ? s : zeros(n, dtype: p.Parameter.dtype,
+                    device: p.Parameter.device)))
                 .ToList();
             var norms = _steps.TotalNorms(perParameter);
             var weights = _steps.LossWeights(norms, perParameter, _options.ClipBound).detach();
-            var sums = secondBackward ? WeightedBackward(losses, weights, trainable) : BookKeeping(owners, calls, weights, trainable);
+            var sums = secondBackward ? WeightedBackward(losses, weights, trainable) : BookKeeping(owners, calls,
+                weights, trainable);
             clock.Lap(secondBackward ? "second backward" : "book-keeping sums");
             AddNoiseAndAverage(sums, n);
             var result = trainable.Select((p, j) => (p.Name, perParameter[j].Item2.sqrt(), sums[j])).ToList();
@@ -124,7 +127,8 @@ public sealed class ClippingMethod
         if (double.IsNaN(options.ClipBound) || options.ClipBound <= 0)
             throw new PerSampleGradientsException(Problem.InvalidClipping,
                 $"The clipping bound C must be positive (or infinity for no clipping), got {options.ClipBound}.");
-        if (double.IsNaN(options.NoiseMultiplier) || options.NoiseMultiplier < 0 || double.IsInfinity(options.NoiseMultiplier))
+        if (double.IsNaN(options.NoiseMultiplier) || options.NoiseMultiplier < 0
+            || double.IsInfinity(options.NoiseMultiplier))
             throw new PerSampleGradientsException(Problem.InvalidClipping,
                 $"The noise multiplier sigma must be finite and at least 0, got {options.NoiseMultiplier}.");
         if (options.NoiseMultiplier > 0 && double.IsInfinity(options.ClipBound))
@@ -135,11 +139,13 @@ public sealed class ClippingMethod
     // One forward with the capture hooks, one backward of sum_i L_i to every recorder (activation gradients only),
     // keeping the graph for the weighted backward. Returns the per-sample losses [N].
     private static Tensor Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
-        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls, bool keepGraph, PhaseClock clock)
+        List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls, bool keepGraph,
+            PhaseClock clock)
     {
         var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
             device: x.device, requires_grad: true);
-        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
+        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>,
+            Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
         Tensor losses;
         try
         {
@@ -185,7 +191,8 @@ public sealed class ClippingMethod
             if (layerCalls.Count() == 1)
             {
                 var call = layerCalls.Single();
-                var route = rule.Norms(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), _options.Route,
+                var route = rule.Norms(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!),
+                    _options.Route,
                     new NormSink(trainable, local));
                 routes[layer.Display] = route == NormRoute.Ghost ? "ghost" : "materialised";
             }
@@ -194,18 +201,21 @@ public sealed class ClippingMethod
                 // Shared weights: the sample's gradient is the sum over calls, whose norms do not add.
                 var sums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
                 foreach (var call in layerCalls)
-                    rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!), new SummingSink(trainable, sums));
+                    rule.PerSample(new LayerCall(layer.Module, layer.Display, call.Input, call.OutputGradient!),
+                        new SummingSink(trainable, sums));
                 foreach (var (parameter, gradient) in sums) local[parameter] = Maths.GhostNorms.Materialised(gradient);
                 routes[layer.Display] = $"materialised ({layerCalls.Count()} calls)";
             }
-            foreach (var (parameter, norms) in local) squared[layer.Qualify(parameter)] = norms.MoveToOuterDisposeScope();
+            foreach (var (parameter,
+                norms) in local) squared[layer.Qualify(parameter)] = norms.MoveToOuterDisposeScope();
         }
         return routes;
     }
 
     // Book-keeping: per layer call, the output gradient scaled by each sample's factor, summed over samples by the
     // layer's rule; calls of one layer add. Zeros where no call reached the loss.
-    private List<Tensor> BookKeeping(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls,
+    private List<Tensor> BookKeeping(List<(NamedModule Module, List<string> Trainable)> owners,
+        List<CapturedCall> calls,
         Tensor weights, List<(string Name, Parameter Parameter)> trainable)
     {
         var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
@@ -218,7 +228,8 @@ public sealed class ClippingMethod
             shape[0] = g.shape[0];
             var scaled = g * weights.to(g.dtype).reshape(shape);
             var local = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, scaled),
+            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display,
+                call.Input, scaled),
                 new SummingSink(trainableByModule[call.Layer.Module], local));
             foreach (var (parameter, sum) in local)
             {
@@ -231,7 +242,8 @@ public sealed class ClippingMethod
     }
 
     // The second backward: the gradient of sum_i w_i L_i for every trainable parameter (zeros where none arrives).
-    private static List<Tensor> WeightedBackward(Tensor losses, Tensor weights, List<(string Name, Parameter Parameter)> trainable)
+    private static List<Tensor> WeightedBackward(Tensor losses, Tensor weights, List<(string Name,
+        Parameter Parameter)> trainable)
     {
         var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
         if (losses.requires_grad) autograd.backward([(losses * weights.to(losses.dtype)).sum()], inputs: parameters);

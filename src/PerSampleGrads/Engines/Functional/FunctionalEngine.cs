@@ -53,7 +53,8 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     public string Name => "functional";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss) =>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+        LossFunction loss) =>
         Compute(model, inputs, targets, loss, null);
 
     /// <summary>
@@ -89,7 +90,8 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             using (no_grad())
                 for (int j = 0; j < grads.Count; j++) results[j].narrow(0, start, k).copy_(grads[j]);
         }
-        return buffer?.Result ?? new PerSampleGradients(Name, n, trainable.Zip(results).Select(p => (p.First.Name, p.Second)));
+        return buffer?.Result ?? new PerSampleGradients(Name, n, trainable.Zip(results).Select(p => (p.First.Name,
+            p.Second)));
     }
 
     // One vectorised forward and backward for k samples; returns [k, ...] gradients in `trainable` order.

@@ -42,7 +42,8 @@ public sealed class HookEngine : IPerSampleGradientMethod
     public string Name => "hooks";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss) =>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+        LossFunction loss) =>
         Compute(model, inputs, targets, loss, null);
 
     /// <summary>
@@ -110,7 +111,8 @@ public sealed class HookEngine : IPerSampleGradientMethod
         }
     }
 
-    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners, List<CapturedCall> calls,
+    private Dictionary<string, Tensor> ApplyRules(List<(NamedModule Module, List<string> Trainable)> owners,
+        List<CapturedCall> calls,
         ResultBuffer? buffer)
     {
         var trainableByModule = owners.ToDictionary(o => o.Module.Module, o => o.Trainable);
@@ -119,13 +121,15 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums, Bug == PlantedBug.SharedModuleOverwritten, buffer);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], sums,
+                Bug == PlantedBug.SharedModuleOverwritten, buffer);
             _rules[call.Layer.Module.GetType()](new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, call.OutputGradient), sink);
         }
         return sums;
     }
 
-    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums, bool overwrite,
+    private sealed class Accumulator(NamedModule layer, List<string> trainable, Dictionary<string, Tensor> sums,
+        bool overwrite,
         ResultBuffer? buffer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);

@@ -29,7 +29,8 @@ public static class BatchSums
     public static void Embedding(LayerCall call, ILayerGradientSink sink)
     {
         var width = call.OutputGradient.shape[^1];
-        EmbeddingRule.Compute(call with { Input = call.Input.reshape(1, -1), OutputGradient = call.OutputGradient.reshape(1, -1, width) }, sink);
+        EmbeddingRule.Compute(call with { Input = call.Input.reshape(1, -1),
+            OutputGradient = call.OutputGradient.reshape(1, -1, width) }, sink);
     }
 
     /// <summary>

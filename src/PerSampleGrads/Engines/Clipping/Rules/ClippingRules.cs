@@ -24,5 +24,6 @@ public static class ClippingRules
     };
 
     // A layer with small per-sample gradients: materialised for its norms and for its clipped sum.
-    private static ClippingRule Small(PerSampleRule rule) => new(MaterialisedNorm.Of(rule), rule, BatchSums.Materialised(rule));
+    private static ClippingRule Small(PerSampleRule rule) => new(MaterialisedNorm.Of(rule), rule,
+        BatchSums.Materialised(rule));
 }

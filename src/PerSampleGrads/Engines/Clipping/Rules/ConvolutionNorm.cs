@@ -23,9 +23,11 @@ public static class ConvolutionNorm
         long positions = g.shape[2];
         long perGroupIn = conv.in_channels / geometry.Groups * geometry.KernelElements;
         bool ghost = route == NormRoute.Ghost
-            || route == NormRoute.Auto && GhostNorms.GhostIsCheaper(positions, conv.out_channels / geometry.Groups, perGroupIn);
+            || route == NormRoute.Auto && GhostNorms.GhostIsCheaper(positions, conv.out_channels / geometry.Groups,
+                perGroupIn);
         if (!ghost) return MaterialisedNorm.Compute(ConvolutionRule.Compute, call, sink);
-        if (sink.Wants("weight")) sink.Add("weight", GhostNorms.GroupedColumns(g, geometry.Unfold(call.Input), geometry.Groups));
+        if (sink.Wants("weight")) sink.Add("weight", GhostNorms.GroupedColumns(g, geometry.Unfold(call.Input),
+            geometry.Groups));
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 2).square().sum(dim: 1));
         return NormRoute.Ghost;
     }

@@ -28,7 +28,8 @@ public static class ConvolutionRule
                 GroupedColumnsProductInto(g, columns, geometry.Groups, destination.view(n, conv.out_channels, -1));
                 sink.Add("weight", destination);
             }
-            else sink.Add("weight", GroupedColumnsProduct(g, columns, geometry.Groups).reshape([n, .. conv.weight.shape]));
+            else sink.Add("weight", GroupedColumnsProduct(g, columns, geometry.Groups).reshape([n,
+                .. conv.weight.shape]));
         }
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 2));
     }
