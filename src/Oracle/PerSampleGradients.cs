@@ -13,6 +13,7 @@ public sealed class PerSampleGradients : IDisposable
 {
     private readonly Dictionary<string, Tensor> _byName;
     private readonly List<string> _names;
+    private int _writers;
 
     /// <summary>Takes ownership of <paramref name="gradients"/> (detaching them from any dispose scope).</summary>
     public PerSampleGradients(string method, long batchSize, IEnumerable<(string Name, Tensor Gradient)> gradients)
@@ -56,9 +57,19 @@ public sealed class PerSampleGradients : IDisposable
     /// <summary>Name and gradient pairs in order.</summary>
     public IEnumerable<(string Name, Tensor Gradient)> Entries => _names.Select(n => (n, _byName[n]));
 
+    /// <summary>Whether <see cref="Dispose"/> was called: the tensors are gone.</summary>
+    public bool IsDisposed { get; private set; }
+
+    /// <summary>Marks the result as being written by a call; false when another call is already writing it.</summary>
+    internal bool TryBeginWrite() => Interlocked.CompareExchange(ref _writers, 1, 0) == 0;
+
+    /// <summary>Ends <see cref="TryBeginWrite"/>.</summary>
+    internal void EndWrite() => Interlocked.Exchange(ref _writers, 0);
+
     /// <summary>Releases every tensor.</summary>
     public void Dispose()
     {
+        IsDisposed = true;
         foreach (var t in _byName.Values) t.Dispose();
         _byName.Clear();
         _names.Clear();

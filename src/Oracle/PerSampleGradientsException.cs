@@ -49,6 +49,15 @@ public enum Problem
     ModelFailed,
     /// <summary>The audit recomputed samples with the single-sample oracle and the engine disagreed.</summary>
     AuditFailed,
+    /// <summary>A result handed in for reuse does not fit the call (names, shapes, element type, device,
+    /// layout).</summary>
+    ResultBufferMismatch,
+    /// <summary>A result handed in for reuse was already disposed.</summary>
+    ResultBufferDisposed,
+    /// <summary>A result handed in for reuse is being written by another call that has not returned.</summary>
+    ResultBufferInUse,
+    /// <summary>A clipping bound or noise setting is out of range.</summary>
+    InvalidClipping,
 }
 
 /// <summary>

@@ -1,6 +1,7 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Engines;
+using PerSampleGrads.Engines.Clipping;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Oracle;
@@ -20,15 +21,29 @@ public sealed class BadInputTests
 {
     public BadInputTests() => TestSettings.RequireTorch();
 
-    public static TheoryData<string> Methods => new("oracle", "hooks", "functional");
+    public static TheoryData<string> Methods => new("oracle", "hooks", "functional", "clipping");
 
     private static IPerSampleGradientMethod Method(string name) => name switch
     {
         "oracle" => new PerSampleGradientOracle(),
         "hooks" => new HookEngine(),
         "functional" => new FunctionalEngine(),
+        "clipping" => new ClippingAsMethod(new ClippingOptions()),
         _ => throw new ArgumentException(name),
     };
+
+    // The clipping method behind the per-sample interface, for refusals only: a result would be a test failure.
+    private sealed class ClippingAsMethod(ClippingOptions options) : IPerSampleGradientMethod
+    {
+        public string Name => "clipping";
+
+        public PerSampleGradients Compute(Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+            LossFunction loss)
+        {
+            using var result = new ClippingMethod(options).Compute(model, inputs, targets, loss);
+            throw new InvalidOperationException("The clipping method computed a result instead of refusing the input.");
+        }
+    }
 
     private static Module<Tensor, Tensor> SmallModel() => Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(Linear(4, 3)));
 
@@ -102,6 +117,7 @@ public sealed class BadInputTests
     [Theory]
     [InlineData("hooks")]
     [InlineData("functional")]
+    [InlineData("clipping")]
     public void With_the_fallback_refused_unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
@@ -123,6 +139,8 @@ public sealed class BadInputTests
     [InlineData("functional", "max_norm")]
     [InlineData("hooks", "scale_grad_by_freq")]
     [InlineData("functional", "scale_grad_by_freq")]
+    [InlineData("clipping", "max_norm")]
+    [InlineData("clipping", "scale_grad_by_freq")]
     public void Embedding_options_without_a_per_sample_meaning_are_refused_and_the_table_is_left_as_it_was(string method, string option)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
@@ -176,6 +194,7 @@ public sealed class BadInputTests
         {
             "oracle" => new PerSampleGradientOracle(new OracleOptions { Device = new Device(DeviceType.CUDA, 0), ModelFactory = SmallModel }),
             "hooks" => new HookEngine(new HookEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
+            "clipping" => new ClippingAsMethod(new ClippingOptions { Device = new Device(DeviceType.CUDA, 0) }),
             _ => new FunctionalEngine(new FunctionalEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
         };
         var error = Assert.Throws<PerSampleGradientsException>(() => m.Compute(SmallModel(), randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));

@@ -177,8 +177,9 @@ public static class GradientChecks
         GradientAssert.Agree(labelled, expected, Exact);
     }
 
-    // The gradient of sum_i L_i for the whole batch with one ordinary backward, as a result with N = 1.
-    private static PerSampleGradients BatchGradientOfTheSummedLoss(GradientProblem problem)
+    /// <summary>The gradient of <c>sum_i L_i</c> for the whole batch with one ordinary backward, as a result with
+    /// N = 1.</summary>
+    public static PerSampleGradients BatchGradientOfTheSummedLoss(GradientProblem problem)
     {
         using var scope = NewDisposeScope();
         var trainable = ModelInspection.TrainableParameters(problem.Model);

@@ -45,8 +45,25 @@ public sealed class BenchWorkload : IDisposable
     /// model and input shape (<c>hooks+probe</c>): its cost is the difference to the plain engine row.</summary>
     public const string ProbeSuffix = "+probe";
 
-    /// <summary>The contenders named in <paramref name="methods"/> (<c>plain</c>, <c>hooks</c>, <c>functional</c>,
-    /// <c>oracle</c>, and an engine with <see cref="AuditSuffix"/>).</summary>
+    /// <summary>
+    /// Name of the write floor: plain backward plus writing N x P numbers (the per-sample result's size) into memory
+    /// already touched, the cost no method that materialises per-sample gradients can beat on the machine.
+    /// </summary>
+    public const string WriteFloor = "write floor";
+
+    /// <summary>Suffix of an engine writing into its previous result (<c>hooks+reuse</c>).</summary>
+    public const string ReuseSuffix = "+reuse";
+
+    /// <summary>The clipping bound C the clipping contender runs with (its cost does not depend on C).</summary>
+    public const double ClipBound = 1.0;
+
+    private readonly List<IDisposable> _held = [];
+
+    /// <summary>
+    /// The contenders named in <paramref name="methods"/>: <c>plain</c>, <c>floor</c> (<see cref="WriteFloor"/>),
+    /// <c>hooks</c>, <c>functional</c>, <c>hooks+reuse</c>, <c>functional+reuse</c>, <c>clipping</c>, <c>oracle</c>,
+    /// and an engine with <see cref="AuditSuffix"/> or <see cref="ProbeSuffix"/>.
+    /// </summary>
     public List<BenchContender> Contenders(IEnumerable<string> methods)
     {
         var contenders = new List<BenchContender>();
@@ -55,7 +72,11 @@ public sealed class BenchWorkload : IDisposable
             contenders.Add(method switch
             {
                 "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
+                "floor" => WriteFloorContender(),
                 "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
+                EngineCatalogue.Clipping => ClippingContender(),
+                _ when method.EndsWith(ReuseSuffix, StringComparison.Ordinal) => Reusing(method,
+                    method[..^ReuseSuffix.Length]),
                 _ when method.EndsWith(ProbeSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
                     method[..^ProbeSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize),
                     before: () => Engines.Probing.SampleSeparationProbe.Forget(_model)),
@@ -65,6 +86,62 @@ public sealed class BenchWorkload : IDisposable
             });
         }
         return contenders;
+    }
+
+    // Plain backward, then N x P numbers written into a buffer touched once when it was made.
+    private BenchContender WriteFloorContender()
+    {
+        long count = _inputs.shape[0] * ModelInspection.TrainableParameters(_model).Sum(p => p.Parameter.numel());
+        var buffer = zeros(count, dtype: _settings.DType, device: _settings.Device).DetachFromDisposeScope();
+        _held.Add(buffer);
+        return new BenchContender(WriteFloor, () =>
+        {
+            PlainBackwardStep();
+            buffer.fill_(1.0);
+        });
+    }
+
+    // The engine writing into its previous result; the first (warm-up) call allocates it.
+    private BenchContender Reusing(string name, string engine)
+    {
+        PerSampleGradients? previous = null;
+        var method = EngineCatalogue.Create(engine, _settings.Device, _settings.Tf32Mode, _chunkSize);
+        _held.Add(new Releaser(() => previous?.Dispose()));
+        return new BenchContender(name, () =>
+        {
+            previous = method switch
+            {
+                Engines.Hooks.HookEngine hooks => hooks.Compute(_model, _inputs, _targets, _settings.Loss, previous),
+                Engines.Functional.FunctionalEngine functional => functional.Compute(_model, _inputs, _targets,
+                    _settings.Loss, previous),
+                _ => throw new ArgumentException($"Engine '{engine}' cannot reuse its result."),
+            };
+        });
+    }
+
+    private BenchContender ClippingContender()
+    {
+        var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
+            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode });
+        return new BenchContender(EngineCatalogue.Clipping, () =>
+        {
+            using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
+        });
+    }
+
+    /// <summary>One more call of the clipping method with each phase timed (device synchronised): where its time
+    /// goes.</summary>
+    public IReadOnlyDictionary<string, double> ClippingPhases()
+    {
+        var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
+            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode, MeasurePhases = true });
+        using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
+        return result.PhaseMilliseconds;
+    }
+
+    private sealed class Releaser(Action release) : IDisposable
+    {
+        public void Dispose() => release();
     }
 
     private BenchContender Method(string name, IPerSampleGradientMethod method, Action? before = null) => new(name, () =>
@@ -86,6 +163,7 @@ public sealed class BenchWorkload : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        foreach (var held in _held) held.Dispose();
         _model.Dispose();
         _inputs.Dispose();
         _targets.Dispose();

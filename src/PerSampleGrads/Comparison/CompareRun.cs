@@ -18,10 +18,15 @@ namespace PerSampleGrads.Comparison;
 /// <param name="DType">Element type of the engines.</param>
 /// <param name="Tf32">Whether float32 products may use TF32 (CUDA only).</param>
 /// <param name="Loss">Loss and reduction.</param>
-/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>).</param>
+/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping
+/// method.</param>
+/// <param name="ClipBound">C for the clipping method; null: the median of the oracle's per-sample norms.</param>
 public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType, bool Tf32,
-    LossFunction Loss, IReadOnlyList<string> Engines)
+    LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
 {
+    /// <summary>The per-sample engines among <see cref="Engines"/> (those of <see cref="EngineCatalogue"/>).</summary>
+    public IReadOnlyList<string> PerSampleEngines => Engines.Where(EngineCatalogue.Names.Contains).ToList();
+
     /// <summary>The arithmetic the engines use.</summary>
     public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA ? PrecisionMode.Tf32 : PrecisionMode.Ieee;
 
@@ -46,8 +51,9 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// <param name="Engines">Each engine's outcome.</param>
 /// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
 /// <param name="PyTorch">The cross-check against PyTorch, when asked for.</param>
+/// <param name="ClipBound">The bound C the clipping method ran with, when it ran.</param>
 public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed, IReadOnlyList<EngineOutcome> Engines,
-    IReadOnlyList<(string Name, long[] Shape)> Parameters, PyTorchCrossCheck? PyTorch = null)
+    IReadOnlyList<(string Name, long[] Shape)> Parameters, PyTorchCrossCheck? PyTorch = null, double? ClipBound = null)
 {
     /// <summary>Every engine within tolerance (and, when PyTorch was asked, every PyTorch method that ran).</summary>
     public bool Passed => Engines.All(e => e.Comparison.Passed) && (PyTorch?.Passed ?? true);
@@ -80,7 +86,7 @@ public static class CompareRun
             $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss, pytorch with { Architecture = settings.Model.Name });
         var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
-        foreach (var name in settings.Engines)
+        foreach (var name in settings.PerSampleEngines)
         {
             AuditReport? audit;
             using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
@@ -95,16 +101,52 @@ public static class CompareRun
             kept.Add(result);
             outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, audit));
         }
+        double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
+            ? settings.ClipBound ?? MedianNorm(oracle)
+            : null;
+        if (bound is { } c) outcomes.AddRange(Clipping(settings, c, model, x, y, oracle));
         try
         {
             var crossCheck = reference is null ? null : PyTorchCrossCheck.Compare(reference, oracle, kept, tolerance);
             var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
-            return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck);
+            return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck, bound);
         }
         finally
         {
             foreach (var result in kept) result.Dispose();
         }
+    }
+
+    /// <summary>Row names of the clipping method's two comparisons: its norms and its clipped sums.</summary>
+    public const string ClippingNorms = "clipping-norms", ClippingSums = "clipping-sums";
+
+    // The clipping method (second call timed) against the definition on the float64 oracle: two rows.
+    private static List<EngineOutcome> Clipping(CompareSettings settings, double bound, nn.Module<Tensor, Tensor> model,
+        Tensor x, Tensor y, PerSampleGradients oracle)
+    {
+        using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);
+        var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
+            { ClipBound = bound, Device = settings.Device, Tf32 = settings.Tf32Mode });
+        method.Compute(model, x, y, settings.Loss).Dispose();
+        Synchronize(settings.Device);
+        var stopwatch = Stopwatch.StartNew();
+        using var actual = method.Compute(model, x, y, settings.Loss);
+        Synchronize(settings.Device);
+        var elapsed = stopwatch.Elapsed;
+        var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(settings.DType,
+            settings.Precision));
+        return [new EngineOutcome(ClippingNorms, comparison.Norms, elapsed), new EngineOutcome(ClippingSums,
+            comparison.ClippedSums, elapsed)];
+    }
+
+    /// <summary>The median of the per-sample gradient norms of <paramref name="perSample"/> (1 when they are all
+    /// 0).</summary>
+    public static double MedianNorm(PerSampleGradients perSample)
+    {
+        using var definition = ClippedGradients.FromPerSampleGradients(perSample, double.PositiveInfinity);
+        using var scope = NewDisposeScope();
+        double median = definition.Norms.to(ScalarType.Float64).median().item<double>();
+        return median > 0 ? median : 1.0;
     }
 
     /// <summary>The zoo model in <paramref name="dtype"/> on the settings' device.</summary>

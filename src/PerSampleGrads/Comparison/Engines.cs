@@ -10,6 +10,9 @@ public static class EngineCatalogue
     /// <summary>Every engine name.</summary>
     public static IReadOnlyList<string> Names { get; } = ["hooks", "functional"];
 
+    /// <summary>The clipping method's name (norms and clipped sums, not per-sample gradients).</summary>
+    public const string Clipping = "clipping";
+
     /// <summary>Creates the engine <paramref name="name"/> computing on <paramref name="device"/> with
     /// <paramref name="tf32"/>, auditing <paramref name="auditSamples"/> samples per call.</summary>
     public static IPerSampleGradientMethod Create(string name, Device device, Tf32Mode tf32, int? chunkSize = null,

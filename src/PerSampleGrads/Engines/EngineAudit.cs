@@ -12,9 +12,10 @@ namespace PerSampleGrads.Engines;
 /// </summary>
 internal static class EngineAudit
 {
-    /// <summary>The result with its audit attached; disposed when the audit fails or cannot run.</summary>
+    /// <summary>The result with its audit attached; disposed when the audit fails or cannot run, unless it is the
+    /// caller's reused result (<paramref name="disposeOnFailure"/> false).</summary>
     public static PerSampleGradients Attached(PerSampleGradients result, nn.Module<Tensor, Tensor> model, Tensor x,
-        Tensor y, LossFunction loss, EngineOptions options, bool neverCompare)
+        Tensor y, LossFunction loss, EngineOptions options, bool neverCompare, bool disposeOnFailure)
     {
         try
         {
@@ -23,7 +24,7 @@ internal static class EngineAudit
         }
         catch
         {
-            result.Dispose();
+            if (disposeOnFailure) result.Dispose();
             throw;
         }
     }

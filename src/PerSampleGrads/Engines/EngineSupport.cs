@@ -90,7 +90,7 @@ internal sealed class PreparedCall : IDisposable
             (x, y) = (access.Admit(x), access.Admit(y));
             BatchValidator.Validate(model, x, y, loss);
             var owners = EngineSupport.CheckSupported(model, capabilities.Layers, capabilities.Engine,
-                options.UnsupportedLayers);
+                capabilities.RerunsUnsupportedLayers ? options.UnsupportedLayers : UnsupportedLayerPolicy.Refuse);
             if (capabilities.RefusesUserHooks) EngineSupport.RefuseUserHooks(owners, access, capabilities.Engine);
             var groups = ModelInspection.TrainableParameterGroups(model);
             var guard = ModelStateGuard.Capture(model);
@@ -126,7 +126,12 @@ internal sealed class PreparedCall : IDisposable
 /// <param name="Layers">Layer types it has a rule for.</param>
 /// <param name="RefusesUserHooks">Whether hooks the caller registered on a trainable layer stop it (the functional
 /// engine replaces the layer's computation, so such hooks would see a stand-in batch).</param>
-internal sealed record EngineCapabilities(string Engine, IReadOnlyCollection<Type> Layers, bool RefusesUserHooks);
+/// <param name="RerunsUnsupportedLayers">Whether it can take modules without a rule through the per-sample rerun
+/// fallback (when the options allow it).</param>
+/// <param name="SamplesFirstOnly">Whether it needs every trainable layer's input with the samples in dimension 0 and
+/// every parameter tensor used by one module only (the clipping method's norms are per module).</param>
+internal sealed record EngineCapabilities(string Engine, IReadOnlyCollection<Type> Layers, bool RefusesUserHooks,
+    bool RerunsUnsupportedLayers = true, bool SamplesFirstOnly = false);
 
 /// <summary>What both engines do before and after computing: placement, the per-layer checks, the result.</summary>
 internal static class EngineSupport
@@ -209,6 +214,11 @@ internal static class EngineSupport
         foreach (var (named, _) in owners)
         {
             var axis = layout.InputAxis(named.Module);
+            if (capabilities.SamplesFirstOnly && axis != SampleAxis.First)
+                throw new PerSampleGradientsException(Problem.BatchLayout,
+                    $"Module '{named.Display}' ({named.Module.GetType().Name}) receives its input with the {axis}: " +
+                    $"the {capabilities.Engine} method needs the samples in dimension 0 of every trainable layer's " +
+                    "input. Use the hook or functional engine, or move the samples to dimension 0.");
             if (axis.IsShared || axis.Dimension == 0 || PositionWise.Contains(named.Module.GetType())) continue;
             throw new PerSampleGradientsException(Problem.BatchLayout,
                 $"Module '{named.Display}' ({named.Module.GetType().Name}) receives its input with the {axis}, but " +

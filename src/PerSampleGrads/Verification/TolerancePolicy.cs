@@ -59,6 +59,14 @@ public sealed record Tolerance(double Relative, double ScaleFloor, string Reason
 /// </remarks>
 public static class TolerancePolicy
 {
+    /// <summary>
+    /// Standard errors a statistical test accepts between a measured mean or variance and its expected value: 5, a
+    /// two-sided false-alarm probability of 5.7e-7 per check for a normal estimate, while a wrong noise scale (sigma
+    /// instead of sigma * C, a missing or doubled draw) moves the estimate by hundreds of standard errors at the sample
+    /// sizes the tests use.
+    /// </summary>
+    public const double StandardScore = 5.0;
+
     /// <summary>The tolerance for results computed in <paramref name="dtype"/> with <paramref name="precision"/>.</summary>
     public static Tolerance ToleranceFor(ScalarType dtype, PrecisionMode precision = PrecisionMode.Ieee) => (dtype, precision) switch
     {

@@ -16,9 +16,11 @@ internal static class BenchCommand
 {
     private static readonly string[] Methods =
     [
-        "plain", "hooks", "functional", "oracle", "hooks+audit", "functional+audit", "hooks+probe", "functional+probe",
+        "plain", "floor", "hooks", "functional", "hooks+reuse", "functional+reuse", "clipping", "oracle",
+        "hooks+audit", "functional+audit", "hooks+probe", "functional+probe",
     ];
-    private static readonly string[] DefaultMethods = ["plain", "hooks", "functional", "oracle"];
+    private static readonly string[] DefaultMethods =
+        ["plain", "floor", "hooks", "functional", "hooks+reuse", "functional+reuse", "clipping", "oracle"];
 
     public static Command Create()
     {
@@ -31,7 +33,11 @@ internal static class BenchCommand
         var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.", DefaultValueFactory = _ => 2 };
         var methods = new Option<string>("--methods")
         {
-            Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched forward and backward, the denominator of the ratios).",
+            Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched "
+                + "forward and backward, the denominator of the ratios; floor = plain plus writing N x P numbers into "
+                + "memory already touched; +reuse = the engine writing into its previous result; clipping = norms "
+                + $"and clipped sums, C = {BenchWorkload.ClipBound}; +audit = the engine auditing one sample; +probe "
+                + "= the engine's sample-separation probe run on every call).",
             DefaultValueFactory = _ => string.Join(",", DefaultMethods),
         };
         var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
@@ -53,9 +59,15 @@ internal static class BenchCommand
             DefaultValueFactory = _ => 0.10,
         };
 
+        var clock = new Option<string>("--clock")
+        {
+            Description = "wall: elapsed time (default); cpu: the process's CPU time, all threads and page faults included (about threads x wall time; with --threads 1 hardly inflated by other processes on a shared machine; Linux CPU only).",
+            DefaultValueFactory = _ => "wall",
+        }.AcceptOnlyFromAmong("wall", "cpu");
+
         var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
         {
-            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json, baseline, minEffect,
+            batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json, baseline, minEffect, clock,
         };
         workload.AddTo(command);
         command.SetAction(parse =>
@@ -92,7 +104,9 @@ internal static class BenchCommand
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForBench(template, sizes.Max());
             var criteria = new BaselineCriteria(MinimumEffect: effect);
-            return Run(template, sizes, contenders, w, r, chunk, withPyTorch, jsonFile, reference, criteria);
+            var benchClock = parse.GetValue(clock) == "cpu" ? BenchClock.ProcessCpu : BenchClock.Wall;
+            return Run(template, sizes, contenders, w, r, chunk, withPyTorch, jsonFile, reference, criteria,
+                benchClock);
         });
         return command;
     }
@@ -107,7 +121,8 @@ internal static class BenchCommand
     }
 
     private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
-        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria)
+        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria,
+        BenchClock clock)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
@@ -118,11 +133,13 @@ internal static class BenchCommand
         {
             var settings = template with { BatchSize = n };
             List<BenchTiming> timings = null!;
+            IReadOnlyDictionary<string, double>? phases = null;
             Quiet.Status($"N = {n}: warming up", status =>
             {
                 using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
-                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"));
+                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"), clock: clock);
+                if (methods.Contains(EngineCatalogue.Clipping)) phases = workload.ClippingPhases();
             });
             PyTorchTimings? peers = null;
             if (withPyTorch)
@@ -136,8 +153,12 @@ internal static class BenchCommand
                         new PyTorchReferenceOptions { Architecture = settings.Model.Name, Timeout = TimeSpan.FromHours(2) });
                 });
             }
-            results.Add(new BenchReport.SizeResult(n, timings, peers));
+            results.Add(new BenchReport.SizeResult(n, timings, peers, phases));
             AnsiConsole.Write(Table(settings, timings));
+            if (clock == BenchClock.ProcessCpu) AnsiConsole.MarkupLine("Times are the process's CPU time (all threads), not wall time.");
+            if (phases is not null)
+                AnsiConsole.MarkupLine(Markup.Escape("clipping, one call by phase: "
+                    + string.Join(", ", phases.Select(p => $"{p.Key} {CompareCommand.Ms(p.Value)}"))));
             if (peers is not null) AnsiConsole.Write(PeersTable(peers, timings));
             if (baseline is not null)
             {
@@ -148,7 +169,9 @@ internal static class BenchCommand
         }
         if (json is not null)
         {
-            BenchReport.Write(json, template, machine, warmUp, repeats, chunkSize, results);
+            BenchReport.Write(json, template, machine + (clock == BenchClock.ProcessCpu
+                ? "; times are process CPU time (all threads)" : ""),
+                warmUp, repeats, chunkSize, results);
             AnsiConsole.MarkupLine($"Figures: {Markup.Escape(json.FullName)}");
         }
         if (baseline is null) return ExitCodes.Agree;
@@ -229,14 +252,17 @@ internal static class BenchCommand
     private static Table Table(CompareSettings settings, List<BenchTiming> timings)
     {
         var plain = timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+        var floor = timings.FirstOrDefault(t => t.Name == BenchWorkload.WriteFloor);
         var table = new Table().Title($"{settings.Model.Name}, N = {settings.BatchSize}")
-            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "peak memory");
+            .AddColumns("contender", "median", "min", "max", "spread (IQR)", "× plain backward", "× write floor",
+                "peak memory");
         foreach (var t in timings)
         {
             table.AddRow(
                 Markup.Escape(t.Name), CompareCommand.Ms(t.Median), CompareCommand.Ms(t.Min), CompareCommand.Ms(t.Max),
                 t.RelativeSpread.ToString("0%", CultureInfo.InvariantCulture),
                 plain is null ? "-" : (t.Median / plain.Median).ToString("0.00", CultureInfo.InvariantCulture),
+                floor is null ? "-" : (t.Median / floor.Median).ToString("0.00", CultureInfo.InvariantCulture),
                 t.PeakBytes is { } b ? $"{b / 1048576.0:0.0} MiB" : PeakMemory.NotMeasuredReason(settings.Device));
         }
         return table;

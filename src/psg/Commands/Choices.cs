@@ -136,4 +136,6 @@ internal static class Choices
     }
 
     public static IReadOnlyList<string> EngineNames => EngineCatalogue.Names;
+
+    public static IReadOnlyList<string> CompareNames { get; } = [.. EngineCatalogue.Names, EngineCatalogue.Clipping];
 }

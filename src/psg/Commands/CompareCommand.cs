@@ -18,9 +18,10 @@ internal static class CompareCommand
         var batchSize = new Option<long>("--batch-size", "-n") { Description = "N, the number of samples.", DefaultValueFactory = _ => 8 };
         var engines = new Option<string>("--engines")
         {
-            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.EngineNames)}.",
-            DefaultValueFactory = _ => string.Join(",", Choices.EngineNames),
+            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.CompareNames)} (clipping: the norms and clipped sums of the clipping method, against the definition on the oracle).",
+            DefaultValueFactory = _ => string.Join(",", Choices.CompareNames),
         };
+        var clipBound = new Option<double?>("--clip-bound") { Description = "C for the clipping method (default: the median of the oracle's per-sample gradient norms, so that about half the samples are clipped)." };
         var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.json, report.md and one PNG plot per engine into this folder." };
         var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
         var reference = new Option<string?>("--reference")
@@ -30,14 +31,17 @@ internal static class CompareCommand
 
         var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
-            batchSize, engines, report, diagnose, reference,
+            batchSize, engines, clipBound, report, diagnose, reference,
         };
         workload.AddTo(command);
         command.SetAction(parse =>
         {
             long n = parse.GetValue(batchSize);
             if (n < 1) throw new UsageException($"--batch-size must be at least 1, got {n}.");
-            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine"));
+            var bound = parse.GetValue(clipBound);
+            if (bound is { } c && !(c > 0)) throw new UsageException($"--clip-bound must be positive, got {c}.");
+            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames,
+                "engine")) with { ClipBound = bound };
             bool withPyTorch = parse.GetValue(reference) == "pytorch";
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForCompare(settings, withPyTorch);
@@ -67,6 +71,8 @@ internal static class CompareCommand
             });
 
         AnsiConsole.Write(ResultTable(outcome));
+        if (outcome.ClipBound is { } bound)
+            AnsiConsole.MarkupLine($"clipping: C = {bound.ToString("0.####e0", CultureInfo.InvariantCulture)}; its norms (total and per parameter) and clipped sums against the definition on the float64 oracle.");
         if (outcome.PyTorch is { } crossCheck) AnsiConsole.Write(CrossCheckTable(crossCheck));
         PrecisionDiagnosis? diagnosis = null;
         if (diagnose)

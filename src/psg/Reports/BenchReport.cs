@@ -10,7 +10,8 @@ namespace PerSampleGrads.Cli.Reports;
 /// <summary>Benchmark figures as JSON.</summary>
 internal static class BenchReport
 {
-    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers);
+    public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers,
+        IReadOnlyDictionary<string, double>? ClippingPhasesMs = null);
 
     public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, int? chunkSize, IReadOnlyList<SizeResult> results)
     {
@@ -29,9 +30,11 @@ internal static class BenchReport
             sizes = results.Select(r =>
             {
                 var plain = r.Timings.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
+                var floor = r.Timings.FirstOrDefault(t => t.Name == BenchWorkload.WriteFloor);
                 return new
                 {
                     batchSize = r.BatchSize,
+                    clippingPhasesMs = r.ClippingPhasesMs,
                     contenders = r.Timings.Select(t => new
                     {
                         name = t.Name,
@@ -40,6 +43,7 @@ internal static class BenchReport
                         maxMs = t.Max,
                         relativeSpread = t.RelativeSpread,
                         ratioToPlainBackward = plain is null ? (double?)null : t.Median / plain.Median,
+                        ratioToWriteFloor = floor is null ? (double?)null : t.Median / floor.Median,
                         peakBytes = t.PeakBytes,
                         samplesMs = t.Milliseconds,
                     }),

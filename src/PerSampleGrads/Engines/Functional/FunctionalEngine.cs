@@ -55,7 +55,19 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     public string Name => "functional";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+        LossFunction loss) =>
+        Compute(model, inputs, targets, loss, null);
+
+    /// <summary>
+    /// Computes per-sample gradients into <paramref name="into"/>, an earlier result of the same model and batch size,
+    /// and returns it (see <see cref="ResultBuffer"/> for the lifetime rules). Autograd still allocates each chunk's
+    /// gradients; they are copied into <paramref name="into"/>, so a small <see
+    /// cref="FunctionalEngineOptions.ChunkSize"/>
+    /// keeps those temporaries small enough for the heap to reuse.
+    /// </summary>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
+        PerSampleGradients? into)
     {
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
@@ -65,16 +77,20 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         var (x, y) = (prepared.Inputs, prepared.Targets);
         long n = x.shape[0];
         long chunk = Math.Min(_options.ChunkSize ?? n, n);
+        using var buffer = into is null ? null
+            : ResultBuffer.Lease(into, ModelInspection.TrainableParameters(model), n, Name);
 
         PerSampleGradients result;
-        if (chunk == n)
+        if (chunk == n && buffer is null)
         {
             var grads = ModelAccess.Guard(Name, () => RunChunk(model, x, y, loss, prepared));
             result = EngineSupport.Result(Name, n, prepared.Groups, g => grads[g]);
         }
         else
         {
-            var results = prepared.Groups.ToDictionary(g => g, g => ModelInspection.PerSampleZeros(g.Parameter, n));
+            var results = prepared.Groups.ToDictionary(g => g, g => buffer is null
+                ? ModelInspection.PerSampleZeros(g.Parameter, n)
+                : buffer[g.Names[0]]);
             for (long start = 0; start < n; start += chunk)
             {
                 long k = Math.Min(chunk, n - start);
@@ -84,9 +100,10 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
                 using (no_grad())
                     foreach (var group in prepared.Groups) results[group].narrow(0, start, k).copy_(grads[group]);
             }
-            result = EngineSupport.Result(Name, n, prepared.Groups, g => results[g]);
+            result = buffer?.Result ?? EngineSupport.Result(Name, n, prepared.Groups, g => results[g]);
         }
-        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
+        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares,
+            disposeOnFailure: buffer is null);
     }
 
     // One vectorised forward and backward for k samples; returns each distinct parameter's [k, ...] gradient. The

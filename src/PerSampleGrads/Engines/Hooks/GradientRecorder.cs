@@ -15,8 +15,14 @@ internal sealed class CapturedCall(NamedModule layer, SampleAxis axis, Tensor in
     public Tensor? OutputGradient { get; private set; }
 
     // Runs inside the autograd engine: must not throw. A detached handle shares the gradient's storage, which keeps
-    // autograd from accumulating into it in place.
-    public void Record(Tensor gradient) => OutputGradient = gradient.detach().DetachFromDisposeScope();
+    // autograd from accumulating into it in place. A second backward through the same graph (the clipping method's)
+    // replaces the first gradient.
+    public void Record(Tensor gradient)
+    {
+        var previous = OutputGradient;
+        OutputGradient = gradient.detach().DetachFromDisposeScope();
+        previous?.Dispose();
+    }
 
     public void Dispose()
     {

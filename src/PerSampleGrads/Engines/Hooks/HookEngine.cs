@@ -21,7 +21,7 @@ public sealed record HookEngineOptions : EngineOptions;
 /// <para>A layer called several times in one forward (weight sharing) accumulates the contributions of every call,
 /// and a parameter tensor used by several layers (weight tying) gets the sum of every use under each of its names.
 /// Only modules that directly own trainable parameters are hooked, so nested modules are never counted twice. Hooks
-/// exist only during <see cref="Compute"/> and are removed also when it throws. Where a layer's input keeps the
+/// exist only during <c>Compute</c> and are removed also when it throws. Where a layer's input keeps the
 /// samples is found by the sample-separation probe (<see cref="Probing.SampleLayout"/>); a parameter used where no
 /// hook sees it (a child invoked with <c>forward()</c>) is refused, never silently missed.</para>
 /// <para>Memory: the captured inputs (views of tensors autograd keeps anyway), one output gradient per layer call,
@@ -45,7 +45,17 @@ public sealed class HookEngine : IPerSampleGradientMethod
     public string Name => "hooks";
 
     /// <inheritdoc/>
-    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss)
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+        LossFunction loss) =>
+        Compute(model, inputs, targets, loss, null);
+
+    /// <summary>
+    /// Computes per-sample gradients into <paramref name="into"/>, an earlier result of the same model and batch size,
+    /// and returns it: repeated calls then write into memory already touched (see <see cref="ResultBuffer"/> for the
+    /// lifetime rules). The convolution and linear rules write their products straight into it.
+    /// </summary>
+    public PerSampleGradients Compute(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets, LossFunction loss,
+        PerSampleGradients? into)
     {
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
@@ -53,19 +63,24 @@ public sealed class HookEngine : IPerSampleGradientMethod
         using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
             ? no_grad() : null;
         var (x, y) = (prepared.Inputs, prepared.Targets);
+        using var buffer = into is null ? null
+            : ResultBuffer.Lease(into, ModelInspection.TrainableParameters(model), x.shape[0], Name);
         var calls = new List<CapturedCall>();
         PerSampleGradients result;
         try
         {
             ModelAccess.Guard(Name, () => Capture(model, x, y, loss, prepared, calls));
-            var sums = ApplyRules(prepared, calls);
-            result = EngineSupport.Result(Name, x.shape[0], prepared.Groups, g => sums.GetValueOrDefault(g));
+            var sums = ApplyRules(prepared, calls, buffer);
+            if (buffer is not null) buffer.ZeroUnwritten();
+            result = buffer?.Result
+                ?? EngineSupport.Result(Name, x.shape[0], prepared.Groups, g => sums.GetValueOrDefault(g));
         }
         finally
         {
             foreach (var call in calls) call.Dispose();
         }
-        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares);
+        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares,
+            disposeOnFailure: buffer is null);
     }
 
     // One forward with hooks, one backward that reaches every recorder. While a layer runs, its own parameters do
@@ -119,7 +134,8 @@ public sealed class HookEngine : IPerSampleGradientMethod
         }
     }
 
-    private Dictionary<ParameterGroup, Tensor> ApplyRules(PreparedCall prepared, List<CapturedCall> calls)
+    private Dictionary<ParameterGroup, Tensor> ApplyRules(PreparedCall prepared, List<CapturedCall> calls,
+        ResultBuffer? buffer)
     {
         var trainableByModule = new Dictionary<nn.Module, List<string>>(ReferenceEqualityComparer.Instance);
         foreach (var (named, trainable) in prepared.Owners) trainableByModule[named.Module] = trainable;
@@ -130,7 +146,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug, buffer);
             var gradient = call.OutputGradient.movedim([call.Axis.Dimension], [0]);
             Rule(call.Layer.Module)(
                 new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, gradient), sink);
@@ -142,18 +158,36 @@ public sealed class HookEngine : IPerSampleGradientMethod
     private PerSampleRule Rule(nn.Module layer) =>
         _rules.TryGetValue(layer.GetType(), out var rule) ? rule : PerSampleRerunRule.Compute;
 
+    // Sums per distinct parameter tensor (a tied one collects every module's share), into the caller's buffer when
+    // one was handed in (under the tensor's first name; its other names are views of the same memory).
     private sealed class Accumulator(NamedModule layer, List<string> trainable,
         Dictionary<ParameterIdentity, ParameterGroup> groupOf, Dictionary<ParameterGroup, Tensor> sums,
-        PlantedBug bug) : ILayerGradientSink
+        PlantedBug bug, ResultBuffer? buffer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
+        // The caller's buffer, the first time this parameter is written in the call; later calls of the layer add.
+        public Tensor? Destination(string parameter)
+        {
+            if (buffer is null) return null;
+            var name = GroupOf(parameter).Names[0];
+            return buffer.IsWritten(name) ? null : buffer[name];
+        }
+
+        private ParameterGroup GroupOf(string parameter) =>
+            groupOf[ParameterIdentity.Of(layer.Module.get_parameter(parameter)!)];
+
         public void Add(string parameter, Tensor perSampleGradient)
         {
-            var group = groupOf[ParameterIdentity.Of(layer.Module.get_parameter(parameter)!)];
+            var group = GroupOf(parameter);
             if (bug == PlantedBug.TiedParameterCountedOnce && group.Names[0] != layer.Qualify(parameter)) return;
-            if (bug != PlantedBug.SharedModuleOverwritten && sums.TryGetValue(group, out var sum))
-                sum.add_(perSampleGradient);
+            bool overwrite = bug == PlantedBug.SharedModuleOverwritten;
+            if (buffer is not null)
+            {
+                buffer.Write(group.Names, perSampleGradient, overwrite);
+                return;
+            }
+            if (!overwrite && sums.TryGetValue(group, out var sum)) sum.add_(perSampleGradient);
             else sums[group] = perSampleGradient;
         }
     }

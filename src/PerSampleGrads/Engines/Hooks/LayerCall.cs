@@ -19,6 +19,12 @@ public interface ILayerGradientSink
 
     /// <summary>Adds <c>[N, ...parameter shape]</c> per-sample gradients; several calls of one layer accumulate.</summary>
     void Add(string parameter, Tensor perSampleGradient);
+
+    /// <summary>
+    /// A contiguous <c>[N, ...parameter shape]</c> tensor the rule may write its per-sample gradient into (then pass
+    /// that same tensor to <see cref="Add"/>), or null: write a fresh tensor. Offered when the caller reuses a result.
+    /// </summary>
+    Tensor? Destination(string parameter) => null;
 }
 
 /// <summary>

@@ -23,7 +23,13 @@ public static class ConvolutionRule
         if (sink.Wants("weight"))
         {
             var columns = geometry.Unfold(call.Input);
-            sink.Add("weight", GroupedColumnsProduct(g, columns, geometry.Groups).reshape([n, .. conv.weight.shape]));
+            if (sink.Destination("weight") is { } destination && WorthWritingInPlace(destination))
+            {
+                GroupedColumnsProductInto(g, columns, geometry.Groups, destination.view(n, conv.out_channels, -1));
+                sink.Add("weight", destination);
+            }
+            else sink.Add("weight", GroupedColumnsProduct(g, columns, geometry.Groups).reshape([n,
+                .. conv.weight.shape]));
         }
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 2));
     }

@@ -12,7 +12,16 @@ public static class LinearRule
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var g = FlattenPositions(call.OutputGradient);
-        if (sink.Wants("weight")) sink.Add("weight", SumOfOuterProducts(g, FlattenPositions(call.Input)));
+        if (sink.Wants("weight"))
+        {
+            var x = FlattenPositions(call.Input);
+            if (sink.Destination("weight") is { } destination && WorthWritingInPlace(destination))
+            {
+                SumOfOuterProductsInto(g, x, destination);
+                sink.Add("weight", destination);
+            }
+            else sink.Add("weight", SumOfOuterProducts(g, x));
+        }
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 1));
     }
 }
