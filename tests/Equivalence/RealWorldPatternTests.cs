@@ -351,4 +351,38 @@ public sealed class RealWorldPatternTests
         var error = Assert.Throws<PerSampleGradientsException>(() => engine.Compute(model, x, y, Loss));
         Assert.Equal(Problem.AuditFailed, error.Problem);
     }
+
+    public static TheoryData<string, Problem> ClippingRefusals => new()
+    {
+        { "tied", Problem.UnsupportedLayers },
+        { "sequence-first", Problem.BatchLayout },
+        { "shared ids", Problem.BatchLayout },
+        { "forward() child", Problem.LayerBypassesHooks },
+        { "mixing", Problem.SampleMixing },
+    };
+
+    [Theory, MemberData(nameof(ClippingRefusals))]
+    public void The_clipping_method_refuses_patterns_its_per_module_norms_cannot_attribute(string pattern,
+        Problem problem)
+    {
+        var (model, x, y) = pattern switch
+        {
+            "tied" => (PatternModels.TiedEmbeddingClassifier(), Tokens(4, 3, 7).Inputs, Tokens(4, 3, 7).Targets),
+            "sequence-first" => (PatternModels.SequenceFirst(), randn(3, 4, 4), randint(0, 3, [3])),
+            "shared ids" => (PatternModels.PositionEmbeddings(9, 4, unitBatch: true), Tokens(4, 4, 9).Inputs,
+                Tokens(4, 4, 9).Targets),
+            "forward() child" => (PatternModels.ChildCalledWithForward(always: true), Features(4, 4,
+                ScalarType.Float32).Inputs, Features(4, 4, ScalarType.Float32).Targets),
+            _ => (PatternModels.BatchCentring(afterLastLayer: false), Features(5, 4, ScalarType.Float32).Inputs,
+                Features(5, 4, ScalarType.Float32).Targets),
+        };
+        using (model)
+        {
+            using var snapshot = new ModelSnapshot(model, x);
+            var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions { ClipBound = 1 });
+            var error = Assert.Throws<PerSampleGradientsException>(() => method.Compute(model, x, y, Loss));
+            Assert.Equal(problem, error.Problem);
+            Assert.Empty(snapshot.Differences());
+        }
+    }
 }

@@ -20,32 +20,32 @@ public sealed class ClippingProperties
 
     public ClippingProperties() => TestSettings.RequireTorch();
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property Float32_norms_and_clipped_sums_match_the_definition_on_the_float64_oracle(Float32CaseSpec c) =>
         EngineProperties.Classified(() => ClippingChecks.MatchesTheDefinition(ClippingChecks.Shipped, c.Case,
             ScalarType.Float32), c.Case);
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property Float64_norms_and_clipped_sums_match_the_definition_on_the_float64_oracle(CaseSpec c) =>
         EngineProperties.Classified(() => ClippingChecks.MatchesTheDefinition(ClippingChecks.Shipped, c,
             ScalarType.Float64), c);
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property An_infinite_bound_gives_the_batch_gradient_of_the_summed_loss(CaseSpec c) =>
         EngineProperties.Classified(() => ClippingChecks.InfiniteBoundGivesThePlainSumGradient(ClippingChecks.Shipped,
             c), c);
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property Permuting_the_batch_permutes_the_norms_and_keeps_the_clipped_sum(CaseSpec c) =>
         EngineProperties.Classified(() => ClippingChecks.PermutingTheBatchPermutesTheNorms(ClippingChecks.Shipped, c),
             c);
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property Duplicating_a_sample_appends_its_norms_and_adds_its_clipped_gradient(CaseSpec c) =>
         EngineProperties.Classified(()
             => ClippingChecks.DuplicatingASampleAddsItsClippedGradient(ClippingChecks.Shipped, c), c);
 
-    [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
+    [Property(Arbitrary = [typeof(ClippingArbitraries)], MaxTest = Runs)]
     public Property Per_parameter_norms_combine_into_the_total_norm(CaseSpec c) =>
         EngineProperties.Classified(() => ClippingChecks.PerParameterNormsCombineIntoTheTotal(ClippingChecks.Shipped,
             c), c);

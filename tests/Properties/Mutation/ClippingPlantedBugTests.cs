@@ -19,8 +19,8 @@ public sealed class ClippingPlantedBugTests(ITestOutputHelper output)
     /// <summary>Generated cases per property and mutant.</summary>
     public const int CasesPerProperty = 25;
 
-    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.CaseSpec> Cases = Arb.From(Arbitraries.CaseGenerator);
-    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.Float32CaseSpec> Float32Cases = Arb.From(Arbitraries.Float32CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.CaseSpec> Cases = Arb.From(ClippingArbitraries.CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.Float32CaseSpec> Float32Cases = Arb.From(ClippingArbitraries.Float32CaseGenerator);
 
     private static readonly (string Id, string Name, Func<ClippingFactory, Property> For)[] Properties =
     [
