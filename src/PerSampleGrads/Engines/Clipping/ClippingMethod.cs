@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using PerSampleGrads.Engines.Clipping.Rules;
 using PerSampleGrads.Engines.Hooks;
+using PerSampleGrads.Engines.Hooks.Rules;
 using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
@@ -82,7 +83,7 @@ public sealed class ClippingMethod
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
             new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_rules.Keys, RefusesUserHooks: false,
-                RerunsUnsupportedLayers: false, SamplesFirstOnly: true));
+                SamplesFirstOnly: true));
         if (prepared.Groups.FirstOrDefault(g => g.Names.Count > 1) is { } tied)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
                 $"Parameter '{tied.Names[0]}' is also used as '{string.Join("', '", tied.Names.Skip(1))}' (weight " +
@@ -129,6 +130,12 @@ public sealed class ClippingMethod
             foreach (var call in calls) call.Dispose();
         }
     }
+
+    // The table's rule; a module the table lacks reached here only because the per-sample rerun fallback is allowed
+    // (EngineSupport): its gradient is materialised one module at a time.
+    private ClippingRule Rule(nn.Module layer) => _rules.TryGetValue(layer.GetType(), out var rule)
+        ? rule
+        : Rules.ClippingRules.Materialised(PerSampleRerunRule.Compute);
 
     private static void Validate(ClippingOptions options)
     {
@@ -206,7 +213,7 @@ public sealed class ClippingMethod
             using var layerScope = NewDisposeScope();
             var layer = layerCalls.First().Layer;
             var trainable = trainableByModule[layer.Module];
-            var rule = _rules[layer.Module.GetType()];
+            var rule = Rule(layer.Module);
             var local = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             if (layerCalls.Count() == 1)
             {
@@ -248,7 +255,7 @@ public sealed class ClippingMethod
             shape[0] = g.shape[0];
             var scaled = g * weights.to(g.dtype).reshape(shape);
             var local = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            _rules[call.Layer.Module.GetType()].ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display,
+            Rule(call.Layer.Module).ClippedSum(new LayerCall(call.Layer.Module, call.Layer.Display,
                 call.Input, scaled),
                 new SummingSink(trainableByModule[call.Layer.Module], local));
             foreach (var (parameter, sum) in local)

@@ -16,14 +16,25 @@ public static class ClippingRules
         [typeof(Linear)] = new(LinearNorm.Compute, LinearRule.Compute, BatchSums.Linear),
         [typeof(Conv1d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute, BatchSums.Convolution),
         [typeof(Conv2d)] = new(ConvolutionNorm.Compute, ConvolutionRule.Compute, BatchSums.Convolution),
-        [typeof(GroupNorm)] = Small(GroupNormRule.Compute),
-        [typeof(LayerNorm)] = Small(LayerNormRule.Compute),
-        [typeof(InstanceNorm1d)] = Small(InstanceNormRule.Compute),
-        [typeof(InstanceNorm2d)] = Small(InstanceNormRule.Compute),
+        [typeof(GroupNorm)] = Materialised(GroupNormRule.Compute),
+        [typeof(LayerNorm)] = Materialised(LayerNormRule.Compute),
+        [typeof(InstanceNorm1d)] = Materialised(InstanceNormRule.Compute),
+        [typeof(InstanceNorm2d)] = Materialised(InstanceNormRule.Compute),
         [typeof(Embedding)] = new(EmbeddingNorm.Compute, EmbeddingRule.Compute, BatchSums.Embedding),
+        // No ghost norm yet: these layers' gradients are materialised one layer at a time (mixed ghost clipping).
+        [typeof(Conv3d)] = Materialised(Conv3dRule.Compute),
+        [typeof(ConvTranspose1d)] = Materialised(ConvTransposeRule.Compute),
+        [typeof(ConvTranspose2d)] = Materialised(ConvTransposeRule.Compute),
+        [typeof(ConvTranspose3d)] = Materialised(ConvTransposeRule.Compute),
+        [typeof(InstanceNorm3d)] = Materialised(InstanceNormRule.Compute),
+        [typeof(BatchNorm1d)] = Materialised(BatchNormRule.Compute),
+        [typeof(BatchNorm2d)] = Materialised(BatchNormRule.Compute),
+        [typeof(BatchNorm3d)] = Materialised(BatchNormRule.Compute),
+        [typeof(PReLU)] = Materialised(PReLURule.Compute),
     };
 
-    // A layer with small per-sample gradients: materialised for its norms and for its clipped sum.
-    private static ClippingRule Small(PerSampleRule rule) => new(MaterialisedNorm.Of(rule), rule,
+    /// <summary>A rule that materialises the layer's per-sample gradients (by <paramref name="rule"/>) for its norms
+    /// and for its clipped sum.</summary>
+    public static ClippingRule Materialised(PerSampleRule rule) => new(MaterialisedNorm.Of(rule), rule,
         BatchSums.Materialised(rule));
 }
