@@ -176,8 +176,8 @@ public static class CaseCatalogue
             // TorchSharp 0.107 builds ConvTranspose3d with output_padding (1, 0, 1) as (1, 1, 1) (libtorch refuses it
             // where the stride is 1), so the 3-d case keeps its output padding the same on every axis.
             Classifier("convtranspose3d-k2x3x1-s2x3x2-p0x1x0-op1-d1x1x2", [2, 2, 3, 2], 2, CeSum,
-                () => [ConvTranspose3d(2, 2, (2, 3, 1), stride: (2, 3, 2), padding: (0, 1, 0), output_padding: (1, 1, 1),
-                    dilation: (1, 1, 2))]),
+                () => [ConvTranspose3d(2, 2, (2, 3, 1), stride: (2, 3, 2), padding: (0, 1, 0),
+                    output_padding: (1, 1, 1), dilation: (1, 1, 2))]),
             // Padding modes other than zeros, in every dimension, with per-axis padding where the layer takes it.
             Classifier("conv1d-replicate-p2", [2, 8], 3, CeMean,
                 () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Replicate)]),
