@@ -26,7 +26,8 @@ public sealed class ReportWriterTests : IDisposable
         LossFunction.CrossEntropy(LossReduction.Mean), ["hooks", "functional"]);
 
     private static ParameterComparison Parameter(string name, double relative, long[]? actualShape = null) =>
-        new(name, [2, 3], actualShape ?? [2, 3], relative, relative, actualShape is null ? 0 : -1, 1, Float32.Relative);
+        new(name, [2, 3], actualShape ?? [2, 3], relative, relative, actualShape is null ? 0 : -1, 1,
+            Float32.Relative);
 
     /// <summary>hooks agrees; functional has a NaN, an infinity, a shape mismatch, a missing and an extra name.</summary>
     private static CompareOutcome Outcome()
