@@ -50,8 +50,10 @@ OPERATORS = [
 ]
 
 # A statement that only calls something (no declaration, no return, no control flow): dropping it is a mutant.
+# (A path such as 'results[j].Item2.select(0, i).copy_' followed by a call or an assignment: 'double x = ...' and
+# 'List<int> x = ...' declare, and are left alone.)
 CALL_STATEMENT = re.compile(r"^\s*(?!return\b|var\b|throw\b|using\b|if\b|else\b|for\b|foreach\b|while\b|yield\b)"
-                            r"[A-Za-z_][\w.\[\]<>?!]*(\.[A-Za-z_]\w*)*\s*(=|\+=|\-=|\*=)?[^;{}]*\([^;{}]*\)?;\s*$")
+                            r"[A-Za-z_][\w.\[\]]*\s*(\(|=[^=>]|\+=|-=|\*=)[^;{}]*;\s*$")
 
 PRESETS = {
     "checker": {
@@ -106,6 +108,10 @@ def candidates(path, text):
             for match in re.finditer(pattern, line):
                 if in_string_or_comment(line, match.start()):
                     continue
+                # String concatenation ('+ $"..."', '"..." +'): not arithmetic, a mutant would not compile.
+                after, before = line[match.end():].lstrip(), line[:match.start()].rstrip()
+                if name == "plus-to-minus" and (after[:1] in ('"', "$") or before.endswith('"')):
+                    continue
                 new = str(int(match.group(1)) + 1) if replacement is None else replacement
                 found.append((number, name, line[:match.start()] + new + line[match.end():]))
         previous = next((l.strip() for l in reversed(lines[:number - 1]) if l.strip()), "")
@@ -143,6 +149,8 @@ def main():
     parser.add_argument("--timeout", type=int, default=240, help="seconds per mutant's test run")
     parser.add_argument("--out", default="mutation-results", help="folder for results.json and results.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    parser.add_argument("--min-score", type=float, default=0,
+                        help="exit with status 1 when the score (percent) is below this")
     args = parser.parse_args()
 
     files = list(args.files) + (PRESETS[args.preset]["files"] if args.preset else [])
@@ -208,8 +216,10 @@ def main():
                             "buildSeconds": round(build_seconds, 1), "testSeconds": round(test_seconds, 1)})
             print(f"[{index}/{len(mutants)}] {status:9} {path}:{number} {operator} ({test_seconds:.0f} s)", flush=True)
             write(out, results, files, tests)
-        # Restore the clean assemblies' effect on nothing: the copy is thrown away below.
-        write(out, results, files, tests)
+        score = write(out, results, files, tests)
+        print(f"mutation score {score:.1f}%: {out / 'results.md'}", flush=True)
+        if score < args.min_score:
+            sys.exit(f"mutation score {score:.1f}% is below --min-score {args.min_score}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -231,6 +241,7 @@ def write(out, results, files, tests):
     for r in results:
         lines.append(f"| {r['status']} | {r['file']}:{r['line']} | {r['operator']} | `{r['before']}` | `{r['after']}` |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    return score
 
 
 if __name__ == "__main__":

@@ -114,6 +114,41 @@ public sealed class PrecisionDiagnosisTests
     }
 
     [Fact]
+    public void The_agreement_sentence_gives_each_arithmetics_largest_engine_error_and_the_float32_oracles()
+    {
+        List<DiagnosisRow> rows =
+        [
+            Row("oracle", "float32", 0.5 * Bound32),
+            Row("hooks", "float32", 0.1 * Bound32), Row("hooks", "float64", 0.01 * Bound64),
+            Row("functional", "float32", 0.2 * Bound32), Row("functional", "float64", 0),
+        ];
+        var sentence = PrecisionDiagnosis.Conclude(rows, Engines, cuda: false).Sentence;
+        Assert.Contains($"agrees with the oracle to {E(0.01 * Bound64)}", sentence, StringComparison.Ordinal);
+        Assert.Contains($"in float32 to {E(0.2 * Bound32)}", sentence, StringComparison.Ordinal);
+        Assert.Contains($"the float32 oracle itself is {E(0.5 * Bound32)}", sentence, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_TF32_sentences_give_the_TF32_oracles_error_even_with_one_engine()
+    {
+        List<DiagnosisRow> rows(double tf32) =>
+        [
+            Row("oracle", "float32", 0.01 * Bound32), Row("oracle", "float32+TF32", 0.3 * BoundTf32),
+            Row("hooks", "float32", 0.1 * Bound32), Row("hooks", "float32+TF32", tf32), Row("hooks", "float64", 0),
+        ];
+        var precision = PrecisionDiagnosis.Conclude(rows(2 * BoundTf32), ["hooks"], cuda: true);
+        Assert.Equal(DiagnosisVerdict.Precision, precision.Verdict);
+        Assert.Contains($"with TF32 the engines differ by up to {E(2 * BoundTf32)} (the float32+TF32 oracle by "
+            + $"{E(0.3 * BoundTf32)}) and without it by {E(0.1 * Bound32)}", precision.Sentence,
+            StringComparison.Ordinal);
+        var agreement = PrecisionDiagnosis.Conclude(rows(0.2 * BoundTf32), ["hooks"], cuda: true);
+        Assert.Contains($"TF32 moves them by up to {E(0.2 * BoundTf32)} (the oracle by {E(0.3 * BoundTf32)})",
+            agreement.Sentence, StringComparison.Ordinal);
+    }
+
+    private static string E(double value) => value.ToString("0.0e0", System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
     public void Rows_without_any_float64_engine_row_are_refused()
     {
         var error = Assert.Throws<ArgumentException>(() =>
