@@ -45,6 +45,14 @@ public sealed class FailurePathTests : IDisposable
     }
 
     [Fact]
+    public void Compare_all_with_a_model_loss_or_report_of_its_own_is_refused_before_computing()
+    {
+        AssertRefused(_psg.Run("compare", "--all", "--model", "mlp", "--reduction", "sum"),
+            "--all", "--model", "--reduction");
+        AssertRefused(_psg.Run("compare", "--all", "--report", _psg.Folder), "--all", "--report");
+    }
+
+    [Fact]
     public void Bench_json_pointing_at_a_folder_is_refused_before_timing()
     {
         AssertRefused(_psg.Run("bench", "--json", _psg.Folder, "--methods", "plain"), "--json", "is a folder");

@@ -64,6 +64,13 @@ def nested(width, classes):
     return nn.Sequential(OrderedDict([("outer", outer), ("deep", nn.Sequential(OrderedDict([("inner", inner)])))]))
 
 
+def layer_norm_without_bias(features):
+    """LayerNorm(bias: false): torch 1.13's LayerNorm has no bias argument, so the bias is removed."""
+    norm = nn.LayerNorm(features)
+    norm.bias = None
+    return norm
+
+
 def plain(layers):
     """CaseCatalogue's Plain: the layers as a Sequential named 0, 1, ..."""
     return lambda sample_shape: nn.Sequential(*layers())
@@ -177,4 +184,54 @@ CASES = {
     "l1-multi-output": plain(lambda: [nn.Linear(5, 3)]),
     "custom-softmargin": plain(lambda: [nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)]),
     "dropout-eval": classifier(5, lambda: [nn.Linear(8, 8), nn.Dropout(0.5), nn.ReLU()]),
+    # One case per option value (CaseCatalogue.OptionCases); training mode and running statistics travel in the request.
+    "conv2d-k3x2-s2x1-p1x2-d1x2": classifier(
+        5, lambda: [nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))]),
+    "conv2d-same-k4x3-d1x2": classifier(5, lambda: [nn.Conv2d(2, 3, (4, 3), padding="same", dilation=(1, 2))]),
+    "conv3d-k3x2x2-s1x2x1-p0x1x2-d2x1x1": classifier(
+        5, lambda: [nn.Conv3d(2, 3, (3, 2, 2), stride=(1, 2, 1), padding=(0, 1, 2), dilation=(2, 1, 1))]),
+    "conv3d-same-k3x2x1-d1x1x2": classifier(
+        5, lambda: [nn.Conv3d(2, 2, (3, 2, 1), padding="same", dilation=(1, 1, 2))]),
+    "convtranspose2d-k3x2-s2x3-p1x0-op1x2": classifier(
+        5, lambda: [nn.ConvTranspose2d(3, 2, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2))]),
+    "convtranspose3d-k2x3x1-s2x3x2-p0x1x0-op1-d1x1x2": classifier(
+        5, lambda: [nn.ConvTranspose3d(2, 2, (2, 3, 1), stride=(2, 3, 2), padding=(0, 1, 0), output_padding=1,
+                                       dilation=(1, 1, 2))]),
+    "conv1d-replicate-p2": classifier(5, lambda: [nn.Conv1d(2, 3, 3, padding=2, padding_mode="replicate")]),
+    "conv1d-circular-p1-s2": classifier(5, lambda: [nn.Conv1d(2, 3, 3, stride=2, padding=1, padding_mode="circular")]),
+    "conv2d-replicate-p1x2": classifier(5, lambda: [nn.Conv2d(2, 3, 3, padding=(1, 2), padding_mode="replicate")]),
+    "conv2d-reflect-p2x1-d2": classifier(
+        5, lambda: [nn.Conv2d(2, 3, (2, 3), padding=(2, 1), dilation=(2, 1), padding_mode="reflect")]),
+    "conv2d-circular-p1x2-g2": classifier(
+        5, lambda: [nn.Conv2d(4, 4, 3, padding=(1, 2), groups=2, padding_mode="circular")]),
+    "conv3d-replicate-p1": classifier(5, lambda: [nn.Conv3d(2, 2, 3, padding=1, padding_mode="replicate")]),
+    "conv3d-reflect-p1x0x1": classifier(5, lambda: [nn.Conv3d(2, 2, 3, padding=(1, 0, 1), padding_mode="reflect")]),
+    "instancenorm1d-affine-running-stats-train": classifier(
+        5, lambda: [nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4, affine=True, track_running_stats=True)]),
+    "instancenorm2d-affine-running-stats-train": classifier(
+        5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True, track_running_stats=True), nn.ReLU()]),
+    "instancenorm3d-affine-running-stats-train": classifier(
+        5, lambda: [nn.Conv3d(2, 3, 2), nn.InstanceNorm3d(3, affine=True, track_running_stats=True)]),
+    "instancenorm1d-affine-running-stats-eval-random": classifier(
+        5, lambda: [nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4, affine=True, track_running_stats=True)]),
+    "instancenorm2d-affine-running-stats-eval-random": classifier(
+        5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True, track_running_stats=True), nn.ReLU()]),
+    "instancenorm2d-affine-train": classifier(
+        5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True), nn.ReLU()]),
+    "instancenorm1d-noaffine-running-stats-train": classifier(
+        5, lambda: [nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4, track_running_stats=True), nn.Tanh()]),
+    "instancenorm2d-noaffine-running-stats-eval-random": classifier(
+        5, lambda: [nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, track_running_stats=True), nn.Tanh()]),
+    "instancenorm1d-noaffine": classifier(5, lambda: [nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4), nn.Tanh()]),
+    "groupnorm-noaffine": classifier(5, lambda: [nn.Conv2d(4, 6, 3), nn.GroupNorm(3, 6, affine=False), nn.Tanh()]),
+    "groupnorm-g2-train": classifier(5, lambda: [nn.Conv2d(4, 6, 3), nn.GroupNorm(2, 6), nn.Tanh()]),
+    "layernorm-noaffine": plain(
+        lambda: [nn.Linear(8, 8), nn.Tanh(), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 3)]),
+    "layernorm-nobias": plain(lambda: [nn.Linear(8, 8), nn.Tanh(), layer_norm_without_bias(8), nn.Linear(8, 3)]),
+    "layernorm-2d-train": classifier(5, lambda: [nn.LayerNorm([4, 5])]),
+    "batchnorm1d-eval-noaffine": classifier(5, lambda: [nn.Linear(6, 5), nn.BatchNorm1d(5, affine=False), nn.Tanh()]),
+    "batchnorm3d-eval-noaffine": classifier(5, lambda: [nn.Conv3d(2, 3, 2), nn.BatchNorm3d(3, affine=False)]),
+    "ce-positions-conv1d": plain(lambda: [nn.Conv1d(3, 4, 3)]),
+    "nll-positions-conv1d": plain(lambda: [nn.Conv1d(3, 4, 3), nn.LogSoftmax(1)]),
+    "ce-positions-conv2d": plain(lambda: [nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)]),
 }

@@ -147,8 +147,122 @@ public static class CaseCatalogue
             Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Mean), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
             Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Sum), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
+            .. OptionCases(),
         ];
     }
+
+    // One case per option value the engines claim, each option drawn independently per axis: kernel, stride, padding,
+    // dilation and output padding that differ between axes; every padding mode in every dimension; normalisation
+    // layers with and without affine and running statistics in training and eval mode; class-index losses on outputs
+    // that keep positions ([N, C, L] outputs with [N, L] targets).
+    private static IEnumerable<GradientCase> OptionCases()
+    {
+        var nll = LossFunction.NegativeLogLikelihood;
+        return
+        [
+            // Convolutions: every per-axis option differs between axes.
+            Classifier("conv2d-k3x2-s2x1-p1x2-d1x2", [3, 8, 7], 3, CeMean,
+                () => [Conv2d(3, 4, (3, 2), stride: (2, 1), padding: (1, 2), dilation: (1, 2))]),
+            Classifier("conv2d-k3x2-s2x1-p1x2-d1x2", [3, 8, 7], 2, CeSum,
+                () => [Conv2d(3, 4, (3, 2), stride: (2, 1), padding: (1, 2), dilation: (1, 2))]),
+            Classifier("conv2d-same-k4x3-d1x2", [2, 7, 8], 3, CeMean,
+                () => [Conv2d(2, 3, (4, 3), Padding.Same, dilation: (1, 2))]),
+            Classifier("conv3d-k3x2x2-s1x2x1-p0x1x2-d2x1x1", [2, 6, 5, 4], 2, CeMean,
+                () => [Conv3d(2, 3, (3, 2, 2), stride: (1, 2, 1), padding: (0, 1, 2), dilation: (2, 1, 1))]),
+            Classifier("conv3d-same-k3x2x1-d1x1x2", [2, 4, 4, 3], 2, CeSum,
+                () => [Conv3d(2, 2, (3, 2, 1), Padding.Same, dilation: (1, 1, 2))]),
+            Classifier("convtranspose2d-k3x2-s2x3-p1x0-op1x2", [3, 3, 4], 3, CeMean,
+                () => [ConvTranspose2d(3, 2, (3, 2), stride: (2, 3), padding: (1, 0), output_padding: (1, 2))]),
+            // TorchSharp 0.107 builds ConvTranspose3d with output_padding (1, 0, 1) as (1, 1, 1) (libtorch refuses it
+            // where the stride is 1), so the 3-d case keeps its output padding the same on every axis.
+            Classifier("convtranspose3d-k2x3x1-s2x3x2-p0x1x0-op1-d1x1x2", [2, 2, 3, 2], 2, CeSum,
+                () => [ConvTranspose3d(2, 2, (2, 3, 1), stride: (2, 3, 2), padding: (0, 1, 0),
+                    output_padding: (1, 1, 1), dilation: (1, 1, 2))]),
+            // Padding modes other than zeros, in every dimension, with per-axis padding where the layer takes it.
+            Classifier("conv1d-replicate-p2", [2, 8], 3, CeMean,
+                () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Replicate)]),
+            Classifier("conv1d-circular-p1-s2", [2, 9], 3, CeSum,
+                () => [Conv1d(2, 3, 3, stride: 2, padding: 1, padding_mode: PaddingModes.Circular)]),
+            Classifier("conv2d-replicate-p1x2", [2, 6, 5], 3, CeMean,
+                () => [Conv2d(2, 3, (3, 3), padding: (1, 2), padding_mode: PaddingModes.Replicate)]),
+            Classifier("conv2d-reflect-p2x1-d2", [2, 7, 6], 2, CeMean,
+                () => [Conv2d(2, 3, (2, 3), padding: (2, 1), dilation: (2, 1), padding_mode: PaddingModes.Reflect)]),
+            Classifier("conv2d-circular-p1x2-g2", [4, 5, 6], 3, CeSum,
+                () => [Conv2d(4, 4, (3, 3), padding: (1, 2), groups: 2, padding_mode: PaddingModes.Circular)]),
+            Classifier("conv3d-replicate-p1", [2, 4, 3, 4], 2, CeMean,
+                () => [Conv3d(2, 2, 3, padding: 1, padding_mode: PaddingModes.Replicate)]),
+            Classifier("conv3d-reflect-p1x0x1", [2, 4, 3, 4], 2, CeMean,
+                () => [Conv3d(2, 2, (3, 3, 3), padding: (1, 0, 1), padding_mode: PaddingModes.Reflect)]),
+            // Normalisation: every flag, in training mode and in eval mode.
+            Trained(Classifier("instancenorm1d-affine-running-stats-train", [3, 9], 4, CeMean,
+                () => [Conv1d(3, 4, 3), InstanceNorm1d(4, affine: true, track_running_stats: true)])),
+            Trained(Classifier("instancenorm2d-affine-running-stats-train", [3, 6, 6], 3, CeSum,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true, track_running_stats: true), ReLU()])),
+            Trained(Classifier("instancenorm3d-affine-running-stats-train", [2, 4, 4, 4], 2, CeMean,
+                () => [Conv3d(2, 3, 2), InstanceNorm3d(3, affine: true, track_running_stats: true)])),
+            WithRunningStatistics(Classifier("instancenorm1d-affine-running-stats-eval-random", [3, 9], 4, CeMean,
+                () => [Conv1d(3, 4, 3), InstanceNorm1d(4, affine: true, track_running_stats: true)])),
+            WithRunningStatistics(Classifier("instancenorm2d-affine-running-stats-eval-random", [3, 6, 6], 3, CeSum,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true, track_running_stats: true), ReLU()])),
+            Trained(Classifier("instancenorm2d-affine-train", [3, 6, 6], 3, CeMean,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true), ReLU()])),
+            Trained(Classifier("instancenorm1d-noaffine-running-stats-train", [3, 9], 3, CeMean,
+                () => [Conv1d(3, 4, 3), InstanceNorm1d(4, track_running_stats: true), Tanh()])),
+            WithRunningStatistics(Classifier("instancenorm2d-noaffine-running-stats-eval-random", [3, 6, 6], 3, CeMean,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, track_running_stats: true), Tanh()])),
+            Classifier("instancenorm1d-noaffine", [3, 9], 3, CeSum,
+                () => [Conv1d(3, 4, 3), InstanceNorm1d(4), Tanh()]),
+            Classifier("groupnorm-noaffine", [4, 5, 5], 3, CeMean,
+                () => [Conv2d(4, 6, 3), GroupNorm(3, 6, affine: false), Tanh()]),
+            Trained(Classifier("groupnorm-g2-train", [4, 5, 5], 3, CeMean,
+                () => [Conv2d(4, 6, 3), GroupNorm(2, 6), Tanh()])),
+            Plain("layernorm-noaffine", [8], 4, LossFunction.MeanSquaredError(LossReduction.Mean),
+                () => [Linear(8, 8), Tanh(), LayerNorm(8, elementwise_affine: false), Linear(8, 3)]),
+            Plain("layernorm-nobias", [8], 4, LossFunction.MeanSquaredError(LossReduction.Sum),
+                () => [Linear(8, 8), Tanh(), LayerNorm(8, bias: false), Linear(8, 3)]),
+            Trained(Classifier("layernorm-2d-train", [4, 5], 3, CeSum, () => [LayerNorm([4L, 5L])])),
+            Classifier("batchnorm1d-eval-noaffine", [6], 3, CeMean,
+                () => [Linear(6, 5), BatchNorm1d(5, affine: false), Tanh()]),
+            Classifier("batchnorm3d-eval-noaffine", [2, 4, 4, 4], 2, CeSum,
+                () => [Conv3d(2, 3, 2), BatchNorm3d(3, affine: false)]),
+            // Class-index losses on outputs that keep positions: [N, C, L] and [N, C, H, W] outputs.
+            Plain("ce-positions-conv1d", [3, 9], 4, CeMean, () => [Conv1d(3, 4, 3)]),
+            Plain("ce-positions-conv1d", [3, 9], 3, CeSum, () => [Conv1d(3, 4, 3)]),
+            Plain("nll-positions-conv1d", [3, 9], 4, nll(LossReduction.Mean), () => [Conv1d(3, 4, 3), LogSoftmax(1)]),
+            Plain("nll-positions-conv1d", [3, 9], 3, nll(LossReduction.Sum), () => [Conv1d(3, 4, 3), LogSoftmax(1)]),
+            Plain("ce-positions-conv2d", [3, 5, 5], 3, CeMean, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)]),
+            Plain("ce-positions-conv2d", [3, 5, 5], 2, CeSum, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)]),
+        ];
+    }
+
+    // The case with its model in training mode (layers whose training mode is allowed; the rest stay refused).
+    private static GradientCase Trained(GradientCase gradientCase) => gradientCase with
+    {
+        Build = () =>
+        {
+            var model = gradientCase.Build();
+            model.train();
+            return model;
+        },
+    };
+
+    // The case with InstanceNorm running statistics away from 0 and 1, so that a rule ignoring them in eval mode fails.
+    private static GradientCase WithRunningStatistics(GradientCase gradientCase) => gradientCase with
+    {
+        Build = () =>
+        {
+            var model = gradientCase.Build();
+            using var _ = no_grad();
+            foreach (var module in model.modules())
+                if (module is TorchSharp.Modules.InstanceNorm { running_mean: { } mean, running_var: { } variance })
+                {
+                    using var generator = Seeded.Generator(17);
+                    mean.copy_(0.3 * randn(mean.shape, generator: generator));
+                    variance.copy_(0.5 + rand(variance.shape, generator: generator));
+                }
+            return model;
+        },
+    };
 
     private static Module<Tensor, Tensor> Frozen(Module<Tensor, Tensor> model, params string[] names)
     {

@@ -59,26 +59,40 @@ public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleEla
     public bool Passed => Engines.All(e => e.Comparison.Passed) && (PyTorch?.Passed ?? true);
 }
 
+/// <summary>Models built from one <see cref="CompareSettings"/>, lent to several runs.</summary>
+/// <param name="Engines">The model in the settings' dtype on its device (the engines' model).</param>
+/// <param name="Float64">The same weights in float64 on the same device (the oracle's model).</param>
+public sealed record CompareModels(nn.Module<Tensor, Tensor> Engines, nn.Module<Tensor, Tensor> Float64);
+
 /// <summary>Runs the float64 oracle and the engines on one problem and compares them.</summary>
 public static class CompareRun
 {
     /// <summary>
     /// Builds the model and batch, runs the oracle (reporting progress) and every engine, and compares; with
-    /// <paramref name="pytorch"/>, also asks PyTorch for its per-sample gradients on the same weights and batch.
+    /// <paramref name="pytorch"/>, also asks PyTorch for its per-sample gradients on the same weights and batch. With
+    /// <paramref name="audit"/>, each engine is first called once auditing one sample (its outcome keeps the audit,
+    /// and the timed call is then warm); without it, each engine is called once and that call is timed.
+    /// <paramref name="models"/> lends models already built from the settings (kept by the caller, so that several
+    /// losses reuse one model and its cached sample-separation probe); by default they are built here.
     /// </summary>
     public static CompareOutcome Run(CompareSettings settings, Action<long, long>? oracleProgress = null,
-        PyTorchReferenceOptions? pytorch = null)
+        PyTorchReferenceOptions? pytorch = null, bool audit = true, CompareModels? models = null)
     {
         BatchValidator.RequireAvailable(settings.Device);
-        using var model = Build(settings, settings.DType);
+        using var built = models is null ? Build(settings, settings.DType) : null;
+        var model = models?.Engines ?? built!;
         var (x, y) = Batch(settings, settings.DType);
         using var scope = NewDisposeScope();
 
         var stopwatch = Stopwatch.StartNew();
-        using var oracle = new PerSampleGradientOracle(new OracleOptions
-        {
-            ComputeDType = ScalarType.Float64, ModelFactory = () => settings.Model.Build(settings.Seed), Progress = oracleProgress,
-        }).Compute(model, x, y, settings.Loss);
+        using var oracle = models is { Float64: { } float64 }
+            ? new PerSampleGradientOracle(new OracleOptions { Progress = oracleProgress })
+                .Compute(float64, x, y, settings.Loss)
+            : new PerSampleGradientOracle(new OracleOptions
+            {
+                ComputeDType = ScalarType.Float64, ModelFactory = () => settings.Model.Build(settings.Seed),
+                Progress = oracleProgress,
+            }).Compute(model, x, y, settings.Loss);
         var oracleElapsed = stopwatch.Elapsed;
 
         var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
@@ -88,10 +102,11 @@ public static class CompareRun
         var outcomes = new List<EngineOutcome>();
         foreach (var name in settings.PerSampleEngines)
         {
-            AuditReport? audit;
-            using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
-                       .Compute(model, x, y, settings.Loss))
-                audit = audited.Audit;
+            AuditReport? auditReport = null;
+            if (audit)
+                using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
+                           .Compute(model, x, y, settings.Loss))
+                    auditReport = audited.Audit;
             var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
             Synchronize(settings.Device);
             stopwatch.Restart();
@@ -99,7 +114,8 @@ public static class CompareRun
             Synchronize(settings.Device);
             var elapsed = stopwatch.Elapsed;
             kept.Add(result);
-            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, audit));
+            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed,
+                auditReport));
         }
         double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
             ? settings.ClipBound ?? MedianNorm(oracle)

@@ -76,6 +76,7 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
     }
 
     /// <summary>The verdict and its sentence from measured rows.</summary>
+    /// <exception cref="ArgumentException">No engine was measured in float64 (the verdict rests on those rows).</exception>
     public static PrecisionDiagnosis Conclude(IReadOnlyList<DiagnosisRow> rows, IReadOnlyList<string> engines, bool cuda)
     {
         static string E(double v) => v.ToString("0.0e0", CultureInfo.InvariantCulture);
@@ -84,30 +85,47 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
         var tf32 = rows.Where(r => r.Arithmetic == "float32+TF32" && r.Method != "oracle").ToList();
         var oracle32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32");
         var oracleTf32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32+TF32");
+        if (float64.Count == 0)
+            throw new ArgumentException(
+                "The diagnosis needs each engine's float64 row; the rows hold none "
+                + $"(engines: {string.Join(", ", engines)}).", nameof(rows));
 
         var logic = float64.Where(r => !r.Within).ToList();
         if (logic.Count > 0)
         {
-            var worst = logic.MaxBy(r => r.MaxRelativeError)!;
+            var worst = logic.MaxBy(r => Severity(r.MaxRelativeError))!;
+            var incomplete = logic.Where(r => !r.Complete).Select(r => r.Method).ToList();
+            string missing = incomplete.Count == 0 ? ""
+                : $"; {string.Join(" and ", incomplete)} returned other parameters or shapes than the oracle";
             return new PrecisionDiagnosis(rows, DiagnosisVerdict.Logic,
-                $"Logic: {string.Join(" and ", logic.Select(r => r.Method))} still differ{(logic.Count == 1 ? "s" : "")} from the oracle in float64 (worst {E(worst.MaxRelativeError)} in {worst.WorstParameter}, where rounding stays below {E(worst.Tolerance)}), so the gap is not rounding: look at that parameter's rule.");
+                $"Logic: {string.Join(" and ", logic.Select(r => r.Method))} still differ{(logic.Count == 1 ? "s" : "")} "
+                + $"from the oracle in float64 (worst {E(worst.MaxRelativeError)} in {worst.WorstParameter}, where "
+                + $"rounding stays below {E(worst.Tolerance)}{missing}), so the gap is not rounding: look at that "
+                + "parameter's rule.");
         }
 
-        string f64 = $"in float64 every engine agrees with the oracle to {E(float64.Max(r => r.MaxRelativeError))}";
+        string f64 = $"in float64 every engine agrees with the oracle to {E(Largest(float64))}";
         string floor = oracle32 is null ? "" : $"; the float32 oracle itself is {E(oracle32.MaxRelativeError)} from the float64 one";
         if (float32.Any(r => !r.Within) || tf32.Any(r => !r.Within))
         {
             string tf32Part = tf32.Count > 0
-                ? $"; with TF32 the engines differ by up to {E(tf32.Max(r => r.MaxRelativeError))} (the float32+TF32 oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}) and without it by {E(float32.Max(r => r.MaxRelativeError))}"
-                : $"; in float32 the engines differ by up to {E(float32.Max(r => r.MaxRelativeError))}";
+                ? $"; with TF32 the engines differ by up to {E(Largest(tf32))} (the float32+TF32 oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}) and without it by {E(Largest(float32))}"
+                : $"; in float32 the engines differ by up to {E(Largest(float32))}";
             return new PrecisionDiagnosis(rows, DiagnosisVerdict.Precision,
                 $"Precision: the disagreement vanishes in float64 ({f64}){tf32Part}{floor}.");
         }
 
         string tf32Note = tf32.Count > 0
-            ? $"; TF32 moves them by up to {E(tf32.Max(r => r.MaxRelativeError))} (the oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}), within its tolerance"
+            ? $"; TF32 moves them by up to {E(Largest(tf32))} (the oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}), within its tolerance"
             : cuda ? "" : "; TF32 does not exist on the CPU";
         return new PrecisionDiagnosis(rows, DiagnosisVerdict.Agreement,
-            $"Agreement: {f64}, in float32 to {E(float32.Max(r => r.MaxRelativeError))}{floor}{tf32Note}: what differences remain are rounding.");
+            $"Agreement: {f64}, in float32 to {E(Largest(float32))}{floor}{tf32Note}: what differences remain are rounding.");
     }
+
+    // A NaN error is worse than any number (LINQ's Max and MaxBy rank it below every number).
+    private static double Severity(double error) => double.IsNaN(error) ? double.PositiveInfinity : error;
+
+    // The largest error of the rows, NaN when any is NaN (0 when there are none).
+    private static double Largest(IEnumerable<DiagnosisRow> rows) =>
+        rows.Select(r => r.MaxRelativeError).Aggregate(0.0, Math.Max);
 }

@@ -41,8 +41,12 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     /// <summary>Same names, same shapes, every parameter within tolerance.</summary>
     public bool Passed => Missing.Count == 0 && Unexpected.Count == 0 && Parameters.All(p => p.Passed);
 
-    /// <summary>The largest relative error over parameters with matching shapes (0 if none).</summary>
-    public double MaxRelativeError => Parameters.Where(p => p.ShapesMatch).Select(p => p.RelativeError).DefaultIfEmpty(0).Max();
+    /// <summary>
+    /// The largest relative error over parameters with matching shapes (0 if none); NaN when any of them is NaN
+    /// (LINQ's <c>Max</c> would skip a NaN and report the finite parameters' error as the largest).
+    /// </summary>
+    public double MaxRelativeError => Parameters.Where(p => p.ShapesMatch).Select(p => p.RelativeError)
+        .Aggregate(0.0, Math.Max);
 
     /// <summary>The parameter with the largest relative error (or the first shape mismatch).</summary>
     public ParameterComparison? Worst =>

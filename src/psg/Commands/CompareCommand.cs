@@ -29,13 +29,32 @@ internal static class CompareCommand
             Description = "pytorch: also compute PyTorch's per-sample gradients (float64 loop, vmap(grad), ExpandedWeights) on the same weights and batch, and compare both frameworks.",
         }.AcceptOnlyFromAmong("pytorch");
 
+        var all = new Option<bool>("--all")
+        {
+            Description = "Every zoo model with every loss (ce, nll, mse, l1) and both reductions, N = 3 "
+                + "(ResNet-18: 2), one table; replaces --model, --batch-size, --loss and --reduction.",
+        };
+
         var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
-            batchSize, engines, clipBound, report, diagnose, reference,
+            batchSize, engines, clipBound, report, diagnose, reference, all,
         };
         workload.AddTo(command);
         command.SetAction(parse =>
         {
+            if (parse.GetValue(all))
+            {
+                var own = new Option[] { workload.Model, batchSize, workload.Loss, workload.Reduction, report, diagnose,
+                    reference };
+                var given = own.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+                if (given.Count > 0)
+                    throw new UsageException("--all runs every model and loss with its own batch and no report: "
+                        + $"drop {string.Join(", ", given)}.");
+                var engineNames = Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine");
+                var template = workload.Settings(parse, 1, engineNames);
+                workload.ApplyToProcess(parse);
+                return CompareAllCommand.Run(template);
+            }
             long n = parse.GetValue(batchSize);
             if (n < 1) throw new UsageException($"--batch-size must be at least 1, got {n}.");
             var bound = parse.GetValue(clipBound);

@@ -36,10 +36,13 @@ internal static class CompareReport
                 tolerance = e.Comparison.Tolerance.Relative,
                 toleranceReason = e.Comparison.Tolerance.Reason,
                 maxRelativeError = Finite(e.Comparison.MaxRelativeError),
+                missing = e.Comparison.Missing,
+                unexpected = e.Comparison.Unexpected,
                 parameters = e.Comparison.Parameters.Select(p => new
                 {
                     name = p.Name, shape = p.ExpectedShape, relativeError = Finite(p.RelativeError), maxAbsoluteError = Finite(p.MaxAbsoluteError),
                     worstSample = p.WorstSample, meanPerSampleNorm = Finite(p.ExpectedNorm), passed = p.Passed,
+                    actualShape = p.ShapesMatch ? null : p.ActualShape,
                 }),
             }),
             pytorch = outcome.PyTorch is not { } cross ? null : new
@@ -57,7 +60,7 @@ internal static class CompareReport
             diagnosis = diagnosis is null ? null : new
             {
                 verdict = diagnosis.Verdict.ToString(), sentence = diagnosis.Sentence,
-                rows = diagnosis.Rows.Select(r => new { r.Method, r.Arithmetic, maxRelativeError = Finite(r.MaxRelativeError), r.WorstParameter, r.Tolerance, r.Within }),
+                rows = diagnosis.Rows.Select(r => new { r.Method, r.Arithmetic, maxRelativeError = Finite(r.MaxRelativeError), r.WorstParameter, r.Tolerance, r.Complete, r.Within }),
             },
         };
         files.Add(Save(folder, "report.json", JsonSerializer.Serialize(document, Json)));
@@ -130,7 +133,16 @@ internal static class CompareReport
             md.AppendLine("| parameter | shape | rel. error | max abs. error | worst sample |");
             md.AppendLine("|---|---|---|---|---|");
             foreach (var p in e.Comparison.Parameters)
-                md.AppendLine(inv, $"| `{p.Name}` | [{string.Join(", ", p.ExpectedShape)}] | {Commands.CompareCommand.Sci(p.RelativeError)} | {Commands.CompareCommand.Sci(p.MaxAbsoluteError)} | {p.WorstSample} |");
+            {
+                string shape = $"[{string.Join(", ", p.ExpectedShape)}]";
+                if (!p.ShapesMatch) shape += $" (**{e.Engine}: [{string.Join(", ", p.ActualShape)}]**)";
+                md.AppendLine(inv, $"| `{p.Name}` | {shape} | {Commands.CompareCommand.Sci(p.RelativeError)} | "
+                    + $"{Commands.CompareCommand.Sci(p.MaxAbsoluteError)} | {p.WorstSample} |");
+            }
+            foreach (var name in e.Comparison.Missing)
+                md.AppendLine(inv, $"| `{name}` | **missing from {e.Engine}** | - | - | - |");
+            foreach (var name in e.Comparison.Unexpected)
+                md.AppendLine(inv, $"| `{name}` | **not in the oracle** | - | - | - |");
         }
         return md.ToString();
     }

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""A small mutation runner for PerSampleGrads.
+
+Why our own: Stryker.NET 5.1.0 (VSTest runner) activates mutants inside the test host process, but xunit v3 test
+projects run their tests in a separate executable, so no mutant was ever active: on GradientComparison.cs and
+TolerancePolicy.cs it reported 55 of 55 mutants as survived (0 %), mutants that the Checker tests kill here.
+
+What it does: copies the committed tree (git archive HEAD) to a temporary folder, builds the test project once, then
+for each mutant applies one textual change to one line of a source file, rebuilds only the mutated assembly
+(--no-dependencies), copies it next to the tests and runs a fast test selection with a timeout. A mutant is
+'killed' when the selection fails, 'survived' when it passes, 'timeout' when it runs past the limit, 'stillborn'
+when it does not compile (left out of the score).
+
+Usage (from the repository root):
+  python3 scripts/mutation/mutate.py --files src/PerSampleGrads/Verification/GradientComparison.cs --max 20
+  python3 scripts/mutation/mutate.py --preset engines --max-per-file 6 --out mutation-results
+Results: OUT/results.json and OUT/results.md (every mutant, its line before and after, its status).
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Binary operators and literals, each replaced by a plausible slip. Patterns need spaces around binary operators
+# so that generics, lambdas (=>), unary minus and ++ are left alone.
+OPERATORS = [
+    ("plus-to-minus", r"(?<=\s)\+(?=\s)", "-"),
+    ("minus-to-plus", r"(?<=\s)-(?=\s)", "+"),
+    ("times-to-divide", r"(?<=\s)\*(?=\s)", "/"),
+    ("divide-to-times", r"(?<=\s)/(?=\s)", "*"),
+    ("less-to-less-equal", r"(?<=\s)<(?=\s)", "<="),
+    ("less-equal-to-less", r"(?<=\s)<=(?=\s)", "<"),
+    ("greater-to-greater-equal", r"(?<=\s)>(?=\s)", ">="),
+    ("greater-equal-to-greater", r"(?<=\s)>=(?=\s)", ">"),
+    ("equal-to-not-equal", r"(?<=\s)==(?=\s)", "!="),
+    ("not-equal-to-equal", r"(?<=\s)!=(?=\s)", "=="),
+    ("and-to-or", r"(?<=\s)&&(?=\s)", "||"),
+    ("or-to-and", r"(?<=\s)\|\|(?=\s)", "&&"),
+    ("true-to-false", r"\btrue\b", "false"),
+    ("false-to-true", r"\bfalse\b", "true"),
+    ("constant-plus-one", r"(?<![\w.])([0-9])(?![\w.])", None),
+]
+
+# A statement that only calls something (no declaration, no return, no control flow): dropping it is a mutant.
+# (A path such as 'results[j].Item2.select(0, i).copy_' followed by a call or an assignment: 'double x = ...' and
+# 'List<int> x = ...' declare, and are left alone.)
+CALL_STATEMENT = re.compile(r"^\s*(?!return\b|var\b|throw\b|using\b|if\b|else\b|for\b|foreach\b|while\b|yield\b)"
+                            r"[A-Za-z_][\w.\[\]]*\s*(\(|=[^=>]|\+=|-=|\*=)[^;{}]*;\s*$")
+
+PRESETS = {
+    "checker": {
+        "files": ["src/PerSampleGrads/Verification/GradientComparison.cs",
+                  "src/PerSampleGrads/Verification/TolerancePolicy.cs",
+                  "src/PerSampleGrads/Comparison/PrecisionDiagnosis.cs"],
+        "tests": ["-trait", "Category=Checker"],
+    },
+    "oracle": {
+        "files": ["src/Oracle/PerSampleGradientOracle.cs", "src/Oracle/ModelCopy.cs", "src/Oracle/LossFunction.cs"],
+        "tests": ["-class", "PerSampleGrads.Tests.OracleTests", "-class", "PerSampleGrads.Tests.OracleCopyTests",
+                  "-method", "PerSampleGrads.Tests.HookEngineEquivalenceTests."
+                             "Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged"],
+    },
+    "engines": {
+        "files": sorted(str(p) for p in Path("src/PerSampleGrads/Maths").glob("*.cs"))
+        + sorted(str(p) for p in Path("src/PerSampleGrads/Engines/Hooks/Rules").glob("*.cs"))
+        + sorted(str(p) for p in Path("src/PerSampleGrads/Engines/Functional/Layers").glob("*.cs")),
+        "tests": ["-method", "PerSampleGrads.Tests.HookEngineEquivalenceTests."
+                             "Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged",
+                  "-method", "PerSampleGrads.Tests.FunctionalEngineEquivalenceTests."
+                             "Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged"],
+    },
+}
+
+
+def in_string_or_comment(line, position):
+    """True when position lies inside a string literal or after // (a rough scan; good enough for one line)."""
+    quote = False
+    i = 0
+    while i < position:
+        c = line[i]
+        if c == '"' and (i == 0 or line[i - 1] != "\\"):
+            quote = not quote
+        elif not quote and line.startswith("//", i):
+            return True
+        i += 1
+    return quote
+
+
+def candidates(path, text):
+    """Every (line number, operator, mutated line) of one file."""
+    lines = text.split("\n")
+    found = []
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if (not stripped or stripped.startswith(("//", "using ", "namespace ", "[", "*", "/*"))
+                or "nameof(" in stripped or stripped.startswith(("public ", "private ", "internal ")) and "=>" not in stripped
+                and "=" not in stripped):
+            continue
+        for name, pattern, replacement in OPERATORS:
+            for match in re.finditer(pattern, line):
+                if in_string_or_comment(line, match.start()):
+                    continue
+                # String concatenation ('+ $"..."', '"..." +'): not arithmetic, a mutant would not compile.
+                after, before = line[match.end():].lstrip(), line[:match.start()].rstrip()
+                if name == "plus-to-minus" and (after[:1] in ('"', "$") or before.endswith('"')):
+                    continue
+                new = str(int(match.group(1)) + 1) if replacement is None else replacement
+                found.append((number, name, line[:match.start()] + new + line[match.end():]))
+        previous = next((l.strip() for l in reversed(lines[:number - 1]) if l.strip()), "")
+        inside_body = previous.endswith((";", "{", "}")) and not stripped.startswith(
+            ("public ", "private ", "internal ", "protected ", "static ", "base(", "this(")) and "=>" not in stripped
+        if CALL_STATEMENT.match(line) and inside_body:
+            indent = line[:len(line) - len(line.lstrip())]
+            found.append((number, "drop-statement", indent + "; // mutant: statement dropped"))
+    return found
+
+
+def run(command, cwd, timeout=None, env=None):
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+        return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+    except subprocess.TimeoutExpired as expired:
+        output = (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        return None, output, time.monotonic() - started
+
+
+def project_of(path):
+    return "src/Oracle/Oracle.csproj" if path.startswith("src/Oracle/") else "src/PerSampleGrads/PerSampleGrads.csproj"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="files and tests of one area")
+    parser.add_argument("--files", nargs="*", default=[], help="source files to mutate (repository paths)")
+    parser.add_argument("--tests", nargs=argparse.REMAINDER, default=None,
+                        help="arguments to the Equivalence test executable (after every other option)")
+    parser.add_argument("--max-per-file", type=int, default=0, help="sample at most this many mutants per file")
+    parser.add_argument("--max", type=int, default=0, help="sample at most this many mutants in all")
+    parser.add_argument("--seed", type=int, default=20, help="seed of the sample")
+    parser.add_argument("--timeout", type=int, default=240, help="seconds per mutant's test run")
+    parser.add_argument("--out", default="mutation-results", help="folder for results.json and results.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    parser.add_argument("--min-score", type=float, default=0,
+                        help="exit with status 1 when the score (percent) is below this")
+    args = parser.parse_args()
+
+    files = list(args.files) + (PRESETS[args.preset]["files"] if args.preset else [])
+    tests = args.tests if args.tests else (PRESETS[args.preset]["tests"] if args.preset else ["-trait", "Category=Checker"])
+    if not files:
+        parser.error("name --files or a --preset")
+    root = Path(subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip())
+
+    mutants = []
+    rng = random.Random(args.seed)
+    for path in files:
+        found = [(path, *c) for c in candidates(path, (root / path).read_text())]
+        if args.max_per_file and len(found) > args.max_per_file:
+            found = rng.sample(found, args.max_per_file)
+        mutants.extend(sorted(found, key=lambda m: m[1]))
+    if args.max and len(mutants) > args.max:
+        mutants = sorted(rng.sample(mutants, args.max), key=lambda m: (m[0], m[1]))
+    print(f"{len(mutants)} mutants in {len(files)} files; tests: {' '.join(tests)}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="psg-mutation-"))
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.Popen(["git", "archive", "HEAD"], cwd=root, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(work)], stdin=archive.stdout, check=True)
+        archive.wait()
+        env = dict(os.environ, PSG_DTYPE="float64", DOTNET_CLI_TELEMETRY_OPTOUT="1")
+        code, output, seconds = run(["dotnet", "build", "tests/Equivalence/Equivalence.csproj", "-c", "Debug"], work)
+        if code != 0:
+            sys.exit("the clean copy does not build:\n" + output[-3000:])
+        binaries = work / "tests/Equivalence/bin/Debug/net10.0"
+        executable = binaries / "Equivalence"
+        code, output, baseline = run([str(executable), "-stopOnFail", *tests], binaries, args.timeout, env)
+        if code != 0:
+            sys.exit("the test selection fails on the clean copy:\n" + output[-3000:])
+        print(f"clean copy: built in {seconds:.0f} s, selection passes in {baseline:.0f} s", flush=True)
+
+        results = []
+        for index, (path, number, operator, mutated) in enumerate(mutants, start=1):
+            source = work / path
+            original = source.read_text()
+            lines = original.split("\n")
+            before = lines[number - 1]
+            lines[number - 1] = mutated
+            source.write_text("\n".join(lines))
+            project = project_of(path)
+            assembly = "PerSampleGrads.Oracle.dll" if "Oracle" in project else "PerSampleGrads.dll"
+            try:
+                code, output, build_seconds = run(["dotnet", "build", project, "-c", "Debug", "--no-restore",
+                                                   "--no-dependencies", "-p:TreatWarningsAsErrors=false"], work)
+                if code != 0:
+                    status, test_seconds = "stillborn", 0.0
+                else:
+                    built = work / Path(project).parent / "bin/Debug/net10.0" / assembly
+                    shutil.copy2(built, binaries / assembly)
+                    code, output, test_seconds = run([str(executable), "-stopOnFail", *tests], binaries,
+                                                     args.timeout, env)
+                    status = "timeout" if code is None else "survived" if code == 0 else "killed"
+            finally:
+                source.write_text(original)
+            results.append({"file": path, "line": number, "operator": operator, "before": before.strip(),
+                            "after": mutated.strip(), "status": status,
+                            "buildSeconds": round(build_seconds, 1), "testSeconds": round(test_seconds, 1)})
+            print(f"[{index}/{len(mutants)}] {status:9} {path}:{number} {operator} ({test_seconds:.0f} s)", flush=True)
+            write(out, results, files, tests)
+        score = write(out, results, files, tests)
+        print(f"mutation score {score:.1f}%: {out / 'results.md'}", flush=True)
+        if score < args.min_score:
+            sys.exit(f"mutation score {score:.1f}% is below --min-score {args.min_score}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def write(out, results, files, tests):
+    counted = [r for r in results if r["status"] != "stillborn"]
+    detected = sum(r["status"] in ("killed", "timeout") for r in counted)
+    score = 100.0 * detected / len(counted) if counted else 0.0
+    summary = {"files": files, "tests": tests, "mutants": len(results), "stillborn": len(results) - len(counted),
+               "killed": sum(r["status"] == "killed" for r in counted),
+               "timeout": sum(r["status"] == "timeout" for r in counted),
+               "survived": sum(r["status"] == "survived" for r in counted), "score": round(score, 1),
+               "results": results}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    lines = [f"Mutation score {score:.1f}% ({detected} of {len(counted)} detected; "
+             f"{summary['stillborn']} did not compile). Tests: `{' '.join(tests)}`.", "",
+             "| status | file:line | operator | before | after |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['status']} | {r['file']}:{r['line']} | {r['operator']} | `{r['before']}` | `{r['after']}` |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return score
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+using TorchSharp;
+using PerSampleGrads.Cases;
+using PerSampleGrads.Oracle;
+using PerSampleGrads.Verification;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>
+/// The oracle's copy path (<see cref="ModelCopy"/>: a fresh instance from the factory, the original's values, modes
+/// and flags loaded, converted to another dtype or moved to another device) for every loss and both reductions,
+/// against the oracle computed without a copy on a model built in float64 from the same weights.
+/// </summary>
+[Trait("Category", "Oracle")]
+public sealed class OracleCopyTests
+{
+    public OracleCopyTests() => TestSettings.RequireTorch();
+
+    /// <summary>
+    /// Linear, BatchNorm1d in eval mode (buffers the copy must carry), a frozen bias (a flag the copy must carry),
+    /// Tanh and a head; NLL gets a LogSoftmax head.
+    /// </summary>
+    private static GradientCase Case(string loss, LossReduction reduction)
+    {
+        var function = loss switch
+        {
+            "ce" => LossFunction.CrossEntropy(reduction),
+            "nll" => LossFunction.NegativeLogLikelihood(reduction),
+            "mse" => LossFunction.MeanSquaredError(reduction),
+            "l1" => LossFunction.L1(reduction),
+            "custom" => CaseCatalogue.SoftMargin(reduction),
+            _ => throw new ArgumentException(loss),
+        };
+        return new GradientCase($"copy-{loss}-{reduction}", () =>
+        {
+            var model = CaseModels.Build(13, () => loss == "nll"
+                ? [Linear(6, 8), BatchNorm1d(8), Tanh(), Linear(8, 4), LogSoftmax(1)]
+                : [Linear(6, 8), BatchNorm1d(8), Tanh(), Linear(8, 4)], [6]);
+            model.named_parameters().Single(p => p.name == "0.bias").parameter.requires_grad_(false);
+            return model;
+        }, [6], function, 5);
+    }
+
+    public static TheoryData<string, LossReduction> LossesAndReductions
+    {
+        get
+        {
+            var data = new TheoryData<string, LossReduction>();
+            foreach (var loss in new[] { "ce", "nll", "mse", "l1", "custom" })
+                foreach (var reduction in new[] { LossReduction.Mean, LossReduction.Sum })
+                    data.Add(loss, reduction);
+            return data;
+        }
+    }
+
+    private static PerSampleGradients WithoutCopy(GradientCase gradientCase)
+    {
+        using var problem = gradientCase.Create(ScalarType.Float64);
+        return problem.Run(new PerSampleGradientOracle());
+    }
+
+    [Theory]
+    [MemberData(nameof(LossesAndReductions))]
+    public void A_float32_model_computed_in_float64_through_a_copy_equals_the_float64_model_without_copy(
+        string loss, LossReduction reduction)
+    {
+        var gradientCase = Case(loss, reduction);
+        using var expected = WithoutCopy(gradientCase);
+        using var problem = gradientCase.Create(ScalarType.Float32);
+        using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
+        using var copied = problem.Run(new PerSampleGradientOracle(
+            new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
+        Assert.Equal(ScalarType.Float64, copied.Entries.First().Gradient.dtype);
+        Assert.DoesNotContain("0.bias", copied.Names);
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+        Assert.Empty(snapshot.Differences());
+    }
+
+    [Theory]
+    [MemberData(nameof(LossesAndReductions))]
+    public void A_float64_model_computed_in_float32_through_a_copy_agrees_within_the_float32_bound(
+        string loss, LossReduction reduction)
+    {
+        var gradientCase = Case(loss, reduction);
+        using var expected = WithoutCopy(gradientCase);
+        using var problem = gradientCase.Create(ScalarType.Float64);
+        using var copied = problem.Run(new PerSampleGradientOracle(
+            new OracleOptions { ComputeDType = ScalarType.Float32, ModelFactory = problem.Factory }));
+        Assert.Equal(ScalarType.Float32, copied.Entries.First().Gradient.dtype);
+        GradientAssert.Agree(copied, expected, ScalarType.Float32);
+    }
+
+    [Theory]
+    [MemberData(nameof(LossesAndReductions))]
+    public void A_model_computed_on_another_device_through_a_copy_equals_the_model_without_copy(
+        string loss, LossReduction reduction)
+    {
+        Assert.SkipUnless(cuda.is_available(), "No CUDA device: the device copy path needs a second device.");
+        var gradientCase = Case(loss, reduction);
+        using var expected = WithoutCopy(gradientCase);
+        using var problem = gradientCase.Create(ScalarType.Float64);
+        using var copied = problem.Run(new PerSampleGradientOracle(new OracleOptions
+            { Device = new Device(DeviceType.CUDA, 0), ModelFactory = problem.Factory, Tf32 = Tf32Mode.ForceOff }));
+        Assert.Equal(DeviceType.CUDA, copied.Entries.First().Gradient.device.type);
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+    }
+
+    [Fact]
+    public void Token_inputs_stay_integer_through_a_float64_copy()
+    {
+        var gradientCase = CaseCatalogue.Get("embedding-pad0-B5-ce-mean");
+        using var expected = WithoutCopy(gradientCase);
+        using var problem = gradientCase.Create(ScalarType.Float32);
+        using var copied = problem.Run(new PerSampleGradientOracle(
+            new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+    }
+}
