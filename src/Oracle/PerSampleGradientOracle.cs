@@ -94,6 +94,19 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         }
     }
 
+    /// <summary>
+    /// The definition on a batch already validated, in the model's own dtype and place, by a caller that already holds
+    /// the model (an engine's audit): the per-sample loop alone, without the checks and the guard of
+    /// <see cref="Compute"/>.
+    /// </summary>
+    internal static PerSampleGradients OnValidatedBatch(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
+        LossFunction loss)
+    {
+        var oracle = new PerSampleGradientOracle();
+        var perGroup = ModelAccess.Guard(oracle.Name, () => oracle.PerSample(model, x, y, loss));
+        return new PerSampleGradients(oracle.Name, x.shape[0], ByName(model, model, perGroup));
+    }
+
     private List<(ParameterGroup, Tensor)> PerSample(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y,
         LossFunction loss)
     {

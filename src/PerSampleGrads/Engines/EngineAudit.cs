@@ -46,7 +46,8 @@ internal static class EngineAudit
         }
         using var scope = NewDisposeScope();
         var rows = tensor(chosen.ToArray(), device: x.device);
-        using var truth = new PerSampleGradientOracle().Compute(model, x.index_select(0, rows),
+        // The engine still holds the model, validated, with its state guarded: the oracle's loop alone is the audit.
+        using var truth = PerSampleGradientOracle.OnValidatedBatch(model, x.index_select(0, rows),
             y.index_select(0, rows), loss);
         using var mine = new PerSampleGradients(result.Method, k,
             result.Entries.Select(e => (e.Name, e.Gradient.index_select(0, rows))));
