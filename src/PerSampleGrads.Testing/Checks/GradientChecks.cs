@@ -50,8 +50,11 @@ public static class GradientChecks
         var rows = tensor(audit.Samples.ToArray(), device: problem.Inputs.device);
         using var chosen = Map(actual, "audited rows", g => g.index_select(0, rows));
         using var truth = Map(expected, "oracle rows", g => g.index_select(0, rows));
-        var comparison = GradientComparison.Compare(chosen, truth, TolerancePolicy.ToleranceFor(Exact));
-        Assert.Equal(comparison.MaxRelativeError, audit.MaxRelativeError, 1e-3 * Math.Max(comparison.MaxRelativeError, 1e-300));
+        var tolerance = TolerancePolicy.ToleranceFor(Exact);
+        var comparison = GradientComparison.Compare(chosen, truth, tolerance);
+        // Two oracle runs may differ in the last bit (a view of the batch and a copy of its rows are aligned
+        // differently): the audit's figure must match the full comparison's up to rounding, far below the bound.
+        Assert.InRange(Math.Abs(comparison.MaxRelativeError - audit.MaxRelativeError), 0, 1e-3 * tolerance.Relative);
     }
 
     /// <summary>
