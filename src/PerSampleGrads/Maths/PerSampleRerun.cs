@@ -51,7 +51,7 @@ public static class PerSampleRerun
         using var grad = enable_grad();
         // backward() (autograd.grad aborts the process on any error) accumulates into .grad: the caller's are set
         // aside meanwhile.
-        using var setAside = new Engines.SetAsideGradients(parameters);
+        using var setAside = new SetAsideGradients(parameters);
         for (long i = 0; i < n; i++)
         {
             using var scope = NewDisposeScope();

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Maths;
 using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Engines.Functional.Layers;
 using static TorchSharp.torch;
@@ -33,7 +34,7 @@ public sealed record FunctionalEngineOptions : EngineOptions
 /// per layer (microseconds) and no change to models whose forward the engine did not write (TorchVision's ResNet-18
 /// included).</para>
 /// <para>The leaves are views (<c>expand</c>) of the parameters: no copy of the model per sample. The gradient of a
-/// leaf is the result itself. Same loss semantics, validation and model guarantees as <see cref="Hooks.HookEngine"/>.</para>
+/// leaf is the result itself. Same loss semantics, validation and model guarantees as the hook engine.</para>
 /// </remarks>
 public sealed class FunctionalEngine : IPerSampleGradientMethod
 {
