@@ -6,7 +6,7 @@ namespace PerSampleGrads.Tests;
 /// <summary>
 /// The dependency rules of docs/architecture.md, checked on the assemblies' references (by reflection) and on the
 /// source files of src/PerSampleGrads (using directives and qualified names, absolute or relative to the file's
-/// namespace), where each folder is one namespace.
+/// namespace), where each folder is one namespace; and the line length of .editorconfig in every C# file.
 /// </summary>
 [Trait("Category", "Architecture")]
 public sealed partial class ArchitectureTests
@@ -35,6 +35,8 @@ public sealed partial class ArchitectureTests
     };
 
     private static readonly string[] EngineParts = ["Hooks", "Functional", "Clipping", "Probing"];
+
+    private const int MaxLineLength = 120;
 
     private static string? Repository { get; } = RepositoryRoot();
 
@@ -96,6 +98,24 @@ public sealed partial class ArchitectureTests
             + string.Join(", ", mentions));
     }
 
+    [Fact]
+    public void Every_source_line_is_at_most_120_characters()
+    {
+        if (Repository is null)
+            Assert.Skip($"No PerSampleGrads.sln above {AppContext.BaseDirectory}: no source tree to read.");
+        var tooLong = new[] { "src", "tests" }
+            .SelectMany(top => Directory.EnumerateFiles(Path.Combine(Repository, top), "*.cs",
+                SearchOption.AllDirectories))
+            .Where(path => !IsBuildOutput(path))
+            .SelectMany(path => File.ReadLines(path).Select((line, index) => (path, line, index)))
+            .Where(entry => entry.line.Length > MaxLineLength)
+            .Select(entry => $"{Path.GetRelativePath(Repository, entry.path)}:{entry.index + 1} "
+                + $"({entry.line.Length} characters)")
+            .ToList();
+        Assert.True(tooLong.Count == 0, $"Lines over {MaxLineLength} characters (.editorconfig):\n"
+            + string.Join("\n", tooLong));
+    }
+
     // The layer a namespace belongs to: its first segment, or two for the engines' parts (Engines.Hooks.Rules ->
     // Engines.Hooks).
     private static string LayerOf(string relativeNamespace)
@@ -119,7 +139,8 @@ public sealed partial class ArchitectureTests
             string rest = match.Groups[2].Value;
             if (first == "Engines") yield return LayerOf($"Engines.{rest}");
             else if (MayUse.ContainsKey(first)) yield return first;
-            else if (EngineParts.Contains(first) && file.FolderNamespace.StartsWith("Engines", StringComparison.Ordinal))
+            else if (EngineParts.Contains(first) && file.FolderNamespace.StartsWith("Engines",
+                StringComparison.Ordinal))
                 yield return $"Engines.{first}";
         }
     }
@@ -134,8 +155,7 @@ public sealed partial class ArchitectureTests
                 + "source tree, which a published bundle does not have.");
         string root = Path.Combine(Repository, "src", "PerSampleGrads");
         return Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories)
-            .Where(path => !path.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}")
-                && !path.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}"))
+            .Where(path => !IsBuildOutput(path))
             .Select(path =>
             {
                 string text = File.ReadAllText(path);
@@ -147,6 +167,10 @@ public sealed partial class ArchitectureTests
             })
             .ToList();
     }
+
+    private static bool IsBuildOutput(string path) =>
+        path.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
+        || path.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal);
 
     private static string? RepositoryRoot()
     {

@@ -21,20 +21,23 @@ namespace PerSampleGrads.Comparison;
 /// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping
 /// method.</param>
 /// <param name="ClipBound">C for the clipping method; null: the median of the oracle's per-sample norms.</param>
-public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType, bool Tf32,
+public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType,
+    bool Tf32,
     LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
 {
     /// <summary>The per-sample engines among <see cref="Engines"/> (those of <see cref="EngineCatalogue"/>).</summary>
     public IReadOnlyList<string> PerSampleEngines => Engines.Where(EngineCatalogue.Names.Contains).ToList();
 
     /// <summary>The arithmetic the engines use.</summary>
-    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA ? PrecisionMode.Tf32 : PrecisionMode.Ieee;
+    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA
+        ? PrecisionMode.Tf32 : PrecisionMode.Ieee;
 
     /// <summary>The TF32 mode engines are run with.</summary>
     public Tf32Mode Tf32Mode => Tf32 ? Tf32Mode.ForceOn : Tf32Mode.ForceOff;
 
     /// <summary>One line: <c>small-cnn N=8 float32 cpu CE/mean seed=1</c>.</summary>
-    public string Describe() => $"{Model.Name} N={BatchSize} {ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
+    public string Describe() => $"{Model.Name} N={BatchSize} " +
+        $"{ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
 }
 
 /// <summary>One engine's result against the oracle.</summary>
@@ -52,7 +55,8 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
 /// <param name="PyTorch">The cross-check against PyTorch, when asked for.</param>
 /// <param name="ClipBound">The bound C the clipping method ran with, when it ran.</param>
-public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed, IReadOnlyList<EngineOutcome> Engines,
+public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed,
+    IReadOnlyList<EngineOutcome> Engines,
     IReadOnlyList<(string Name, long[] Shape)> Parameters, PyTorchCrossCheck? PyTorch = null, double? ClipBound = null)
 {
     /// <summary>Every engine within tolerance (and, when PyTorch was asked, every PyTorch method that ran).</summary>
@@ -77,13 +81,15 @@ public static class CompareRun
         var stopwatch = Stopwatch.StartNew();
         using var oracle = new PerSampleGradientOracle(new OracleOptions
         {
-            ComputeDType = ScalarType.Float64, ModelFactory = () => settings.Model.Build(settings.Seed), Progress = oracleProgress,
+            ComputeDType = ScalarType.Float64, ModelFactory = () => settings.Model.Build(settings.Seed),
+                Progress = oracleProgress,
         }).Compute(model, x, y, settings.Loss);
         var oracleElapsed = stopwatch.Elapsed;
 
         var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
         using var reference = pytorch is null ? null : PyTorchReference.Compute(
-            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss, pytorch with { Architecture = settings.Model.Name });
+            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss,
+                pytorch with { Architecture = settings.Model.Name });
         var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
         foreach (var name in settings.PerSampleEngines)
@@ -99,7 +105,8 @@ public static class CompareRun
             Synchronize(settings.Device);
             var elapsed = stopwatch.Elapsed;
             kept.Add(result);
-            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, audit));
+            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed,
+                audit));
         }
         double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
             ? settings.ClipBound ?? MedianNorm(oracle)
@@ -108,7 +115,8 @@ public static class CompareRun
         try
         {
             var crossCheck = reference is null ? null : PyTorchCrossCheck.Compare(reference, oracle, kept, tolerance);
-            var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
+            var parameters = ModelInspection.TrainableParameters(model).Select(p
+                => (p.Name, p.Parameter.shape)).ToList();
             return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck, bound);
         }
         finally

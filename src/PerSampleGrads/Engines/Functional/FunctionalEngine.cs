@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
 
-/// <summary>Options of the functional engine: those of every engine (<see cref="EngineOptions"/>) and its own.</summary>
+/// <summary>Options of the functional engine: those of every engine (<see cref="EngineOptions"/>) and its
+/// own.</summary>
 public sealed record FunctionalEngineOptions : EngineOptions
 {
     /// <summary>
@@ -42,11 +43,13 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     private readonly IReadOnlyDictionary<Type, BatchedForward> _forwards;
 
     /// <summary>Creates the engine with the default table or <paramref name="forwards"/>.</summary>
-    public FunctionalEngine(FunctionalEngineOptions? options = null, IReadOnlyDictionary<Type, BatchedForward>? forwards = null)
+    public FunctionalEngine(FunctionalEngineOptions? options = null,
+        IReadOnlyDictionary<Type, BatchedForward>? forwards = null)
     {
         _options = options ?? new FunctionalEngineOptions();
         if (_options.ChunkSize is < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), _options.ChunkSize, "ChunkSize must be at least 1 sample (or null for the whole batch).");
+            throw new ArgumentOutOfRangeException(nameof(options), _options.ChunkSize,
+                "ChunkSize must be at least 1 sample (or null for the whole batch).");
         _forwards = forwards ?? FunctionalRules.Default;
     }
 
