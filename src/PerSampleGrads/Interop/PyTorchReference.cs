@@ -105,17 +105,6 @@ public static partial class PyTorchReference
     }
 
     /// <summary>
-    /// PyTorch's per-sample gradients for a zoo model with the same weights and batch as
-    /// <see cref="CaseCatalogue.FromZoo"/> (seed 7, CE/mean) in <paramref name="dtype"/>.
-    /// </summary>
-    public static PyTorchReferenceResult Compute(ZooModel model, long batchSize, ScalarType dtype = ScalarType.Float32,
-        PyTorchReferenceOptions? options = null)
-    {
-        using var problem = CaseCatalogue.FromZoo(model, batchSize).Create(dtype);
-        return Compute(problem, options);
-    }
-
-    /// <summary>
     /// PyTorch's per-sample gradients for any model the script knows by name.
     /// </summary>
     /// <param name="problemId">Id for messages; the architecture is derived from it unless the options name
@@ -236,7 +225,7 @@ public static partial class PyTorchReference
             throw Malformed($"{method.Name} computed in {method.DType}, expected " +
                 $"{ExchangeFolder.DTypeName(expectedDType)}");
         if (method.Status == "unsupported")
-            return new PyTorchMethodResult(method.Name, dtype, null, method.Reason ?? "(no reason given)", null);
+            return new PyTorchMethodResult(method.Name, dtype, null, method.Reason ?? "(no reason given)");
 
         var trainable = request.Parameters.Where(p => p.RequiresGrad).ToList();
         var returned = method.Gradients ?? [];
@@ -261,7 +250,7 @@ public static partial class PyTorchReference
                             $"[{string.Join(", ", expectedShape)}].");
             }
             return new PyTorchMethodResult(method.Name, dtype,
-                new PerSampleGradients(method.Name, request.BatchSize, gradients), null, method.Seconds);
+                new PerSampleGradients(method.Name, request.BatchSize, gradients), null);
         }
         catch
         {

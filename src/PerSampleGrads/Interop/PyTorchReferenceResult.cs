@@ -11,10 +11,8 @@ namespace PerSampleGrads.Interop;
 /// <param name="Gradients">Per-sample gradients <c>[N, ...parameter shape]</c> by qualified name, on the CPU; null when
 /// unsupported.</param>
 /// <param name="UnsupportedReason">PyTorch's reason when the method cannot handle the model; null when it ran.</param>
-/// <param name="Seconds">Wall time of the method inside the script (seconds; informational, no warm-up).</param>
 public sealed record PyTorchMethodResult(string Method, ScalarType DType, PerSampleGradients? Gradients,
-    string? UnsupportedReason,
-    double? Seconds)
+    string? UnsupportedReason)
 {
     /// <summary>Whether the method ran.</summary>
     public bool Supported => Gradients is not null;
