@@ -86,7 +86,8 @@ public sealed class ClippedGradients : IDisposable
         var trainable = ModelInspection.TrainableParameters(model);
         var names = trainable.Select(p => p.Name).ToList();
         if (!names.SequenceEqual(_names))
-            throw new ArgumentException($"The model's trainable parameters [{string.Join(", ", names)}] are not the ones this result holds [{string.Join(", ", _names)}].", nameof(model));
+            throw new ArgumentException($"The model's trainable parameters [{string.Join(", ", names)}] are not the " +
+                $"ones this result holds [{string.Join(", ", _names)}].", nameof(model));
         using (no_grad())
         {
             foreach (var (name, p) in trainable)

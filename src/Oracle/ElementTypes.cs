@@ -2,7 +2,8 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads;
 
-/// <summary>Element type names as PyTorch writes them (<c>float32</c>, <c>float64</c>), for ids, reports and options.</summary>
+/// <summary>Element type names as PyTorch writes them (<c>float32</c>, <c>float64</c>), for ids, reports and
+/// options.</summary>
 public static class ElementTypes
 {
     /// <summary>PyTorch's name for <paramref name="dtype"/>.</summary>

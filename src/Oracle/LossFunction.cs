@@ -9,7 +9,8 @@ public enum LossReduction
 {
     /// <summary>The batch loss is the sum of the samples' losses.</summary>
     Sum,
-    /// <summary>The batch loss is the mean over elements (for the built-in losses, PyTorch's <c>reduction='mean'</c>).</summary>
+    /// <summary>The batch loss is the mean over elements (for the built-in losses, PyTorch's
+    /// <c>reduction='mean'</c>).</summary>
     Mean,
 }
 
@@ -127,8 +128,8 @@ public sealed class LossFunction
 
     /// <summary>
     /// Checks the whole batch's targets against the model's output (for any number of samples: only the per-sample
-    /// shape is compared); throws <see cref="PerSampleGradientsException"/> naming the problem (wrong shape, class index
-    /// out of range, non-integer class targets).
+    /// shape is compared); throws <see cref="PerSampleGradientsException"/> naming the problem (wrong shape, class
+    /// index out of range, non-integer class targets).
     /// </summary>
     public void ValidateTargets(Tensor output, Tensor target)
     {
@@ -136,21 +137,25 @@ public sealed class LossFunction
         {
             if (target.dtype != ScalarType.Int64)
                 throw new PerSampleGradientsException(Problem.InvalidTargets,
-                    $"{Name} needs class indices as Int64 targets, got {target.dtype}; convert them with targets.to(ScalarType.Int64).");
+                    $"{Name} needs class indices as Int64 targets, got {target.dtype}; convert them with " +
+                        $"targets.to(ScalarType.Int64).");
             if (output.dim() < 2 || target.dim() != output.dim() - 1)
                 throw new PerSampleGradientsException(Problem.InvalidTargets,
-                    $"{Name} needs outputs [N, C, ...] and targets [N, ...]; got outputs [{Shape(output)}] and targets [{Shape(target)}].");
+                    $"{Name} needs outputs [N, C, ...] and targets [N, ...]; got outputs [{Shape(output)}] and " +
+                        $"targets [{Shape(target)}].");
             long classes = output.shape[1];
             using var scope = NewDisposeScope();
             long min = target.min().item<long>(), max = target.max().item<long>();
             if (min < 0 || max >= classes)
                 throw new PerSampleGradientsException(Problem.InvalidTargets,
-                    $"{Name} targets must be class indices in [0, {classes - 1}] for {classes} output classes; found values from {min} to {max}.");
+                    $"{Name} targets must be class indices in [0, {classes - 1}] for {classes} output classes; found " +
+                        $"values from {min} to {max}.");
         }
         else if (!IsCustom && !output.shape[1..].SequenceEqual(target.shape[1..]))
         {
             throw new PerSampleGradientsException(Problem.InvalidTargets,
-                $"{Name} needs targets shaped like the output, [N, {string.Join(", ", output.shape[1..])}]; got [{Shape(target)}].");
+                $"{Name} needs targets shaped like the output, [N, {string.Join(", ", output.shape[1..])}]; got " +
+                    $"[{Shape(target)}].");
         }
     }
 
@@ -159,7 +164,8 @@ public sealed class LossFunction
         var losses = _perSample!(output, target);
         if (losses.dim() != 1 || losses.shape[0] != output.shape[0])
             throw new PerSampleGradientsException(Problem.InvalidTargets,
-                $"The custom loss '{Name}' must return per-sample losses of shape [{output.shape[0]}]; it returned [{Shape(losses)}].");
+                $"The custom loss '{Name}' must return per-sample losses of shape [{output.shape[0]}]; it returned " +
+                    $"[{Shape(losses)}].");
         return losses;
     }
 

@@ -15,15 +15,20 @@ public static class ModelCopy
     /// A copy of <paramref name="model"/> converted to <paramref name="dtype"/> on <paramref name="device"/>.
     /// </summary>
     /// <param name="model">The original; read, never written.</param>
-    /// <param name="factory">Builds a fresh instance of the same architecture (its initial values are overwritten).</param>
+    /// <param name="factory">Builds a fresh instance of the same architecture (its initial values are
+    /// overwritten).</param>
     /// <param name="dtype">Element type of the copy's floating parameters and buffers.</param>
     /// <param name="device">Device of the copy.</param>
-    public static nn.Module<Tensor, Tensor> Create(nn.Module<Tensor, Tensor> model, Func<nn.Module<Tensor, Tensor>>? factory,
+    public static nn.Module<Tensor, Tensor> Create(nn.Module<Tensor, Tensor> model,
+        Func<nn.Module<Tensor, Tensor>>? factory,
         ScalarType dtype, Device device)
     {
         if (factory is null)
             throw new PerSampleGradientsException(Problem.ModelCopyUnavailable,
-                $"Computing in {dtype} on {device} needs a copy of the model ({model.GetType().Name} is {ModelInspection.ParameterDType(model)} on {ModelInspection.ParameterDevice(model)}), and TorchSharp cannot deep-copy a module: pass a factory that builds a fresh instance of the same architecture (e.g. ModelFactory = () => new MyNet()).");
+                $"Computing in {dtype} on {device} needs a copy of the model ({model.GetType().Name} is " +
+                    $"{ModelInspection.ParameterDType(model)} on {ModelInspection.ParameterDevice(model)}), and " +
+                    $"TorchSharp cannot deep-copy a module: pass a factory that builds a fresh instance of the same " +
+                    $"architecture (e.g. ModelFactory = () => new MyNet()).");
         var copy = factory();
         try
         {
@@ -35,7 +40,9 @@ public static class ModelCopy
             var missing = original.Keys.Except(target.Keys).Concat(target.Keys.Except(original.Keys)).ToList();
             if (missing.Count > 0)
                 throw new PerSampleGradientsException(Problem.ModelCopyUnavailable,
-                    $"The model factory builds a different architecture: state entries {string.Join(", ", missing.Take(5))} are not in both. The factory must build the same model as the one passed in.");
+                    $"The model factory builds a different architecture: state entries " +
+                        $"{string.Join(", ", missing.Take(5))} are not in both. The factory must build the same " +
+                        $"model as the one passed in.");
             using (no_grad())
             {
                 foreach (var (key, value) in original)
@@ -43,7 +50,9 @@ public static class ModelCopy
                     var destination = target[key];
                     if (!destination.shape.SequenceEqual(value.shape))
                         throw new PerSampleGradientsException(Problem.ModelCopyUnavailable,
-                            $"The model factory builds '{key}' with shape [{string.Join(", ", destination.shape)}] but the model has [{string.Join(", ", value.shape)}]: the factory must build the same architecture.");
+                            $"The model factory builds '{key}' with shape [{string.Join(", ", destination.shape)}] " +
+                                $"but the model has [{string.Join(", ", value.shape)}]: the factory must build the " +
+                                $"same architecture.");
                 }
                 copy.load_state_dict(original);
             }

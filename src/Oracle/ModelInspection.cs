@@ -57,7 +57,8 @@ public static class ModelInspection
     public static List<(string Name, Parameter Parameter)> TrainableParameters(nn.Module model) =>
         model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter)).ToList();
 
-    /// <summary>Modules that directly own at least one trainable parameter, with those parameters' local names.</summary>
+    /// <summary>Modules that directly own at least one trainable parameter, with those parameters' local
+    /// names.</summary>
     public static List<(NamedModule Module, List<string> TrainableLocalNames)> ModulesOwningTrainableParameters(
         nn.Module model)
     {
@@ -71,14 +72,15 @@ public static class ModelInspection
         return result;
     }
 
-    /// <summary>Zeros shaped as <paramref name="batchSize"/> per-sample gradients of <paramref name="parameter"/>, on its
-    /// device and in its dtype.</summary>
+    /// <summary>Zeros shaped as <paramref name="batchSize"/> per-sample gradients of <paramref name="parameter"/>, on
+    /// its device and in its dtype.</summary>
     public static Tensor PerSampleZeros(Tensor parameter, long batchSize) =>
         zeros([batchSize, .. parameter.shape], dtype: parameter.dtype, device: parameter.device);
 
     /// <summary>The element type of the model's floating parameters (Float32 if it has none).</summary>
     public static ScalarType ParameterDType(nn.Module model) =>
-        model.parameters().Select(p => p.dtype).Where(t => is_floating_point(t)).DefaultIfEmpty(ScalarType.Float32).First();
+        model.parameters().Select(p => p.dtype).Where(t =>
+            is_floating_point(t)).DefaultIfEmpty(ScalarType.Float32).First();
 
     /// <summary>The device of the model's parameters (CPU if it has none).</summary>
     public static Device ParameterDevice(nn.Module model) =>

@@ -6,7 +6,8 @@ namespace PerSampleGrads.Oracle;
 /// <summary>Options of the oracle.</summary>
 public sealed record OracleOptions
 {
-    /// <summary>Element type to compute in; null computes in the model's own dtype. Float64 is the ground truth.</summary>
+    /// <summary>Element type to compute in; null computes in the model's own dtype. Float64 is the ground
+    /// truth.</summary>
     public ScalarType? ComputeDType { get; init; }
 
     /// <summary>Device to compute on; null computes where the model is.</summary>
@@ -62,7 +63,8 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
         {
             using var copyAccess = copy ? ModelAccess.Enter(work, Name) : null;
             var x = access.Admit(Convert(inputs, dtype, device));
-            var y = access.Admit(loss.Targets == TargetKind.Values ? Convert(targets, dtype, device) : targets.to(device));
+            var y = access.Admit(loss.Targets == TargetKind.Values ? Convert(targets, dtype, device)
+                : targets.to(device));
             BatchValidator.Validate(work, x, y, loss);
             using var guard = ModelStateGuard.Capture(work);
             using var tf32 = new Tf32Scope(_options.Tf32);

@@ -25,7 +25,8 @@ public sealed class PerSampleGradients : IDisposable
         foreach (var (name, gradient) in gradients)
         {
             if (gradient.shape.Length == 0 || gradient.shape[0] != batchSize)
-                throw new ArgumentException($"Per-sample gradient of '{name}' has shape [{string.Join(", ", gradient.shape)}]; its first dimension must be the batch size {batchSize}.");
+                throw new ArgumentException($"Per-sample gradient of '{name}' has shape " +
+                    $"[{string.Join(", ", gradient.shape)}]; its first dimension must be the batch size {batchSize}.");
             _names.Add(name);
             _byName.Add(name, gradient.DetachFromDisposeScope());
         }

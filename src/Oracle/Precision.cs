@@ -9,11 +9,13 @@ public enum Tf32Mode
     KeepCallerSetting,
     /// <summary>Turn TF32 off in cuBLAS and cuDNN for the computation, then restore the caller's setting.</summary>
     ForceOff,
-    /// <summary>Turn TF32 on in cuBLAS and cuDNN for the computation (what cuDNN does by default), then restore.</summary>
+    /// <summary>Turn TF32 on in cuBLAS and cuDNN for the computation (what cuDNN does by default), then
+    /// restore.</summary>
     ForceOn,
 }
 
-/// <summary>Sets TF32 for a computation and restores the caller's switches on dispose. No effect on CPU arithmetic.</summary>
+/// <summary>Sets TF32 for a computation and restores the caller's switches on dispose. No effect on CPU
+/// arithmetic.</summary>
 public sealed class Tf32Scope : IDisposable
 {
     private readonly bool _matmul;

@@ -284,7 +284,8 @@ public sealed class CaseGenerators
             .Select(m => (Divisors(m * groups).Length > 2 ? 2 : 1, Gen.Constant((long)m)))
             .ToArray());
 
-    // A stride-1 convolution with C -> C channels and 'same' zero padding (odd kernel): for residual blocks and sharing.
+    // A stride-1 convolution with C -> C channels and 'same' zero padding (odd kernel): for residual blocks and
+    // sharing.
     private static Gen<ConvSpec> ShapeKeepingConvolution(SampleShape shape) =>
         from groups in Gen.Elements(Divisors(shape.Channels))
         from geometry in Gen.Elements((1L, 1L), (3L, 1L), (3L, 2L))
@@ -316,7 +317,8 @@ public sealed class CaseGenerators
                 : [head, new ActivationSpec(activation)]);
     }
 
-    private static long[] Divisors(long n) => [.. Enumerable.Range(1, (int)n).Select(d => (long)d).Where(d => n % d == 0)];
+    private static long[] Divisors(long n) => [.. Enumerable.Range(1,
+        (int)n).Select(d => (long)d).Where(d => n % d == 0)];
 
     // Body positions (insert before body[i]; Count = after the body) where a fault layer fits; for an empty batch, one.
     private static int[] Positions(CaseSpec valid, Fault fault)
@@ -332,7 +334,8 @@ public sealed class CaseGenerators
 
     private static IEnumerable<InvalidCaseSpec> ShrinkInvalidCase(InvalidCaseSpec c) =>
         ShrinkCase(c.Valid)
-            .SelectMany(valid => new[] { c with { Valid = valid }, c with { Valid = valid, Position = Math.Max(0, c.Position - 1) } })
+            .SelectMany(valid => new[] { c with { Valid = valid },
+                c with { Valid = valid, Position = Math.Max(0, c.Position - 1) } })
             .Where(x => x.IsValid);
 
     private static IEnumerable<CaseSpec> Candidates(CaseSpec c)
@@ -361,11 +364,15 @@ public sealed class CaseGenerators
         var input = architecture.Input;
         for (int d = 0; d < input.Dims.Length; d++)
             if (input.Dims[d] > 1)
-                yield return c with { Architecture = architecture with { Input = input.With([.. input.Dims.Select((x, j) => j == d ? x - 1 : x)]) } };
+                yield return c with { Architecture = architecture with
+                    { Input = input.With([.. input.Dims.Select((x, j) => j == d ? x - 1 : x)]) } };
         if (input.Vocabulary > 2)
-            yield return c with { Architecture = architecture with { Input = input with { Vocabulary = input.Vocabulary - 1 } } };
-        if (architecture.Outputs > 1) yield return c with { Architecture = architecture with { Outputs = architecture.Outputs - 1 } };
+            yield return c with { Architecture = architecture with
+                { Input = input with { Vocabulary = input.Vocabulary - 1 } } };
+        if (architecture.Outputs > 1) yield return c with { Architecture =
+            architecture with { Outputs = architecture.Outputs - 1 } };
     }
 
-    private static CaseSpec WithBody(CaseSpec c, List<LayerSpec> body) => c with { Architecture = c.Architecture with { Body = body } };
+    private static CaseSpec WithBody(CaseSpec c, List<LayerSpec> body)
+        => c with { Architecture = c.Architecture with { Body = body } };
 }

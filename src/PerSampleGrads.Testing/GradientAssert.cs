@@ -26,8 +26,10 @@ public static class GradientAssert
         var different = expected.Names.Where(n =>
         {
             using var scope = NewDisposeScope();
-            return !actual[n].shape.SequenceEqual(expected[n].shape) || !actual[n].equal(expected[n]).all().item<bool>();
+            return !actual[n].shape.SequenceEqual(expected[n].shape)
+                || !actual[n].equal(expected[n]).all().item<bool>();
         }).ToList();
-        Assert.True(different.Count == 0, $"{actual.Method} and {expected.Method} differ in: {string.Join(", ", different)}");
+        Assert.True(different.Count == 0, $"{actual.Method} and {expected.Method} differ in: " +
+            $"{string.Join(", ", different)}");
     }
 }

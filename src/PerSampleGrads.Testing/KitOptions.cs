@@ -34,7 +34,8 @@ public sealed record KitOptions
     /// <summary>Generated cases per property in the kit's self-check.</summary>
     public int SelfCheckRuns { get; init; } = 8;
 
-    /// <summary>Whether the catalogue includes the zoo models (ResNet-18 among them: seconds a case on a CPU).</summary>
+    /// <summary>Whether the catalogue includes the zoo models (ResNet-18 among them: seconds a case on a
+    /// CPU).</summary>
     public bool IncludeZooModels { get; init; } = true;
 
     /// <summary>

@@ -45,12 +45,16 @@ public sealed class BadInputTests
         }
     }
 
-    private static Module<Tensor, Tensor> SmallModel() => Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(Linear(4, 3)));
+    private static Module<Tensor, Tensor> SmallModel() => Seeded.Build(1,
+        () => (Module<Tensor, Tensor>)Sequential(Linear(4, 3)));
 
-    private static void Expect(string method, Problem problem, Module<Tensor, Tensor> model, Tensor x, Tensor y, string mentions, LossFunction? loss = null)
+    private static void Expect(string method, Problem problem, Module<Tensor, Tensor> model, Tensor x, Tensor y,
+        string mentions, LossFunction? loss = null)
     {
-        using var snapshot = new ModelSnapshot(model, x.shape[0] > 0 && x.isfinite().all().item<bool>() ? x : zeros([1, .. x.shape[1..]], dtype: x.dtype));
-        var error = Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, x, y, loss ?? LossFunction.CrossEntropy()));
+        using var snapshot = new ModelSnapshot(model, x.shape[0] > 0 && x.isfinite().all().item<bool>() ? x
+            : zeros([1, .. x.shape[1..]], dtype: x.dtype));
+        var error = Assert.Throws<PerSampleGradientsException>(()
+            => Method(method).Compute(model, x, y, loss ?? LossFunction.CrossEntropy()));
         Assert.Equal(problem, error.Problem);
         Assert.Contains(mentions, error.Message, StringComparison.Ordinal);
         Assert.Empty(snapshot.Differences());
@@ -75,9 +79,11 @@ public sealed class BadInputTests
     [Theory, MemberData(nameof(Methods))]
     public void BatchNorm_in_training_mode_is_refused_naming_the_module_and_the_fix(string method)
     {
-        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("conv", Conv2d(3, 4, 3)), ("norm", BatchNorm2d(4)), ("flat", Flatten()), ("head", Linear(16, 2))));
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("conv", Conv2d(3, 4, 3)),
+            ("norm", BatchNorm2d(4)), ("flat", Flatten()), ("head", Linear(16, 2))));
         model.train();
-        Expect(method, Problem.BatchNormInTraining, model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), "'norm' (BatchNorm2d)");
+        Expect(method, Problem.BatchNormInTraining, model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64),
+            "'norm' (BatchNorm2d)");
         var message = Assert.Throws<PerSampleGradientsException>(() => Method(method)
             .Compute(model, randn(2, 3, 4, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy())).Message;
         Assert.Contains("model.eval()", message, StringComparison.Ordinal);
@@ -97,7 +103,8 @@ public sealed class BadInputTests
     [Theory, MemberData(nameof(Methods))]
     public void Dropout_in_training_mode_is_refused(string method)
     {
-        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("drop", Dropout(0.5)), ("head", Linear(4, 3))));
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(("drop", Dropout(0.5)),
+            ("head", Linear(4, 3))));
         model.train();
         Expect(method, Problem.RandomnessInTraining, model, randn(2, 4), zeros(2, ScalarType.Int64), "eval");
     }
@@ -118,18 +125,23 @@ public sealed class BadInputTests
     [InlineData("hooks")]
     [InlineData("functional")]
     [InlineData("clipping")]
-    public void With_the_fallback_refused_unsupported_trainable_layers_are_all_listed_before_any_computation(string method)
+    public void With_the_fallback_refused_unsupported_trainable_layers_are_all_listed_before_any_computation(string
+        method)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
-            ("custom", new GainShiftTanh(3)), ("linear", Linear(3, 4)), ("again", new GainShiftTanh(4)), ("head", Linear(4, 2))));
+            ("custom", new GainShiftTanh(3)), ("linear", Linear(3, 4)), ("again", new GainShiftTanh(4)),
+                ("head", Linear(4, 2))));
         model.eval();
         var refusing = method == "hooks"
-            ? (IPerSampleGradientMethod)new HookEngine(new HookEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse })
+            ? (IPerSampleGradientMethod)new HookEngine(new HookEngineOptions
+                { UnsupportedLayers = UnsupportedLayerPolicy.Refuse })
             : new FunctionalEngine(new FunctionalEngineOptions { UnsupportedLayers = UnsupportedLayerPolicy.Refuse });
         using var snapshot = new ModelSnapshot(model, randn(2, 3));
-        var error = Assert.Throws<PerSampleGradientsException>(() => refusing.Compute(model, randn(2, 3), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        var error = Assert.Throws<PerSampleGradientsException>(()
+            => refusing.Compute(model, randn(2, 3), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
         Assert.Equal(Problem.UnsupportedLayers, error.Problem);
-        Assert.Contains("'custom' (GainShiftTanh: gain, shift); 'again' (GainShiftTanh: gain, shift)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("'custom' (GainShiftTanh: gain, shift); 'again' (GainShiftTanh: gain, shift)", error.Message,
+            StringComparison.Ordinal);
         Assert.Contains("PerSampleRerun", error.Message, StringComparison.Ordinal);
         Assert.Empty(snapshot.Differences());
     }
@@ -141,18 +153,22 @@ public sealed class BadInputTests
     [InlineData("functional", "scale_grad_by_freq")]
     [InlineData("clipping", "max_norm")]
     [InlineData("clipping", "scale_grad_by_freq")]
-    public void Embedding_options_without_a_per_sample_meaning_are_refused_and_the_table_is_left_as_it_was(string method, string option)
+    public void Embedding_options_without_a_per_sample_meaning_are_refused_and_the_table_is_left_as_it_was(string
+        method, string option)
     {
         var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(
-            ("embedding", option == "max_norm" ? Embedding(10, 4, max_norm: 0.5) : Embedding(10, 4, scale_grad_by_freq: true)),
+            ("embedding", option == "max_norm" ? Embedding(10, 4, max_norm: 0.5)
+                : Embedding(10, 4, scale_grad_by_freq: true)),
             ("flat", Flatten()), ("head", Linear(12, 2))));
         var tokens = tensor(new long[] { 1, 2, 3, 4, 5, 6 }).reshape(2, 3);
         // No probe forward here: a max_norm embedding rewrites its own table on every forward.
         var before = model.parameters().Select(p => p.detach().clone()).ToList();
-        var error = Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model, tokens, zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        var error = Assert.Throws<PerSampleGradientsException>(()
+            => Method(method).Compute(model, tokens, zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
         Assert.Equal(Problem.UnsupportedLayers, error.Problem);
         Assert.Contains(option, error.Message, StringComparison.Ordinal);
-        Assert.All(model.parameters().Zip(before), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>()));
+        Assert.All(model.parameters().Zip(before), pair =>
+            Assert.True(pair.First.equal(pair.Second).all().item<bool>()));
     }
 
     [Theory, MemberData(nameof(Methods))]
@@ -180,7 +196,8 @@ public sealed class BadInputTests
         var model = SmallModel();
         using var snapshot = new ModelSnapshot(model, randn(2, 4));
         var error = Assert.Throws<PerSampleGradientsException>(() =>
-            new PerSampleGradientOracle(new OracleOptions { ComputeDType = ScalarType.Float64 }).Compute(model, randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+            new PerSampleGradientOracle(new OracleOptions { ComputeDType = ScalarType.Float64 }).Compute(model,
+                randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
         Assert.Equal(Problem.ModelCopyUnavailable, error.Problem);
         Assert.Contains("factory", error.Message, StringComparison.Ordinal);
         Assert.Empty(snapshot.Differences());
@@ -192,12 +209,14 @@ public sealed class BadInputTests
         Assert.SkipWhen(cuda.is_available(), "CUDA is available here");
         IPerSampleGradientMethod m = method switch
         {
-            "oracle" => new PerSampleGradientOracle(new OracleOptions { Device = new Device(DeviceType.CUDA, 0), ModelFactory = SmallModel }),
+            "oracle" => new PerSampleGradientOracle(new OracleOptions
+                { Device = new Device(DeviceType.CUDA, 0), ModelFactory = SmallModel }),
             "hooks" => new HookEngine(new HookEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
             "clipping" => new ClippingAsMethod(new ClippingOptions { Device = new Device(DeviceType.CUDA, 0) }),
             _ => new FunctionalEngine(new FunctionalEngineOptions { Device = new Device(DeviceType.CUDA, 0) }),
         };
-        var error = Assert.Throws<PerSampleGradientsException>(() => m.Compute(SmallModel(), randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        var error = Assert.Throws<PerSampleGradientsException>(()
+            => m.Compute(SmallModel(), randn(2, 4), zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
         Assert.Equal(Problem.CudaUnavailable, error.Problem);
     }
 }

@@ -12,8 +12,8 @@ using static TorchSharp.torch.nn;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// <see cref="BatchNormConversion.ToGroupNorm"/>: every BatchNorm replaced where the forward reaches it, parameter names
-/// and order kept, the changes listed, and a model that could not be trained with per-sample gradients now can.
+/// <see cref="BatchNormConversion.ToGroupNorm"/>: every BatchNorm replaced where the forward reaches it, parameter
+/// names and order kept, the changes listed, and a model that could not be trained with per-sample gradients now can.
 /// </summary>
 [Trait("Category", "Equivalence")]
 public sealed class BatchNormConversionTests
@@ -29,7 +29,8 @@ public sealed class BatchNormConversionTests
         using var targets = tensor(new long[] { 1, 7 });
         var loss = LossFunction.CrossEntropy(LossReduction.Mean);
         model.train();
-        var refused = Assert.Throws<PerSampleGradientsException>(() => new HookEngine().Compute(model, inputs, targets, loss));
+        var refused = Assert.Throws<PerSampleGradientsException>(()
+            => new HookEngine().Compute(model, inputs, targets, loss));
         Assert.Equal(Problem.BatchNormInTraining, refused.Problem);
 
         var converted = BatchNormConversion.ToGroupNorm(model);
@@ -37,11 +38,13 @@ public sealed class BatchNormConversionTests
         Assert.Same(model, converted.Model);
         Assert.Equal(20, converted.Changes.Count);
         Assert.Contains(new ModuleChange("bn1", "BatchNorm2d(64)", "GroupNorm(32, 64)"), converted.Changes);
-        Assert.Contains(new ModuleChange("layer4.0.downsample.1", "BatchNorm2d(512)", "GroupNorm(32, 512)"), converted.Changes);
+        Assert.Contains(new ModuleChange("layer4.0.downsample.1", "BatchNorm2d(512)", "GroupNorm(32, 512)"),
+            converted.Changes);
         Assert.DoesNotContain(ModelInspection.AllModules(model), m => m.Module is BatchNorm);
         Assert.Empty(model.named_buffers());
         Assert.Equal(namesBefore, model.named_parameters().Select(p => p.name).ToList());
-        Assert.All(ModelInspection.AllModules(model).Where(m => m.Module is GroupNorm), m => Assert.True(m.Module.training));
+        Assert.All(ModelInspection.AllModules(model).Where(m => m.Module is GroupNorm),
+            m => Assert.True(m.Module.training));
         Assert.Equal(20, ForwardCallsOfGroupNorms(model, inputs));
 
         using var truth = new PerSampleGradientOracle().Compute(model, inputs, targets, loss);
@@ -57,7 +60,8 @@ public sealed class BatchNormConversionTests
     [Fact]
     public void A_BatchNorm_in_a_Sequential_is_replaced_in_place_with_its_eps_affine_flag_and_mode()
     {
-        using var model = Seeded.Build(1, () => Sequential(("conv", Conv1d(2, 6, 3)), ("norm", BatchNorm1d(6, eps: 1e-3)),
+        using var model = Seeded.Build(1, () => Sequential(("conv", Conv1d(2, 6, 3)),
+            ("norm", BatchNorm1d(6, eps: 1e-3)),
             ("plain", BatchNorm1d(6, affine: false)), ("relu", ReLU())));
         model.eval();
 
@@ -69,7 +73,8 @@ public sealed class BatchNormConversionTests
         Assert.Equal(2, norms.Count);
         Assert.Equal(1e-3, norms[0].eps);
         Assert.All(norms, n => Assert.False(n.training));
-        Assert.Equal(["conv.weight", "conv.bias", "norm.weight", "norm.bias"], model.named_parameters().Select(p => p.name));
+        Assert.Equal(["conv.weight", "conv.bias", "norm.weight", "norm.bias"],
+            model.named_parameters().Select(p => p.name));
         Assert.Equal(1.0, norms[0].weight!.min().item<float>());
         Assert.Equal(0.0, norms[0].bias!.abs().max().item<float>());
         Assert.Equal(2, ForwardCallsOfGroupNorms(model, randn(3, 2, 8)));

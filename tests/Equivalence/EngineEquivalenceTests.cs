@@ -65,7 +65,8 @@ public abstract class EngineEquivalenceTests
         // The loss throws inside the computation, after the hooks are in place.
         using var problem = CaseCatalogue.FromZoo(ModelZoo.SmallCnn, 3).Create(ScalarType.Float32, TestSettings.Device);
         using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
-        var failing = LossFunction.PerSample("throws", (_, _) => throw new InvalidOperationException("planted failure"));
+        var failing = LossFunction.PerSample("throws", (_, _)
+            => throw new InvalidOperationException("planted failure"));
         var error = Assert.Throws<PerSampleGradientsException>(
             () => CreateEngine().Compute(problem.Model, problem.Inputs, problem.Targets, failing));
         Assert.Equal(Problem.ModelFailed, error.Problem);
@@ -117,10 +118,12 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
     [InlineData(ConvolutionStrategy.SharedValueUnfold)]
     public void Every_convolution_route_agrees_with_the_oracle_on_every_convolution_case(ConvolutionStrategy strategy)
     {
-        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("conv", StringComparison.Ordinal) || c.Id.Contains("cnn", StringComparison.Ordinal)))
+        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("conv", StringComparison.Ordinal)
+            || c.Id.Contains("cnn", StringComparison.Ordinal)))
         {
             using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
-            using var actual = problem.Run(new FunctionalEngine(new FunctionalEngineOptions { Convolution = strategy }));
+            using var actual = problem.Run(new FunctionalEngine(new FunctionalEngineOptions
+                { Convolution = strategy }));
             GradientAssert.Agree(actual, OracleCache.Float64(gradientCase), ScalarType.Float64);
         }
     }
@@ -128,7 +131,8 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
     [Fact]
     public void A_chunk_size_below_one_is_refused()
     {
-        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = 0 }));
+        var error = Assert.Throws<ArgumentOutOfRangeException>(()
+            => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = 0 }));
         Assert.Contains("at least 1", error.Message, StringComparison.Ordinal);
     }
 }

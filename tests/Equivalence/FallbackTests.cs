@@ -45,7 +45,8 @@ public sealed class FallbackTests
         var forwardCalls = new List<string>();
         var forwards = new Dictionary<Type, BatchedForward>(FunctionalRules.Default)
         {
-            [typeof(Linear)] = call => { forwardCalls.Add(call.Path); return Engines.Functional.Layers.LinearForward.Forward(call); },
+            [typeof(Linear)] = call => { forwardCalls.Add(call.Path); return
+                Engines.Functional.Layers.LinearForward.Forward(call); },
         };
         using var grads = problem.Run(new FunctionalEngine(forwards: forwards));
         Assert.Equal(["0", "4"], forwardCalls);
@@ -104,7 +105,8 @@ public sealed class FallbackCostTests
         var loss = LossFunction.CrossEntropy();
         Type[] forced = [typeof(Conv2d), typeof(GroupNorm)];
         var hookRules = HookRules.Default.Where(e => !forced.Contains(e.Key)).ToDictionary(e => e.Key, e => e.Value);
-        var forwards = FunctionalRules.Default.Where(e => !forced.Contains(e.Key)).ToDictionary(e => e.Key, e => e.Value);
+        var forwards = FunctionalRules.Default.Where(e => !forced.Contains(e.Key)).ToDictionary(e => e.Key,
+            e => e.Value);
         var methods = new (string Name, IPerSampleGradientMethod Method)[]
         {
             ("hooks", new HookEngine()), ("hooks-fallback", new HookEngine(rules: hookRules)),
@@ -135,6 +137,7 @@ public sealed class FallbackCostTests
         double plain = timings[0].Median;
         foreach (var t in timings)
             TestContext.Current.TestOutputHelper?.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"small-cnn N={n} threads={get_num_threads()}: {t.Name,-20} median {t.Median,8:0.0} ms  x{t.Median / plain:0.00} plain backward"));
+                $"small-cnn N={n} threads={get_num_threads()}: {t.Name,-20} median {t.Median,8:0.0} ms  " +
+                    $"x{t.Median / plain:0.00} plain backward"));
     }
 }

@@ -14,21 +14,33 @@ public sealed class NpyTests
 
     // Written by numpy 1.24.2's np.save (tools: python3 -c "np.save(f, a)"; base64 of the file).
     private const string NumpyFloat32TwoByThree = // np.array([[1.5, -2.0, 3.25], [0.0, 1e-30, -7.0]], dtype=np.float32)
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDMpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAMA/AAAAwAAAUEAAAAAAYEKiDQAA4MA=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDMpLCB9ICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAMA/AAAAwAAAUEAAAAAAYEKiDQAA" +
+        "4MA=";
     private const string NumpyFloat64Scalar = // np.array(2.5)
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKCksIH0gICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAEQA==";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKCksIH0gICAgICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAEQA==";
     private const string NumpyBoolTwoByTwo = // np.array([[True, False], [False, True]])
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnfGIxJywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDIpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoBAAAB";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnfGIxJywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDIpLCB9ICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoBAAAB";
     private const string NumpyInt64ThreeByOneByTwo = // np.arange(-2, 4).reshape(3, 1, 2)
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGk4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsIDEsIDIpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAr+////////////////////AAAAAAAAAAABAAAAAAAAAAIAAAAAAAAAAwAAAAAAAAA=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGk4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsIDEsIDIpLCB9ICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAr+////////////////////AAAAAAAA" +
+        "AAABAAAAAAAAAAIAAAAAAAAAAwAAAAAAAAA=";
     private const string NumpyEmptyFloat64 = // np.zeros((2, 0, 3))
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDAsIDMpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAo=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDAsIDMpLCB9ICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAo=";
     private const string NumpyFortranOrder = // np.asfortranarray(np.arange(6.0).reshape(2, 3))
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBUcnVlLCAnc2hhcGUnOiAoMiwgMyksIH0gICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAAAAAAAAAAhAAAAAAAAA8D8AAAAAAAAQQAAAAAAAAABAAAAAAAAAFEA=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBUcnVlLCAnc2hhcGUnOiAoMiwgMyksIH0gICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAAAAAAAAAAhAAAAAAAAA" +
+        "8D8AAAAAAAAQQAAAAAAAAABAAAAAAAAAFEA=";
     private const string NumpyBigEndian = // np.arange(3, dtype='>f8')
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPmY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsKSwgfSAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAD/wAAAAAAAAQAAAAAAAAAA=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPmY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsKSwgfSAgICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAD/wAAAAAAAAQAAAAAAA" +
+        "AAA=";
     private const string NumpyInt32 = // np.arange(3, dtype=np.int32)
-        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGk0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsKSwgfSAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAQAAAAIAAAA=";
+        "k05VTVBZAQB2AHsnZGVzY3InOiAnPGk0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDMsKSwgfSAgICAgICAg" +
+        "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAQAAAAIAAAA=";
 
     public static TheoryData<string, string> DTypesAndShapes
     {
@@ -82,7 +94,8 @@ public sealed class NpyTests
         var f32 = Npy.Read(new MemoryStream(Convert.FromBase64String(NumpyFloat32TwoByThree)));
         Assert.Equal(ScalarType.Float32, f32.dtype);
         Assert.Equal(new long[] { 2, 3 }, f32.shape);
-        Assert.True(f32.equal(tensor(new float[] { 1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f }).reshape(2, 3)).all().item<bool>());
+        Assert.True(f32.equal(tensor(new float[] { 1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f }).reshape(2,
+            3)).all().item<bool>());
 
         var scalar = Npy.Read(new MemoryStream(Convert.FromBase64String(NumpyFloat64Scalar)));
         Assert.Equal(ScalarType.Float64, scalar.dtype);
@@ -136,7 +149,8 @@ public sealed class NpyTests
     [InlineData(NumpyInt32, "'<i4' is not supported")]
     public void What_it_cannot_read_is_refused_with_the_reason(string numpyFile, string mentions)
     {
-        var error = Assert.Throws<InvalidDataException>(() => Npy.Read(new MemoryStream(Convert.FromBase64String(numpyFile))));
+        var error = Assert.Throws<InvalidDataException>(() =>
+            Npy.Read(new MemoryStream(Convert.FromBase64String(numpyFile))));
         Assert.Contains(mentions, error.Message, StringComparison.Ordinal);
     }
 
@@ -151,7 +165,8 @@ public sealed class NpyTests
         var header = Assert.Throws<InvalidDataException>(() => Npy.Read(new MemoryStream(complete[..20])));
         Assert.Contains("ends inside the header", header.Message, StringComparison.Ordinal);
 
-        var foreign = Assert.Throws<InvalidDataException>(() => Npy.Read(new MemoryStream("PK\u0003\u0004 not numpy"u8.ToArray())));
+        var foreign = Assert.Throws<InvalidDataException>(()
+            => Npy.Read(new MemoryStream("PK\u0003\u0004 not numpy"u8.ToArray())));
         Assert.Contains("\\x93NUMPY", foreign.Message, StringComparison.Ordinal);
     }
 

@@ -63,14 +63,17 @@ public sealed class OracleTests
     public void Per_sample_gradients_sum_to_the_batch_gradient_of_the_sum_reduced_loss(string name)
     {
         var zoo = ModelZoo.Get(name);
-        using var problem = CaseCatalogue.FromZoo(zoo, zoo == ModelZoo.ResNet18GroupNorm ? 2 : 5, LossFunction.CrossEntropy(LossReduction.Sum))
+        using var problem = CaseCatalogue.FromZoo(zoo, zoo == ModelZoo.ResNet18GroupNorm ? 2 : 5,
+            LossFunction.CrossEntropy(LossReduction.Sum))
             .Create(ScalarType.Float64, TestSettings.Device);
         using var perSample = problem.Run(Oracle);
 
         using var scope = NewDisposeScope();
         var parameters = problem.Model.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList();
-        autograd.backward([problem.Loss.BatchLoss(problem.Model.call(problem.Inputs), problem.Targets)], inputs: parameters);
-        using var summed = new PerSampleGradients("sum over samples", 1, perSample.Entries.Select(e => (e.Name, e.Gradient.sum(dim: 0, keepdim: true))));
+        autograd.backward([problem.Loss.BatchLoss(problem.Model.call(problem.Inputs), problem.Targets)],
+            inputs: parameters);
+        using var summed = new PerSampleGradients("sum over samples", 1,
+            perSample.Entries.Select(e => (e.Name, e.Gradient.sum(dim: 0, keepdim: true))));
         using var batch = new PerSampleGradients("batch gradient", 1, problem.Model.named_parameters()
             .Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter.grad!.unsqueeze(0))));
         GradientAssert.Agree(summed, batch, TolerancePolicy.ToleranceFor(ScalarType.Float64));
@@ -88,7 +91,8 @@ public sealed class OracleTests
         }
         using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
         using var float32 = problem.Run(Oracle);
-        using var float64 = problem.Run(new PerSampleGradientOracle(new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
+        using var float64 = problem.Run(new PerSampleGradientOracle(new OracleOptions
+            { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
 
         Assert.Equal(ScalarType.Float32, float32.Entries.First().Gradient.dtype);
         Assert.Equal(ScalarType.Float64, float64.Entries.First().Gradient.dtype);
@@ -99,7 +103,8 @@ public sealed class OracleTests
     [Fact]
     public void Frozen_parameters_are_excluded_and_unused_parameters_get_zeros()
     {
-        using var problem = CaseCatalogue.Get("unused-branch-B3-ce-mean").Create(ScalarType.Float64, TestSettings.Device);
+        using var problem = CaseCatalogue.Get("unused-branch-B3-ce-mean").Create(ScalarType.Float64,
+            TestSettings.Device);
         problem.Model.named_parameters().Single(p => p.name == "used.bias").parameter.requires_grad_(false);
         using var result = problem.Run(Oracle);
 
@@ -114,7 +119,8 @@ public sealed class OracleTests
     {
         using var problem = CaseCatalogue.FromZoo(ModelZoo.Mlp, 5).Create(ScalarType.Float32, TestSettings.Device);
         var seen = new List<(long, long)>();
-        using var result = problem.Run(new PerSampleGradientOracle(new OracleOptions { Progress = (done, total) => seen.Add((done, total)) }));
+        using var result = problem.Run(new PerSampleGradientOracle(new OracleOptions
+            { Progress = (done, total) => seen.Add((done, total)) }));
         Assert.Equal(Enumerable.Range(1, 5).Select(i => ((long)i, 5L)), seen);
     }
 
@@ -137,7 +143,8 @@ public sealed class OracleTests
     }
 }
 
-/// <summary>When TorchSharp's native library cannot load, the message is one line naming the cause and the fix.</summary>
+/// <summary>When TorchSharp's native library cannot load, the message is one line naming the cause and the
+/// fix.</summary>
 [Trait("Category", "Oracle")]
 public sealed class TorchRuntimeTests
 {
@@ -146,7 +153,8 @@ public sealed class TorchRuntimeTests
     {
         // What .NET raises on Debian 12 without the setup: the dlopen error inside a type initialiser.
         var failure = new TypeInitializationException("TorchSharp.torch", new DllNotFoundException(
-            "Unable to load shared library 'LibTorchSharp': /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by libLibTorchSharp.so)"));
+            "Unable to load shared library 'LibTorchSharp': /lib/x86_64-linux-gnu/libstdc++.so.6: version " +
+                "`GLIBCXX_3.4.32' not found (required by libLibTorchSharp.so)"));
         var line = TorchRuntime.Describe(failure);
         Assert.DoesNotContain('\n', line);
         Assert.Contains("GLIBCXX_3.4.32", line, StringComparison.Ordinal);
@@ -156,7 +164,8 @@ public sealed class TorchRuntimeTests
     [Fact]
     public void Other_load_failures_name_the_loader_message_in_one_line()
     {
-        var failure = new TypeInitializationException("TorchSharp.torch", new DllNotFoundException("libtorch_cpu.so: cannot open shared object file\nmore detail"));
+        var failure = new TypeInitializationException("TorchSharp.torch",
+            new DllNotFoundException("libtorch_cpu.so: cannot open shared object file\nmore detail"));
         var line = TorchRuntime.Describe(failure);
         Assert.DoesNotContain('\n', line);
         Assert.Contains("libtorch_cpu.so: cannot open shared object file", line, StringComparison.Ordinal);

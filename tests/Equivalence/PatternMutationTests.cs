@@ -70,7 +70,8 @@ public sealed class PatternMutationTests(ITestOutputHelper output)
         try
         {
             using var result = engine().Compute(model, x, y, Loss);
-            var comparison = GradientComparison.Compare(result, truth, TolerancePolicy.ToleranceFor(ScalarType.Float32));
+            var comparison = GradientComparison.Compare(result, truth,
+                TolerancePolicy.ToleranceFor(ScalarType.Float32));
             return comparison.Passed ? null : comparison.Describe();
         }
         catch (PerSampleGradientsException e)
@@ -98,7 +99,8 @@ public sealed class PatternMutationTests(ITestOutputHelper output)
             () => new HookEngine { Bug = PlantedBug.TiedParameterCountedOnce }, true),
         ("batch-dimension-assumed-zero", "sequence-first, T = N",
             () => new HookEngine { Bug = PlantedBug.BatchDimensionAssumedZero }, true),
-        ("grad-mode-ignored (hooks)", "no_grad caller", () => new HookEngine { Bug = PlantedBug.GradModeIgnored }, true),
+        ("grad-mode-ignored (hooks)", "no_grad caller", () => new HookEngine { Bug = PlantedBug.GradModeIgnored },
+            true),
         ("grad-mode-ignored (functional)", "no_grad caller",
             () => new FunctionalEngine { Bug = PlantedBug.GradModeIgnored }, true),
         ("audit-never-compares", "audit of a wrong rule",

@@ -24,13 +24,15 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
     /// strided, dilated, grouped convolutions in 1-d and 2-d, padding modes, Linear on 3-d input, Embedding with
     /// padding_idx, weight sharing, normalisations, frozen parameters, every loss and both reductions.
     /// </summary>
-    /// <remarks><c>PSG_PARITY_CASES=all</c> checks the whole catalogue instead (about 100 script runs; minutes).</remarks>
+    /// <remarks><c>PSG_PARITY_CASES=all</c> checks the whole catalogue instead (about 100 script runs;
+    /// minutes).</remarks>
     public static IReadOnlyList<string> CaseIds =>
         (Environment.GetEnvironmentVariable("PSG_PARITY_CASES") ?? "").Trim().ToLowerInvariant() switch
         {
             "" or "core" => CoreCaseIds,
             "all" => CaseCatalogue.All.Select(c => c.Id).ToList(),
-            var other => throw new InvalidOperationException($"PSG_PARITY_CASES='{other}' is not a case set: use core (the default) or all."),
+            var other => throw new InvalidOperationException($"PSG_PARITY_CASES='{other}' is not a case set: use " +
+                $"core (the default) or all."),
         };
 
     private static IReadOnlyList<string> CoreCaseIds { get; } =
@@ -123,7 +125,8 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         }
         Report(comparisons, expandedWeights);
         if (!expandedWeights.Supported)
-            Assert.Contains(KnownExpandedWeightsLimitations, known => expandedWeights.UnsupportedReason!.Contains(known, StringComparison.Ordinal));
+            Assert.Contains(KnownExpandedWeightsLimitations,
+                known => expandedWeights.UnsupportedReason!.Contains(known, StringComparison.Ordinal));
 
         var failures = comparisons.Where(c => !c.Passed).Select(c => c.Describe()).ToList();
         Assert.True(failures.Count == 0, string.Join(Environment.NewLine, failures));
@@ -133,7 +136,8 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
     {
         foreach (var c in comparisons)
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {c.Actual,-26} vs {c.Expected,-22} max relative error {c.MaxRelativeError:0.00e0} (worst {c.Worst?.Name}), tolerance {c.Tolerance}"));
+                $"  {c.Actual,-26} vs {c.Expected,-22} max relative error {c.MaxRelativeError:0.00e0} (worst " +
+                    $"{c.Worst?.Name}), tolerance {c.Tolerance}"));
         if (!expandedWeights.Supported)
             output.WriteLine($"  {PyTorchReference.ExpandedWeights}: unsupported: {expandedWeights.UnsupportedReason}");
     }

@@ -30,7 +30,8 @@ public sealed class PyTorchExchangeTests
         using var problem = CaseCatalogue.Get("frozen-weight-bias-only-B3-ce-mean").Create(ScalarType.Float64);
         using var folder = ExchangeFolder.Create(keep: false);
 
-        folder.WriteRequest(problem.Id, "frozen-weight-bias-only", problem.Model, problem.Inputs, problem.Targets, problem.Loss);
+        folder.WriteRequest(problem.Id, "frozen-weight-bias-only", problem.Model, problem.Inputs, problem.Targets,
+            problem.Loss);
 
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Path, "request.json")));
         var root = json.RootElement;
@@ -39,15 +40,19 @@ public sealed class PyTorchExchangeTests
         Assert.Equal("CE", root.GetProperty("loss").GetProperty("name").GetString());
         Assert.Equal("mean", root.GetProperty("loss").GetProperty("reduction").GetString());
         var parameters = root.GetProperty("parameters").EnumerateArray().ToList();
-        Assert.Equal(problem.Model.named_parameters().Select(p => p.name), parameters.Select(p => p.GetProperty("name").GetString()));
-        Assert.Equal(["0.bias", "1.bias", "3.bias"], parameters.Where(p => p.GetProperty("requires_grad").GetBoolean()).Select(p => p.GetProperty("name").GetString()));
+        Assert.Equal(problem.Model.named_parameters().Select(p => p.name),
+            parameters.Select(p => p.GetProperty("name").GetString()));
+        Assert.Equal(["0.bias", "1.bias", "3.bias"], parameters.Where(p
+            => p.GetProperty("requires_grad").GetBoolean()).Select(p => p.GetProperty("name").GetString()));
         Assert.Equal([4L, 3, 3, 3], parameters[0].GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
         foreach (var p in parameters)
         {
             using var written = Npy.Read(Path.Combine(folder.Path, p.GetProperty("file").GetString()!));
-            Assert.True(written.equal(problem.Model.get_parameter(p.GetProperty("name").GetString()!)!).all().item<bool>());
+            var parameter = problem.Model.get_parameter(p.GetProperty("name").GetString()!)!;
+            Assert.True(written.equal(parameter).all().item<bool>());
         }
-        using var inputs = Npy.Read(Path.Combine(folder.Path, root.GetProperty("inputs").GetProperty("file").GetString()!));
+        using var inputs = Npy.Read(Path.Combine(folder.Path,
+            root.GetProperty("inputs").GetProperty("file").GetString()!));
         Assert.True(inputs.equal(problem.Inputs).all().item<bool>());
         Assert.Empty(root.GetProperty("training_modules").EnumerateArray());
     }
@@ -62,10 +67,12 @@ public sealed class PyTorchExchangeTests
         folder.WriteRequest(problem.Id, "x", problem.Model, problem.Inputs, problem.Targets, problem.Loss);
 
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Path, "request.json")));
-        var buffers = json.RootElement.GetProperty("buffers").EnumerateArray().Select(b => b.GetProperty("name").GetString()).ToList();
+        var buffers = json.RootElement.GetProperty("buffers").EnumerateArray().Select(b
+            => b.GetProperty("name").GetString()).ToList();
         Assert.Equal(problem.Model.named_buffers().Select(b => b.name), buffers);
         Assert.Contains("1.running_mean", buffers);
-        Assert.Equal(["1"], json.RootElement.GetProperty("training_modules").EnumerateArray().Select(m => m.GetString()));
+        Assert.Equal(["1"], json.RootElement.GetProperty("training_modules").EnumerateArray().Select(m
+            => m.GetString()));
     }
 
     [Fact]
@@ -75,7 +82,8 @@ public sealed class PyTorchExchangeTests
         var before = ExchangeFolders();
 
         using var fake = new FakePython("exit 1");
-        Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Compute(problem, new PyTorchReferenceOptions { Python = fake.Path }));
+        Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Compute(problem,
+            new PyTorchReferenceOptions { Python = fake.Path }));
 
         Assert.Subset(before, ExchangeFolders());
     }
@@ -91,7 +99,8 @@ public sealed class PyTorchExchangeTests
 
         Assert.Equal(PyTorchReferenceFailure.PythonUnavailable, error.Failure);
         Assert.Contains(missing, error.Message, StringComparison.Ordinal);
-        Assert.Contains("apt-get install --no-install-recommends python3-torch", error.Message, StringComparison.Ordinal);
+        Assert.Contains("apt-get install --no-install-recommends python3-torch", error.Message,
+            StringComparison.Ordinal);
         Assert.Contains("PSG_PYTHON", error.Message, StringComparison.Ordinal);
     }
 
@@ -100,7 +109,8 @@ public sealed class PyTorchExchangeTests
     {
         using var problem = CaseCatalogue.Get("linear-2d-B5-ce-mean").Create(ScalarType.Float32);
 
-        using var fake = new FakePython("echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: planted' >&2; exit 1");
+        using var fake = new FakePython("echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: planted' " +
+            ">&2; exit 1");
         var error = Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Compute(problem,
             new PyTorchReferenceOptions { Python = fake.Path }));
 
@@ -152,9 +162,11 @@ public sealed class PyTorchExchangeTests
     [Fact]
     public void The_options_Python_comes_before_PSG_PYTHON_and_the_default()
     {
-        Assert.Equal("/opt/py/bin/python3", new PyTorchReferenceOptions { Python = "/opt/py/bin/python3" }.ResolvePython());
+        Assert.Equal("/opt/py/bin/python3", new PyTorchReferenceOptions
+            { Python = "/opt/py/bin/python3" }.ResolvePython());
         var configured = Environment.GetEnvironmentVariable(PyTorchReferenceOptions.PythonVariable);
-        var expected = string.IsNullOrWhiteSpace(configured) ? PyTorchReferenceOptions.DefaultPython : configured.Trim();
+        var expected = string.IsNullOrWhiteSpace(configured) ? PyTorchReferenceOptions.DefaultPython
+            : configured.Trim();
         Assert.Equal(expected, new PyTorchReferenceOptions().ResolvePython());
     }
 
@@ -188,13 +200,16 @@ public sealed class PyTorchReferenceTests
         // does, with its own argv.
         const string blocked = "import sys, runpy; sys.modules['numpy'] = None; sys.modules['torch'] = None; " +
             "sys.argv = sys.argv[3:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)";
-        using var fake = new FakePython($"exec {new PyTorchReferenceOptions().ResolvePython()} -c \"{blocked}\" \"$@\"");
+        using var fake = new FakePython($"exec {new PyTorchReferenceOptions().ResolvePython()} -c \"{blocked}\" " +
+            $"\"$@\"");
 
-        var error = Assert.Throws<PyTorchReferenceException>(() => PyTorchReference.Probe(new PyTorchReferenceOptions { Python = fake.Path }));
+        var error = Assert.Throws<PyTorchReferenceException>(()
+            => PyTorchReference.Probe(new PyTorchReferenceOptions { Python = fake.Path }));
 
         Assert.Equal(PyTorchReferenceFailure.PythonUnavailable, error.Failure);
         Assert.Contains("missing Python module", error.Message, StringComparison.Ordinal);
-        Assert.Contains("apt-get install --no-install-recommends python3-torch", error.Message, StringComparison.Ordinal);
+        Assert.Contains("apt-get install --no-install-recommends python3-torch", error.Message,
+            StringComparison.Ordinal);
     }
 
     [Fact]
@@ -218,8 +233,10 @@ public sealed class PyTorchReferenceTests
             PyTorchReference.Compute(problem, new PyTorchReferenceOptions { Architecture = "linear-3d" }));
 
         Assert.Equal(PyTorchReferenceFailure.Mismatch, error.Failure);
-        Assert.Contains("parameter '0.weight': shape [3, 5] in PyTorch's 'linear-3d', [4, 6] in the exchange", error.Message, StringComparison.Ordinal);
-        Assert.Contains("parameter '0.bias': shape [3] in PyTorch's 'linear-3d', [4] in the exchange", error.Message, StringComparison.Ordinal);
+        Assert.Contains("parameter '0.weight': shape [3, 5] in PyTorch's 'linear-3d', [4, 6] in the exchange",
+            error.Message, StringComparison.Ordinal);
+        Assert.Contains("parameter '0.bias': shape [3] in PyTorch's 'linear-3d', [4] in the exchange", error.Message,
+            StringComparison.Ordinal);
     }
 
     [Fact]
@@ -275,7 +292,8 @@ public sealed class PyTorchReferenceTests
         using var problem = CaseCatalogue.Get("embedding-pad0-B5-ce-mean").Create(ScalarType.Float32);
         using var result = PyTorchReference.Compute(problem);
         if (result.Methods.Single(m => m.Method == PyTorchReference.ExpandedWeights).Supported)
-            Assert.Skip($"PyTorch {result.Versions.Torch}'s ExpandedWeights handles padding_idx: nothing unsupported to ask for.");
+            Assert.Skip($"PyTorch {result.Versions.Torch}'s ExpandedWeights handles padding_idx: nothing unsupported " +
+                $"to ask for.");
 
         var error = Assert.Throws<PyTorchReferenceException>(() => result[PyTorchReference.ExpandedWeights]);
 

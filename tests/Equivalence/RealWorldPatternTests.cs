@@ -28,7 +28,8 @@ public sealed class RealWorldPatternTests
     internal static IPerSampleGradientMethod Method(string name, EngineOptions? options = null) => name switch
     {
         "oracle" => new PerSampleGradientOracle(),
-        "hooks" => new HookEngine(options is null ? null : new HookEngineOptions { AuditSamples = options.AuditSamples }),
+        "hooks" => new HookEngine(options is null ? null : new HookEngineOptions
+            { AuditSamples = options.AuditSamples }),
         "functional" => new FunctionalEngine(
             options is null ? null : new FunctionalEngineOptions { AuditSamples = options.AuditSamples }),
         _ => throw new ArgumentException(name),
@@ -217,7 +218,8 @@ public sealed class RealWorldPatternTests
             Refused(method, Problem.UserHooks, model, x, y, "'first'");
             using var doubled = no_grad();
             var probe = x.to(first.weight!.dtype);
-            Assert.True(first.call(probe).allclose(first.forward(probe) * 2), "the caller's hook must still be in place");
+            Assert.True(first.call(probe).allclose(first.forward(probe) * 2),
+                "the caller's hook must still be in place");
         }
         finally
         {
@@ -345,7 +347,8 @@ public sealed class RealWorldPatternTests
         var (x, y) = ModelZoo.SmallCnn.MakeBatch(4, 9);
         var rules = new Dictionary<Type, PerSampleRule>(HookRules.Default)
         {
-            [typeof(Linear)] = (call, sink) => LinearRule.Compute(call with { OutputGradient = call.OutputGradient * 1.5 }, sink),
+            [typeof(Linear)] = (call, sink) => LinearRule.Compute(call with
+                { OutputGradient = call.OutputGradient * 1.5 }, sink),
         };
         var engine = new HookEngine(new HookEngineOptions { AuditSamples = 1 }, rules);
         var error = Assert.Throws<PerSampleGradientsException>(() => engine.Compute(model, x, y, Loss));

@@ -41,7 +41,8 @@ public sealed class ResultReuseTests
 
     [Theory]
     [MemberData(nameof(EnginesAndCases))]
-    public void A_result_written_into_memory_filled_with_NaN_agrees_with_the_oracle_and_is_the_same_object(string engine, string caseId)
+    public void A_result_written_into_memory_filled_with_NaN_agrees_with_the_oracle_and_is_the_same_object(string
+        engine, string caseId)
     {
         var gradientCase = CaseCatalogue.Get(caseId);
         using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);

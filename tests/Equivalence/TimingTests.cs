@@ -29,21 +29,28 @@ public sealed class TimingTests
     [MemberData(nameof(Workloads))]
     public void Every_engine_is_faster_than_the_oracle_loop(string model, long batchSize)
     {
-        var settings = new CompareSettings(ModelZoo.Get(model), batchSize, 1, TestSettings.Device, ScalarType.Float32, Tf32: false,
+        var settings = new CompareSettings(ModelZoo.Get(model), batchSize, 1, TestSettings.Device, ScalarType.Float32,
+            Tf32: false,
             LossFunction.CrossEntropy(), EngineCatalogue.Names);
         using var workload = new BenchWorkload(settings);
-        var timings = BenchmarkRunner.Measure(workload.Contenders(["plain", .. EngineCatalogue.Names, "oracle"]), settings.Device,
+        var timings = BenchmarkRunner.Measure(workload.Contenders(["plain", .. EngineCatalogue.Names, "oracle"]),
+            settings.Device,
             warmUp: 1, repeats: 3, measureMemory: false);
 
         var figures = timings.ToDictionary(t => t.Name, t => t.Median);
         var output = TestContext.Current.TestOutputHelper;
         foreach (var t in timings)
-            output?.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model} N={batchSize} {settings.Device}: {t.Name,-15} median {t.Median,9:0.0} ms (x{t.Median / figures[BenchWorkload.PlainBackward]:0.00} plain backward)"));
-        File.WriteAllText(Path.Combine(AppContext.BaseDirectory, $"timing-{model}-N{batchSize}-{settings.Device.type}.json".ToLowerInvariant()),
-            JsonSerializer.Serialize(new { model, batchSize, device = settings.Device.ToString(), mediansMs = figures }));
+            output?.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{model} N={batchSize} {settings.Device}: {t.Name,-15} median {t.Median,9:0.0} ms " +
+                $"(x{t.Median / figures[BenchWorkload.PlainBackward]:0.00} plain backward)"));
+        File.WriteAllText(Path.Combine(AppContext.BaseDirectory,
+            $"timing-{model}-N{batchSize}-{settings.Device.type}.json".ToLowerInvariant()),
+            JsonSerializer.Serialize(new { model, batchSize, device = settings.Device.ToString(),
+                mediansMs = figures }));
 
         double oracle = figures[BenchWorkload.OracleLoop];
         foreach (var engine in EngineCatalogue.Names)
-            Assert.True(figures[engine] < oracle, $"{engine} took {figures[engine]:0.0} ms, the oracle loop {oracle:0.0} ms, at N = {batchSize}.");
+            Assert.True(figures[engine] < oracle, $"{engine} took {figures[engine]:0.0} ms, the oracle loop " +
+                $"{oracle:0.0} ms, at N = {batchSize}.");
     }
 }

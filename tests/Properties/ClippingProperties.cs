@@ -83,7 +83,8 @@ public sealed class ClippingProperties
         double ratio = variance / (deviation * deviation);
         // Sample variance of m normal draws: relative standard error sqrt(2 / (m - 1)).
         Assert.True(Math.Abs(ratio - 1) <= z * Math.Sqrt(2.0 / (m - 1)),
-            $"noise variance / (sigma C)^2 = {ratio:0.00000} over {m} draws; bound 1 +- {z * Math.Sqrt(2.0 / (m - 1)):0.00000}");
+            $"noise variance / (sigma C)^2 = {ratio:0.00000} over {m} draws; bound 1 +- " +
+                $"{z * Math.Sqrt(2.0 / (m - 1)):0.00000}");
         Assert.False(noise[0].equal(noise[1]).all().item<bool>(), "two successive calls drew the same noise");
 
         var again = new ClippingMethod(new ClippingOptions { ClipBound = bound, NoiseMultiplier = sigma,

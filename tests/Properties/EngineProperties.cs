@@ -31,7 +31,8 @@ public abstract class EngineProperties
     protected abstract IPerSampleGradientMethod CreateAuditedEngine(int samples);
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
-    public Property Float32_per_sample_gradients_match_the_float64_oracle_within_the_float32_tolerance(Float32CaseSpec c) =>
+    public Property Float32_per_sample_gradients_match_the_float64_oracle_within_the_float32_tolerance(Float32CaseSpec
+        c) =>
         Classified(() => GradientChecks.MatchesOracle(CreateEngine, c.Case, ScalarType.Float32), c.Case);
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = Runs)]
@@ -62,7 +63,8 @@ public abstract class EngineProperties
     public void Invalid_configurations_raise_the_documented_problem(InvalidCaseSpec c) =>
         GradientChecks.InvalidConfigurationIsRefused(CreateRefusingEngine, c);
 
-    /// <summary>The engine under test with the per-sample rerun fallback refused (a layer without a rule is a fault).</summary>
+    /// <summary>The engine under test with the per-sample rerun fallback refused (a layer without a rule is a
+    /// fault).</summary>
     protected abstract IPerSampleGradientMethod CreateRefusingEngine();
 
     // Reports what the generated cases exercised (FsCheck prints the distribution on success).
@@ -108,7 +110,8 @@ public sealed class CrossEngineProperties
 
     [Property(Arbitrary = [typeof(Arbitraries)], MaxTest = PropertyRuns.PerProperty)]
     public Property The_hook_and_functional_engines_agree(CaseSpec c) =>
-        EngineProperties.Classified(() => GradientChecks.HooksAgreeWithFunctional(() => new HookEngine(), () => new FunctionalEngine(), c), c);
+        EngineProperties.Classified(() => GradientChecks.HooksAgreeWithFunctional(() => new HookEngine(),
+            () => new FunctionalEngine(), c), c);
 }
 
 /// <summary>How many generated cases each property runs.</summary>

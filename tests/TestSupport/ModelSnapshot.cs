@@ -11,7 +11,8 @@ namespace PerSampleGrads.Tests;
 public sealed class ModelSnapshot : IDisposable
 {
     private readonly nn.Module<Tensor, Tensor> _model;
-    private readonly List<(string Name, Tensor Parameter, Tensor Value, bool RequiresGrad, Tensor? Grad)> _parameters = [];
+    private readonly List<(string Name, Tensor Parameter, Tensor Value, bool RequiresGrad, Tensor? Grad)> _parameters =
+        [];
     private readonly List<(string Name, Tensor Value)> _buffers = [];
     private readonly List<(string Path, bool Training)> _modes = [];
     private readonly Tensor _probeInput;
@@ -24,7 +25,8 @@ public sealed class ModelSnapshot : IDisposable
         foreach (var (name, p) in model.named_parameters())
         {
             var grad = p.grad;
-            _parameters.Add((name, p, p.detach().clone().DetachFromDisposeScope(), p.requires_grad, grad?.clone().DetachFromDisposeScope()));
+            _parameters.Add((name, p, p.detach().clone().DetachFromDisposeScope(), p.requires_grad,
+                grad?.clone().DetachFromDisposeScope()));
             grad?.Dispose();
         }
         foreach (var (name, b) in model.named_buffers())
@@ -53,18 +55,25 @@ public sealed class ModelSnapshot : IDisposable
         if (now.Count != _parameters.Count) problems.Add($"parameter count {now.Count}, was {_parameters.Count}");
         foreach (var ((name, p), before) in now.Zip(_parameters))
         {
-            if (!ReferenceEquals(p, before.Parameter) && p.Handle != before.Parameter.Handle) problems.Add($"{name}: the Parameter object was replaced");
-            if (p.dtype != before.Value.dtype || !p.equal(before.Value).all().item<bool>()) problems.Add($"{name}: values changed");
-            if (p.requires_grad != before.RequiresGrad) problems.Add($"{name}: requires_grad {p.requires_grad}, was {before.RequiresGrad}");
+            if (!ReferenceEquals(p, before.Parameter) && p.Handle != before.Parameter.Handle)
+                problems.Add($"{name}: the Parameter object was replaced");
+            if (p.dtype != before.Value.dtype || !p.equal(before.Value).all().item<bool>())
+                problems.Add($"{name}: values changed");
+            if (p.requires_grad != before.RequiresGrad) problems.Add($"{name}: requires_grad {p.requires_grad}, was " +
+                $"{before.RequiresGrad}");
             var grad = p.grad;
-            if ((grad is null) != (before.Grad is null)) problems.Add($"{name}: .grad {(grad is null ? "removed" : "created")}");
-            else if (grad is not null && !grad.equal(before.Grad!).all().item<bool>()) problems.Add($"{name}: .grad changed");
+            if ((grad is null) != (before.Grad is null)) problems.Add($"{name}: .grad " +
+                $"{(grad is null ? "removed" : "created")}");
+            else if (grad is not null && !grad.equal(before.Grad!).all().item<bool>())
+                problems.Add($"{name}: .grad changed");
         }
         foreach (var ((name, b), before) in _model.named_buffers().Zip(_buffers))
             if (!b.equal(before.Value).all().item<bool>()) problems.Add($"buffer {name}: values changed");
         foreach (var (m, before) in ModelInspection.AllModules(_model).Zip(_modes))
-            if (m.Module.training != before.Training) problems.Add($"{m.Display}: training {m.Module.training}, was {before.Training}");
-        if (!Probe().equal(_probeOutput).all().item<bool>()) problems.Add("the model's output on the probe input changed (a hook left behind?)");
+            if (m.Module.training != before.Training) problems.Add($"{m.Display}: training {m.Module.training}, was " +
+                $"{before.Training}");
+        if (!Probe().equal(_probeOutput).all().item<bool>())
+            problems.Add("the model's output on the probe input changed (a hook left behind?)");
         return problems;
     }
 

@@ -13,7 +13,8 @@ public static class OracleCache
 {
     private static readonly ConcurrentDictionary<string, PerSampleGradients> Answers = new();
 
-    /// <summary>The float64 oracle's per-sample gradients for <paramref name="gradientCase"/> (do not dispose).</summary>
+    /// <summary>The float64 oracle's per-sample gradients for <paramref name="gradientCase"/> (do not
+    /// dispose).</summary>
     public static PerSampleGradients Float64(GradientCase gradientCase) => Answers.GetOrAdd(gradientCase.Id, _ =>
     {
         using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);

@@ -29,7 +29,8 @@ public static class PyTorchRequirement
         }
         catch (PyTorchReferenceException e) when (e.Failure == PyTorchReferenceFailure.PythonUnavailable)
         {
-            Assert.Fail($"{e.Message} To run the tests without the PyTorch cross-check, set {SkipVariable}=1 (they are then reported as skipped).");
+            Assert.Fail($"{e.Message} To run the tests without the PyTorch cross-check, set {SkipVariable}=1 (they " +
+                $"are then reported as skipped).");
             throw;
         }
     }

@@ -25,7 +25,9 @@ public static class TestSettings
                 _ => throw new InvalidOperationException($"PSG_DEVICE='{requested}' is not a device: use cpu or cuda."),
             };
             if (device.type == DeviceType.CUDA && !cuda.is_available())
-                throw new InvalidOperationException("PSG_DEVICE=cuda but CUDA is not available to TorchSharp in this process: on a CUDA machine run the bundle with your PyTorch's libtorch (README, 'On a CUDA machine'), or unset PSG_DEVICE to test on the CPU.");
+                throw new InvalidOperationException("PSG_DEVICE=cuda but CUDA is not available to TorchSharp in this " +
+                    "process: on a CUDA machine run the bundle with your PyTorch's libtorch (README, 'On a CUDA " +
+                    "machine'), or unset PSG_DEVICE to test on the CPU.");
             return device;
         }
     }
@@ -37,10 +39,12 @@ public static class TestSettings
             "" => [ScalarType.Float64, ScalarType.Float32],
             "float64" or "double" => [ScalarType.Float64],
             "float32" or "float" => [ScalarType.Float32],
-            var other => throw new InvalidOperationException($"PSG_DTYPE='{other}' is not supported: use float32 or float64 (or leave it unset for both)."),
+            var other => throw new InvalidOperationException($"PSG_DTYPE='{other}' is not supported: use float32 or " +
+                $"float64 (or leave it unset for both)."),
         };
 
-    /// <summary>Fails with TorchSharp's one-line load problem (missing GLIBCXX, say) instead of a type-initialisation trace.</summary>
+    /// <summary>Fails with TorchSharp's one-line load problem (missing GLIBCXX, say) instead of a type-initialisation
+    /// trace.</summary>
     public static void RequireTorch() => TorchRuntime.EnsureLoaded();
 
     /// <summary>Parses a dtype name used in test data.</summary>

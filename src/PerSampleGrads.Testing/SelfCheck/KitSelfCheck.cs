@@ -26,7 +26,8 @@ public sealed record SelfCheckReport(SelfCheckRow Control, IReadOnlyList<SelfChe
         var text = new StringBuilder();
         int caught = Bugs.Count(b => b.Failed.Any(id => id.StartsWith('(')));
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"Kit self-check (seed {Seed}): {caught}/{Bugs.Count} planted bugs caught by the properties; the control failed {Control.Failed.Count} checks.");
+            $"Kit self-check (seed {Seed}): {caught}/{Bugs.Count} planted bugs caught by the properties; the control " +
+                $"failed {Control.Failed.Count} checks.");
         foreach (var row in Bugs.Prepend(Control))
         {
             var failed = row.Failed.Count == 0 ? "nothing" : string.Join(", ", row.Failed);

@@ -27,9 +27,10 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
         && Shapes() is { } shapes && shapes[^1].IsFloating;
 
     /// <summary>
-    /// Builds the model in float32 on the CPU, in eval mode (fault layers excepted), with the global generator seeded by
-    /// <paramref name="seed"/>: GroupNorm gets PyTorch's initial values (TorchSharp leaves them uninitialised) and every
-    /// norm layer random affine values around them.
+    /// Builds the model in float32 on the CPU, in eval mode (fault layers excepted), with the global generator seeded
+    /// by
+    /// <paramref name="seed"/>: GroupNorm gets PyTorch's initial values (TorchSharp leaves them uninitialised) and
+    /// every norm layer random affine values around them.
     /// </summary>
     public Module<Tensor, Tensor> Build(long seed)
     {

@@ -13,15 +13,17 @@ public enum LossKind
     MeanSquaredError,
     /// <summary>Absolute error, value targets.</summary>
     L1,
-    /// <summary>The catalogue's custom per-sample loss (<see cref="CaseCatalogue.SoftMargin"/>), one term per sample.</summary>
+    /// <summary>The catalogue's custom per-sample loss (<see cref="CaseCatalogue.SoftMargin"/>), one term per
+    /// sample.</summary>
     Custom,
 }
 
 /// <summary>
-/// A generated gradient case: an architecture, a batch size, a loss with its reduction and the seed of the model and the
-/// batch. Its <see cref="ToString"/> is the one line a failing property prints.
+/// A generated gradient case: an architecture, a batch size, a loss with its reduction and the seed of the model and
+/// the batch. Its <see cref="ToString"/> is the one line a failing property prints.
 /// </summary>
-public sealed record CaseSpec(ArchitectureSpec Architecture, long BatchSize, LossKind Loss, LossReduction Reduction, long Seed)
+public sealed record CaseSpec(ArchitectureSpec Architecture, long BatchSize, LossKind Loss, LossReduction Reduction,
+    long Seed)
 {
     /// <summary>Whether the loss takes class indices.</summary>
     public bool ClassTargets => Loss is LossKind.CrossEntropy or LossKind.NegativeLogLikelihood;
@@ -29,13 +31,16 @@ public sealed record CaseSpec(ArchitectureSpec Architecture, long BatchSize, Los
     /// <summary>The loss with the declared reduction.</summary>
     public LossFunction LossFunction => Create(Loss, Reduction);
 
-    /// <summary>A valid architecture, N at least 1, at least two classes for class losses, LogSoftmax exactly for NLL.</summary>
+    /// <summary>A valid architecture, N at least 1, at least two classes for class losses, LogSoftmax exactly for
+    /// NLL.</summary>
     public bool IsValid =>
         Architecture.IsValid && BatchSize >= 1 && (!ClassTargets || Architecture.Outputs >= 2)
         && Architecture.LogSoftmax == (Loss == LossKind.NegativeLogLikelihood);
 
-    /// <summary>The case as a catalogue case: the same model factory, batch maker and loss as the named cases.</summary>
-    public GradientCase ToGradientCase() => new(ToString(), () => Architecture.Build(Seed), Architecture.Input.Dims, LossFunction,
+    /// <summary>The case as a catalogue case: the same model factory, batch maker and loss as the named
+    /// cases.</summary>
+    public GradientCase ToGradientCase() => new(ToString(), () => Architecture.Build(Seed), Architecture.Input.Dims,
+        LossFunction,
         BatchSize, Architecture.Input.Kind == ShapeKind.TokenIds ? Architecture.Input.Vocabulary : 0, Seed);
 
     /// <summary>The loss of <paramref name="kind"/> with <paramref name="reduction"/>.</summary>
@@ -92,11 +97,13 @@ public sealed record InvalidCaseSpec(CaseSpec Valid, Fault Fault, int Position)
 
     /// <summary>The faulty architecture (the valid one for an empty batch).</summary>
     public ArchitectureSpec Architecture => FaultLayer is { } layer
-        ? Valid.Architecture with { Body = [.. Valid.Architecture.Body.Take(Position), layer, .. Valid.Architecture.Body.Skip(Position)] }
+        ? Valid.Architecture with { Body = [.. Valid.Architecture.Body.Take(Position), layer,
+            .. Valid.Architecture.Body.Skip(Position)] }
         : Valid.Architecture;
 
     /// <summary>Whether the planted fault fits where it is planted.</summary>
-    public bool IsValid => Valid.IsValid && Position >= 0 && Position <= Valid.Architecture.Body.Count && Architecture.IsValid;
+    public bool IsValid => Valid.IsValid && Position >= 0 && Position <= Valid.Architecture.Body.Count
+        && Architecture.IsValid;
 
     /// <summary>The inserted layer, if the fault is one.</summary>
     public LayerSpec? FaultLayer => Fault switch

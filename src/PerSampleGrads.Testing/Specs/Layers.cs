@@ -33,12 +33,15 @@ public sealed record LinearSpec(long Out, bool Bias = true) : LayerSpec
         input.Kind == ShapeKind.Tokens ? ["linear-3d"] : Out != input.Channels ? ["linear-nonsquare"] : [];
 }
 
-/// <summary>Conv1d on signals <c>[C, L]</c> or Conv2d on images <c>[C, H, W]</c>, square kernel, zero padding.</summary>
-public sealed record ConvSpec(int SpatialDims, long Out, long Kernel, long Stride, long Padding, long Dilation, long Groups,
+/// <summary>Conv1d on signals <c>[C, L]</c> or Conv2d on images <c>[C, H, W]</c>, square kernel, zero
+/// padding.</summary>
+public sealed record ConvSpec(int SpatialDims, long Out, long Kernel, long Stride, long Padding, long Dilation,
+    long Groups,
     bool Bias = true) : LayerSpec
 {
     /// <summary>Whether a spatial size leaves at least one output position.</summary>
-    public static bool Fits(long size, long kernel, long padding, long dilation) => size + 2 * padding >= dilation * (kernel - 1) + 1;
+    public static bool Fits(long size, long kernel, long padding, long dilation) => size + 2 * padding >= dilation
+        * (kernel - 1) + 1;
 
     /// <summary>PyTorch's output size.</summary>
     public static long OutputSize(long size, long kernel, long stride, long padding, long dilation) =>
@@ -55,12 +58,15 @@ public sealed record ConvSpec(int SpatialDims, long Out, long Kernel, long Strid
 
     /// <inheritdoc/>
     public override Module<Tensor, Tensor> Build(SampleShape input) => SpatialDims == 1
-        ? Conv1d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups, bias: Bias)
-        : Conv2d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups, bias: Bias);
+        ? Conv1d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups,
+            bias: Bias)
+        : Conv2d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups,
+            bias: Bias);
 
     /// <inheritdoc/>
     public override string Describe(SampleShape input) =>
-        $"Conv{SpatialDims}d({input.Channels}->{Out},k{Kernel},s{Stride},p{Padding},d{Dilation},g{Groups}{(Bias ? "" : ",nobias")})";
+        $"Conv{SpatialDims}d({input.Channels}->{Out},k{Kernel},s{Stride},p{Padding},d{Dilation},g{Groups}" +
+        $"{(Bias ? "" : ",nobias")})";
 
     /// <inheritdoc/>
     public override IEnumerable<LayerSpec> Simpler()
@@ -145,7 +151,8 @@ public sealed record EmbeddingSpec(long Width, bool PaddingZero) : LayerSpec
         Embedding(input.Vocabulary, Width, padding_idx: PaddingZero ? 0 : null);
 
     /// <inheritdoc/>
-    public override string Describe(SampleShape input) => $"Embedding({input.Vocabulary},{Width}{(PaddingZero ? ",pad0" : "")})";
+    public override string Describe(SampleShape input) =>
+        $"Embedding({input.Vocabulary},{Width}{(PaddingZero ? ",pad0" : "")})";
 
     /// <inheritdoc/>
     public override IEnumerable<LayerSpec> Simpler()
@@ -155,7 +162,8 @@ public sealed record EmbeddingSpec(long Width, bool PaddingZero) : LayerSpec
     }
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) => [PaddingZero ? "embedding-padding" : "embedding"];
+    public override IEnumerable<string> Exercises(SampleShape input)
+        => [PaddingZero ? "embedding-padding" : "embedding"];
 }
 
 /// <summary>An elementwise activation.</summary>
@@ -287,7 +295,8 @@ public sealed record ResidualSpec(IReadOnlyList<LayerSpec> Body) : LayerSpec
 public sealed record SharedTwiceSpec(LayerSpec Shared) : LayerSpec
 {
     /// <inheritdoc/>
-    public override SampleShape? Apply(SampleShape input) => Shared.Apply(input) is { } output && output.SameAs(input) ? input : null;
+    public override SampleShape? Apply(SampleShape input) => Shared.Apply(input) is { } output && output.SameAs(input)
+        ? input : null;
 
     /// <inheritdoc/>
     public override Module<Tensor, Tensor> Build(SampleShape input) => new AppliedTwice(Shared.Build(input));
@@ -328,7 +337,8 @@ public sealed record UnsupportedTrainableSpec : LayerSpec
     public override SampleShape? Apply(SampleShape input) => input.IsFloating ? input : null;
 
     /// <inheritdoc/>
-    public override Module<Tensor, Tensor> Build(SampleShape input) => new PerSampleGrads.Cases.GainShiftTanh(input.Dims[^1]);
+    public override Module<Tensor, Tensor> Build(SampleShape input)
+        => new PerSampleGrads.Cases.GainShiftTanh(input.Dims[^1]);
 
     /// <inheritdoc/>
     public override string Describe(SampleShape input) => $"GainShiftTanh({input.Dims[^1]})";

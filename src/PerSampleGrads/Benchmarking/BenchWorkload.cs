@@ -73,7 +73,8 @@ public sealed class BenchWorkload : IDisposable
             {
                 "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
                 "floor" => WriteFloorContender(),
-                "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions { Tf32 = _settings.Tf32Mode })),
+                "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions
+                    { Tf32 = _settings.Tf32Mode })),
                 EngineCatalogue.Clipping => ClippingContender(),
                 _ when method.EndsWith(ReuseSuffix, StringComparison.Ordinal) => Reusing(method,
                     method[..^ReuseSuffix.Length]),
@@ -144,7 +145,8 @@ public sealed class BenchWorkload : IDisposable
         public void Dispose() => release();
     }
 
-    private BenchContender Method(string name, IPerSampleGradientMethod method, Action? before = null) => new(name, () =>
+    private BenchContender Method(string name, IPerSampleGradientMethod method, Action? before = null)
+        => new(name, () =>
     {
         before?.Invoke();
         using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);

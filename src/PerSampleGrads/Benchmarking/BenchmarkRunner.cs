@@ -12,7 +12,8 @@ public sealed record BenchContender(string Name, Action Run);
 /// <summary>The repeats of one contender, in milliseconds.</summary>
 /// <param name="Name">Contender.</param>
 /// <param name="Milliseconds">Each timed repeat, in order.</param>
-/// <param name="PeakBytes">Peak memory growth of one call (see <see cref="PeakMemory"/>), or null when not measured.</param>
+/// <param name="PeakBytes">Peak memory growth of one call (see <see cref="PeakMemory"/>), or null when not
+/// measured.</param>
 public sealed record BenchTiming(string Name, IReadOnlyList<double> Milliseconds, long? PeakBytes)
 {
     /// <summary>Median of the repeats.</summary>
@@ -58,12 +59,15 @@ public enum BenchClock
 public static class BenchmarkRunner
 {
     /// <summary>Measures every contender; <paramref name="progress"/> hears (contender, round).</summary>
-    public static List<BenchTiming> Measure(IReadOnlyList<BenchContender> contenders, Device device, int warmUp, int repeats,
+    public static List<BenchTiming> Measure(IReadOnlyList<BenchContender> contenders, Device device, int warmUp,
+        int repeats,
         bool measureMemory = true, Action<string, int>? progress = null, BenchClock clock = BenchClock.Wall)
     {
         if (clock == BenchClock.ProcessCpu && (device.type != TorchSharp.DeviceType.CPU || !OperatingSystem.IsLinux()))
-            throw new ArgumentException("The process CPU clock measures CPU work on Linux only: use the wall clock on CUDA or elsewhere.");
-        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "At least one repeat is needed.");
+            throw new ArgumentException("The process CPU clock measures CPU work on Linux only: use the wall clock " +
+                "on CUDA or elsewhere.");
+        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats,
+            "At least one repeat is needed.");
         foreach (var contender in contenders)
             for (int i = 0; i < warmUp; i++) contender.Run();
 

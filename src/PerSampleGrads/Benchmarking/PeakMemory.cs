@@ -13,7 +13,8 @@ namespace PerSampleGrads.Benchmarking;
 /// </summary>
 public static partial class PeakMemory
 {
-    /// <summary>Bytes by which the peak resident set grew during <paramref name="call"/>, or null when not measurable.</summary>
+    /// <summary>Bytes by which the peak resident set grew during <paramref name="call"/>, or null when not
+    /// measurable.</summary>
     public static long? Measure(Action call, Device device)
     {
         if (device.type != DeviceType.CPU || !OperatingSystem.IsLinux() || !TrimHeap() || !ResetPeak())

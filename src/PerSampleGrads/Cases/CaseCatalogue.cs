@@ -15,41 +15,49 @@ public static class CaseCatalogue
     private static readonly LossFunction CeMean = LossFunction.CrossEntropy(LossReduction.Mean);
     private static readonly LossFunction CeSum = LossFunction.CrossEntropy(LossReduction.Sum);
 
-    /// <summary>A per-sample custom loss: softplus of the negative margin of the target class, summed over classes.</summary>
+    /// <summary>A per-sample custom loss: softplus of the negative margin of the target class, summed over
+    /// classes.</summary>
     public static LossFunction SoftMargin(LossReduction reduction) => LossFunction.PerSample("softmargin",
         (output, target) => functional.softplus(-output * target).sum(1), reduction);
 
     /// <summary>Every layer case (small models; fast on a CPU).</summary>
     public static IReadOnlyList<GradientCase> Layers { get; } = CreateLayerCases();
 
-    /// <summary>One case per zoo model at a small batch (ResNet-18 at N = 2 so that the float64 oracle stays fast on a CPU).</summary>
-    public static IReadOnlyList<GradientCase> Zoo { get; } = ModelZoo.All.Select(m => FromZoo(m, m == ModelZoo.ResNet18GroupNorm ? 2 : 4)).ToList();
+    /// <summary>One case per zoo model at a small batch (ResNet-18 at N = 2 so that the float64 oracle stays fast on a
+    /// CPU).</summary>
+    public static IReadOnlyList<GradientCase> Zoo { get; } =
+        ModelZoo.All.Select(m => FromZoo(m, m == ModelZoo.ResNet18GroupNorm ? 2 : 4)).ToList();
 
     /// <summary>Layers and zoo.</summary>
     public static IReadOnlyList<GradientCase> All { get; } = [.. Layers, .. Zoo];
 
     /// <summary>The case with this id; the error lists the ids.</summary>
     public static GradientCase Get(string id) =>
-        All.FirstOrDefault(c => c.Id == id) ?? throw new ArgumentException($"Unknown case '{id}'. Known: {string.Join(", ", All.Select(c => c.Id))}.");
+        All.FirstOrDefault(c => c.Id == id) ?? throw new ArgumentException($"Unknown case '{id}'. Known: " +
+            $"{string.Join(", ", All.Select(c => c.Id))}.");
 
     /// <summary>A zoo model as a case with CE/mean.</summary>
     public static GradientCase FromZoo(ZooModel model, long batchSize, LossFunction? loss = null, long seed = 7)
     {
         loss ??= CeMean;
-        return new GradientCase(Id($"zoo-{model.Name}", batchSize, loss), () => model.Build(seed), model.InputShape, loss,
+        return new GradientCase(Id($"zoo-{model.Name}", batchSize, loss), () => model.Build(seed), model.InputShape,
+            loss,
             batchSize, model.InputKind == ZooInputKind.Tokens ? model.Vocabulary : 0, seed);
     }
 
     private static string Id(string name, long n, LossFunction loss) =>
         $"{name}-B{n}-{loss.Name.ToLowerInvariant()}-{(loss.Reduction == LossReduction.Sum ? "sum" : "mean")}";
 
-    private static GradientCase Case(string name, long[] inputShape, LossFunction loss, long n, Func<Module<Tensor, Tensor>> build, long vocabulary = 0) =>
+    private static GradientCase Case(string name, long[] inputShape, LossFunction loss, long n,
+        Func<Module<Tensor, Tensor>> build, long vocabulary = 0) =>
         new(Id(name, n, loss), build, inputShape, loss, n, vocabulary);
 
-    private static GradientCase Classifier(string name, long[] inputShape, long n, LossFunction loss, Func<Module<Tensor, Tensor>[]> body, long classes = 5) =>
+    private static GradientCase Classifier(string name, long[] inputShape, long n, LossFunction loss,
+        Func<Module<Tensor, Tensor>[]> body, long classes = 5) =>
         Case(name, inputShape, loss, n, () => CaseModels.Build(11, body, inputShape, classes));
 
-    private static GradientCase Plain(string name, long[] inputShape, long n, LossFunction loss, Func<Module<Tensor, Tensor>[]> body) =>
+    private static GradientCase Plain(string name, long[] inputShape, long n, LossFunction loss,
+        Func<Module<Tensor, Tensor>[]> body) =>
         Case(name, inputShape, loss, n, () => CaseModels.Build(11, body, inputShape));
 
     private static List<GradientCase> CreateLayerCases()
@@ -66,23 +74,33 @@ public static class CaseCatalogue
             Plain("linear-3d", [7, 5], 3, mse(LossReduction.Mean), () => [Linear(5, 3)]),
             Plain("linear-4d", [2, 3, 5], 3, l1(LossReduction.Mean), () => [Linear(5, 4)]),
             Classifier("linear-nobias", [9], 4, CeMean, () => [Linear(9, 6, hasBias: false), Tanh()]),
-            // Conv1d: stride, padding, dilation, groups, 'same' with an even kernel, 'valid', bias off, reflect padding.
+            // Conv1d: stride, padding, dilation, groups, 'same' with an even kernel, 'valid', bias off, reflect
+            // padding.
             Classifier("conv1d-k3-p1", [3, 11], 4, CeMean, () => [Conv1d(3, 5, 3, padding: 1)]),
-            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 5, CeSum, () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
-            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 1, CeMean, () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
+            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 5, CeSum,
+                () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
+            Classifier("conv1d-k3-s2-d2-g3", [6, 13], 1, CeMean,
+                () => [Conv1d(6, 9, 3, stride: 2, dilation: 2, groups: 3)]),
             Classifier("conv1d-same-k4", [2, 10], 3, CeMean, () => [Conv1d(2, 4, 4, Padding.Same)]),
             Classifier("conv1d-valid-nobias", [3, 9], 2, CeMean, () => [Conv1d(3, 4, 3, Padding.Valid, bias: false)]),
-            Classifier("conv1d-reflect-p2", [2, 8], 3, CeMean, () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Reflect)]),
+            Classifier("conv1d-reflect-p2", [2, 8], 3, CeMean,
+                () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Reflect)]),
             // Conv2d: the same options, asymmetric kernels and strides, depthwise.
-            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeMean, () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
-            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeSum, () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
+            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeMean,
+                () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
+            Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeSum,
+                () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
             Classifier("conv2d-k3-p1", [3, 6, 6], 1, CeSum, () => [Conv2d(3, 4, 3, padding: 1)]),
             Classifier("conv2d-depthwise-k3", [4, 7, 7], 4, CeMean, () => [Conv2d(4, 8, 3, padding: 1, groups: 4)]),
-            Classifier("conv2d-k2x3-s1x2-p1x0", [3, 7, 8], 3, CeMean, () => [Conv2d(3, 5, (2, 3), stride: (1, 2), padding: (1, 0))]),
+            Classifier("conv2d-k2x3-s1x2-p1x0", [3, 7, 8], 3, CeMean,
+                () => [Conv2d(3, 5, (2, 3), stride: (1, 2), padding: (1, 0))]),
             Classifier("conv2d-same-k4-d2", [2, 8, 8], 3, CeSum, () => [Conv2d(2, 3, 4, Padding.Same, dilation: 2)]),
-            Classifier("conv2d-valid-nobias", [3, 6, 6], 2, l1(LossReduction.Mean), () => [Conv2d(3, 4, 3, Padding.Valid, bias: false)], classes: 3),
-            Classifier("conv2d-reflect-p1", [2, 6, 6], 3, CeMean, () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Reflect)]),
-            Classifier("conv2d-circular-p1", [2, 5, 5], 3, CeMean, () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Circular)]),
+            Classifier("conv2d-valid-nobias", [3, 6, 6], 2, l1(LossReduction.Mean),
+                () => [Conv2d(3, 4, 3, Padding.Valid, bias: false)], classes: 3),
+            Classifier("conv2d-reflect-p1", [2, 6, 6], 3, CeMean,
+                () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Reflect)]),
+            Classifier("conv2d-circular-p1", [2, 5, 5], 3, CeMean,
+                () => [Conv2d(2, 3, 3, padding: 1, padding_mode: PaddingModes.Circular)]),
             // GroupNorm with 1, some and all channels per group; LayerNorm over 1 and 2 dims; InstanceNorm.
             Classifier("groupnorm-g1", [4, 5, 5], 4, CeMean, () => [Conv2d(4, 6, 3), GroupNorm(1, 6), ReLU()]),
             Classifier("groupnorm-g3", [4, 5, 5], 3, CeSum, () => [Conv2d(4, 6, 3), GroupNorm(3, 6), ReLU()]),
@@ -91,61 +109,92 @@ public static class CaseCatalogue
             Plain("layernorm-1d", [8], 4, mse(LossReduction.Mean), () => [Linear(8, 8), LayerNorm(8), Linear(8, 3)]),
             Classifier("layernorm-2d", [4, 5], 3, CeMean, () => [LayerNorm([4L, 5L])]),
             Classifier("layernorm-3d-tokens", [6, 8], 4, CeSum, () => [Linear(8, 8), LayerNorm(8), GELU()]),
-            Classifier("instancenorm1d-affine", [3, 9], 4, CeMean, () => [Conv1d(3, 4, 3), InstanceNorm1d(4, affine: true)]),
-            Classifier("instancenorm2d-affine", [3, 6, 6], 3, CeMean, () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true), ReLU()]),
-            Classifier("instancenorm3d-affine", [2, 4, 4, 4], 3, CeMean, () => [Conv3d(2, 3, 2), InstanceNorm3d(3, affine: true)]),
-            Classifier("instancenorm3d-running-stats", [2, 4, 4, 4], 2, CeSum, () => [Conv3d(2, 3, 2), InstanceNorm3d(3, affine: true, track_running_stats: true)]),
-            Classifier("instancenorm2d-running-stats", [3, 6, 6], 3, CeMean, () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true, track_running_stats: true)]),
+            Classifier("instancenorm1d-affine", [3, 9], 4, CeMean,
+                () => [Conv1d(3, 4, 3), InstanceNorm1d(4, affine: true)]),
+            Classifier("instancenorm2d-affine", [3, 6, 6], 3, CeMean,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true), ReLU()]),
+            Classifier("instancenorm3d-affine", [2, 4, 4, 4], 3, CeMean,
+                () => [Conv3d(2, 3, 2), InstanceNorm3d(3, affine: true)]),
+            Classifier("instancenorm3d-running-stats", [2, 4, 4, 4], 2, CeSum,
+                () => [Conv3d(2, 3, 2), InstanceNorm3d(3, affine: true, track_running_stats: true)]),
+            Classifier("instancenorm2d-running-stats", [3, 6, 6], 3, CeMean,
+                () => [Conv2d(3, 4, 3), InstanceNorm2d(4, affine: true, track_running_stats: true)]),
             // BatchNorm in eval mode (running statistics): 2-d and 3-d inputs to BatchNorm1d, 2d, 3d, no affine.
             Classifier("batchnorm1d-eval-features", [6], 4, CeMean, () => [Linear(6, 5), BatchNorm1d(5), Tanh()]),
             Classifier("batchnorm1d-eval-signal", [3, 7], 3, CeSum, () => [Conv1d(3, 4, 3), BatchNorm1d(4)]),
             Classifier("batchnorm2d-eval", [3, 6, 6], 3, CeMean, () => [Conv2d(3, 4, 3), BatchNorm2d(4), ReLU()]),
             Classifier("batchnorm2d-eval", [3, 6, 6], 1, CeSum, () => [Conv2d(3, 4, 3), BatchNorm2d(4), ReLU()]),
             Classifier("batchnorm3d-eval", [2, 4, 4, 4], 3, CeMean, () => [Conv3d(2, 3, 2), BatchNorm3d(3)]),
-            Classifier("batchnorm2d-eval-noaffine", [3, 5, 5], 3, CeMean, () => [Conv2d(3, 4, 3), BatchNorm2d(4, affine: false)]),
+            Classifier("batchnorm2d-eval-noaffine", [3, 5, 5], 3, CeMean,
+                () => [Conv2d(3, 4, 3), BatchNorm2d(4, affine: false)]),
             // Conv3d: the Conv2d options in three dimensions.
             Classifier("conv3d-k3-p1", [2, 4, 4, 4], 3, CeMean, () => [Conv3d(2, 3, 3, padding: 1)]),
-            Classifier("conv3d-k3-s2-d2-g2", [4, 6, 6, 6], 3, CeSum, () => [Conv3d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
-            Classifier("conv3d-k2x3x1-s1x2x1", [2, 4, 5, 3], 2, CeMean, () => [Conv3d(2, 3, (2, 3, 1), stride: (1, 2, 1))]),
+            Classifier("conv3d-k3-s2-d2-g2", [4, 6, 6, 6], 3, CeSum,
+                () => [Conv3d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
+            Classifier("conv3d-k2x3x1-s1x2x1", [2, 4, 5, 3], 2, CeMean,
+                () => [Conv3d(2, 3, (2, 3, 1), stride: (1, 2, 1))]),
             Classifier("conv3d-same-k2", [2, 4, 4, 4], 3, CeMean, () => [Conv3d(2, 3, 2, Padding.Same)]),
-            Classifier("conv3d-valid-nobias", [2, 4, 4, 4], 1, CeMean, () => [Conv3d(2, 3, 3, Padding.Valid, bias: false)]),
-            Classifier("conv3d-reflect-p1", [2, 4, 4, 4], 3, CeMean, () => [Conv3d(2, 2, 3, padding: 1, padding_mode: PaddingModes.Reflect)]),
-            Classifier("conv3d-circular-p1", [2, 3, 3, 3], 2, CeMean, () => [Conv3d(2, 2, 3, padding: 1, padding_mode: PaddingModes.Circular)]),
+            Classifier("conv3d-valid-nobias", [2, 4, 4, 4], 1, CeMean,
+                () => [Conv3d(2, 3, 3, Padding.Valid, bias: false)]),
+            Classifier("conv3d-reflect-p1", [2, 4, 4, 4], 3, CeMean,
+                () => [Conv3d(2, 2, 3, padding: 1, padding_mode: PaddingModes.Reflect)]),
+            Classifier("conv3d-circular-p1", [2, 3, 3, 3], 2, CeMean,
+                () => [Conv3d(2, 2, 3, padding: 1, padding_mode: PaddingModes.Circular)]),
             // ConvTranspose1d/2d/3d: stride, padding, output padding, dilation, groups, bias off, asymmetric kernels.
             Classifier("convtranspose1d-k3", [3, 5], 4, CeMean, () => [ConvTranspose1d(3, 4, 3)]),
-            Classifier("convtranspose1d-k3-s2-p1-op1", [3, 5], 3, CeSum, () => [ConvTranspose1d(3, 4, 3, stride: 2, padding: 1, output_padding: 1)]),
-            Classifier("convtranspose1d-k3-s2-d2-g3-op1", [6, 4], 3, CeMean, () => [ConvTranspose1d(6, 3, 3, stride: 2, output_padding: 1, dilation: 2, groups: 3)]),
-            Classifier("convtranspose2d-k3-s2-p1-op1", [3, 4, 4], 3, CeMean, () => [ConvTranspose2d(3, 2, 3, stride: 2, padding: 1, output_padding: 1)]),
-            Classifier("convtranspose2d-k2x3-s2x1-d1x2-g2", [4, 3, 4], 3, CeSum, () => [ConvTranspose2d(4, 6, (2, 3), stride: (2, 1), dilation: (1, 2), groups: 2)]),
+            Classifier("convtranspose1d-k3-s2-p1-op1", [3, 5], 3, CeSum,
+                () => [ConvTranspose1d(3, 4, 3, stride: 2, padding: 1, output_padding: 1)]),
+            Classifier("convtranspose1d-k3-s2-d2-g3-op1", [6, 4], 3, CeMean,
+                () => [ConvTranspose1d(6, 3, 3, stride: 2, output_padding: 1, dilation: 2, groups: 3)]),
+            Classifier("convtranspose2d-k3-s2-p1-op1", [3, 4, 4], 3, CeMean,
+                () => [ConvTranspose2d(3, 2, 3, stride: 2, padding: 1, output_padding: 1)]),
+            Classifier("convtranspose2d-k2x3-s2x1-d1x2-g2", [4, 3, 4], 3, CeSum,
+                () => [ConvTranspose2d(4, 6, (2, 3), stride: (2, 1), dilation: (1, 2), groups: 2)]),
             Classifier("convtranspose2d-nobias", [2, 3, 3], 1, CeMean, () => [ConvTranspose2d(2, 3, 2, bias: false)]),
-            Classifier("convtranspose2d-op-below-dilation", [2, 3, 3], 3, CeMean, () => [ConvTranspose2d(2, 2, 2, stride: 1, output_padding: 1, dilation: 2)]),
-            Classifier("convtranspose3d-k3-s2-p1-op1", [2, 3, 3, 3], 3, CeMean, () => [ConvTranspose3d(2, 2, 3, stride: 2, padding: 1, output_padding: 1)]),
-            Classifier("convtranspose3d-k2-d2-g2-nobias", [2, 2, 3, 2], 2, CeSum, () => [ConvTranspose3d(2, 4, 2, dilation: 2, groups: 2, bias: false)]),
+            Classifier("convtranspose2d-op-below-dilation", [2, 3, 3], 3, CeMean,
+                () => [ConvTranspose2d(2, 2, 2, stride: 1, output_padding: 1, dilation: 2)]),
+            Classifier("convtranspose3d-k3-s2-p1-op1", [2, 3, 3, 3], 3, CeMean,
+                () => [ConvTranspose3d(2, 2, 3, stride: 2, padding: 1, output_padding: 1)]),
+            Classifier("convtranspose3d-k2-d2-g2-nobias", [2, 2, 3, 2], 2, CeSum,
+                () => [ConvTranspose3d(2, 4, 2, dilation: 2, groups: 2, bias: false)]),
             // PReLU: one slope and one per channel, on features and images.
             Classifier("prelu-single", [6], 4, CeMean, () => [Linear(6, 5), PReLU(1)]),
             Classifier("prelu-per-channel", [3, 5, 5], 3, CeSum, () => [Conv2d(3, 4, 3), PReLU(4)]),
             Classifier("prelu-per-feature", [6], 3, CeMean, () => [Linear(6, 5), PReLU(5)]),
-            // Custom modules without a rule: the per-sample rerun fallback (raw parameters; a child with a rule inside).
+            // Custom modules without a rule: the per-sample rerun fallback (raw parameters; a child with a rule
+            // inside).
             Classifier("custom-gainshift-fallback", [6], 4, CeMean, () => [Linear(6, 5), new GainShiftTanh(5)]),
-            Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum, () => [new GainShiftTanh(4), Linear(4, 4)]),
-            Classifier("custom-scaled-linear-fallback", [6], 4, CeMean, () => [Linear(6, 6), Tanh(), new ScaledLinear(6, 5)]),
+            Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum,
+                () => [new GainShiftTanh(4), Linear(4, 4)]),
+            Classifier("custom-scaled-linear-fallback", [6], 4, CeMean,
+                () => [Linear(6, 6), Tanh(), new ScaledLinear(6, 5)]),
             // Embedding with padding_idx and 2-d token inputs.
-            Case("embedding-pad0", [6], CeMean, 5, () => CaseModels.Build(11, () => [Embedding(20, 4, padding_idx: 0)], [6], 3, ScalarType.Int64), vocabulary: 20),
-            Case("embedding-nopad", [3, 4], CeSum, 3, () => CaseModels.Build(11, () => [Embedding(15, 3)], [3, 4], 4, ScalarType.Int64), vocabulary: 15),
+            Case("embedding-pad0", [6], CeMean, 5, () => CaseModels.Build(11, () => [Embedding(20, 4, padding_idx: 0)],
+                [6], 3, ScalarType.Int64), vocabulary: 20),
+            Case("embedding-nopad", [3, 4], CeSum, 3, () => CaseModels.Build(11, () => [Embedding(15, 3)], [3, 4], 4,
+                ScalarType.Int64), vocabulary: 15),
             // Weight sharing, nesting, frozen and unused parameters.
-            Case("shared-linear-twice", [6], CeMean, 4, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
-            Case("shared-linear-twice", [6], CeSum, 1, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
+            Case("shared-linear-twice", [6], CeMean, 4, () =>
+                Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
+            Case("shared-linear-twice", [6], CeSum, 1, () =>
+                Seeded.Build(11, () => (Module<Tensor, Tensor>)new SharedTwice(6, 3))),
             Case("nested-sequential", [5], CeMean, 3, () => Seeded.Build(11, () => Nested.Create(5, 4))),
-            Case("unused-branch", [5], CeMean, 3, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new UnusedBranch(5, 4))),
-            Case("frozen-first-layer", [6], CeMean, 4, () => Frozen(CaseModels.Build(11, () => [Linear(6, 5), ReLU(), Linear(5, 3)], [6]), "0.weight", "0.bias")),
-            Case("frozen-weight-bias-only", [3, 6, 6], CeMean, 3, () => Frozen(CaseModels.Build(11, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)], [3, 6, 6], 3), "0.weight", "1.weight", "3.weight")),
+            Case("unused-branch", [5], CeMean, 3, () => Seeded.Build(11,
+                () => (Module<Tensor, Tensor>)new UnusedBranch(5, 4))),
+            Case("frozen-first-layer", [6], CeMean, 4, () =>
+                Frozen(CaseModels.Build(11, () => [Linear(6, 5), ReLU(), Linear(5, 3)], [6]), "0.weight", "0.bias")),
+            Case("frozen-weight-bias-only", [3, 6, 6], CeMean, 3,
+                () => Frozen(CaseModels.Build(11, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)], [3, 6, 6], 3), "0.weight",
+                "1.weight", "3.weight")),
             // Losses: NLL on log-probabilities, MSE/L1 on several outputs, a custom per-sample loss.
             Plain("nll-logsoftmax", [6], 4, nll(LossReduction.Mean), () => [Linear(6, 5), LogSoftmax(1)]),
             Plain("nll-logsoftmax", [6], 4, nll(LossReduction.Sum), () => [Linear(6, 5), LogSoftmax(1)]),
             Plain("mse-multi-output", [5], 4, mse(LossReduction.Sum), () => [Linear(5, 6), Tanh(), Linear(6, 3)]),
             Plain("l1-multi-output", [5], 3, l1(LossReduction.Sum), () => [Linear(5, 3)]),
-            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Mean), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
-            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Sum), () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
+            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Mean),
+                () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
+            Plain("custom-softmargin", [5], 4, SoftMargin(LossReduction.Sum),
+                () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
             .. OptionCases(),
         ];

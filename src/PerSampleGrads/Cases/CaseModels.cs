@@ -15,7 +15,8 @@ public static class CaseModels
     /// layers get random affine values (weight 1 + 0.2 z, bias 0.2 z): the defaults 1 and 0 would hide a rule that
     /// confuses or drops them (<see cref="RandomizeNormAffines"/>).
     /// </summary>
-    public static Module<Tensor, Tensor> Build(long seed, Func<Module<Tensor, Tensor>[]> body, long[] inputShape, long? classes = null,
+    public static Module<Tensor, Tensor> Build(long seed, Func<Module<Tensor, Tensor>[]> body, long[] inputShape,
+        long? classes = null,
         ScalarType inputType = ScalarType.Float32) =>
         Seeded.Build(seed, () =>
         {

@@ -15,7 +15,8 @@ namespace PerSampleGrads.Cases;
 /// <param name="BatchSize">N.</param>
 /// <param name="Vocabulary">When positive, inputs are Int64 token ids in [0, Vocabulary) (0 is padding).</param>
 /// <param name="Seed">Seed of the batch.</param>
-public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Build, long[] InputShape, LossFunction Loss,
+public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Build, long[] InputShape,
+    LossFunction Loss,
     long BatchSize, long Vocabulary = 0, long Seed = 7)
 {
     /// <summary>Builds the model and a batch in <paramref name="dtype"/> on <paramref name="device"/>.</summary>

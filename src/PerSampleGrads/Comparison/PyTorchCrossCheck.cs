@@ -25,7 +25,8 @@ public sealed record CrossCheckRow(string Method, string Framework, GradientComp
 /// <param name="Rows">Every method of both frameworks.</param>
 public sealed record PyTorchCrossCheck(PyTorchVersions Versions, int Threads, IReadOnlyList<CrossCheckRow> Rows)
 {
-    /// <summary>Every method that ran agrees with both references (an unsupported PyTorch method is reported, not failed).</summary>
+    /// <summary>Every method that ran agrees with both references (an unsupported PyTorch method is reported, not
+    /// failed).</summary>
     public bool Passed => Rows.Where(r => r.Unsupported is null).All(r => r.Passed);
 
     /// <summary>
@@ -52,7 +53,8 @@ public sealed record PyTorchCrossCheck(PyTorchVersions Versions, int Threads, IR
                 isLoop ? null : GradientComparison.Compare(method.Gradients, loop, tolerance), null));
         }
         foreach (var engine in engines)
-            rows.Add(new CrossCheckRow(engine.Method, "PerSampleGrads", null, GradientComparison.Compare(engine, loop, tolerance), null));
+            rows.Add(new CrossCheckRow(engine.Method, "PerSampleGrads", null,
+                GradientComparison.Compare(engine, loop, tolerance), null));
         return new PyTorchCrossCheck(pytorch.Versions, pytorch.Threads, rows);
     }
 }

@@ -28,8 +28,8 @@ public sealed record ConvertedModel<TModel>(TModel Model, IReadOnlyList<ModuleCh
 /// </summary>
 /// <remarks>
 /// <para>TorchSharp cannot deep-copy a module, so the model is converted <b>in place</b> and returned. Each GroupNorm
-/// is new (weight 1, bias 0, the BatchNorm's eps, affine when the BatchNorm was, its device, dtype and train/eval mode);
-/// the BatchNorm's running statistics and affine values are not carried over (they mean something else).</para>
+/// is new (weight 1, bias 0, the BatchNorm's eps, affine when the BatchNorm was, its device, dtype and train/eval
+/// mode); the BatchNorm's running statistics and affine values are not carried over (they mean something else).</para>
 /// <para>TorchSharp modules reach their children through fields, not through the registration PyTorch's
 /// <c>setattr</c> rewrites, so the conversion replaces the child in its parent's fields (a typed field such as
 /// <c>Module&lt;Tensor, Tensor&gt; bn1</c>, or an element of a list field, as Sequential and ModuleList keep them) and
@@ -64,7 +64,8 @@ public static class BatchNormConversion
                 long count = groups(norm.num_features);
                 if (count < 1 || norm.num_features % count != 0)
                     throw new ArgumentException(
-                        $"The group count {count} for '{path}' ({norm.num_features} channels) does not divide the channel count: give a divisor.",
+                        $"The group count {count} for '{path}' ({norm.num_features} channels) does not divide the " +
+                            $"channel count: give a divisor.",
                         nameof(groups));
                 var writes = Writes(parent.Module, name, child, out var blocker);
                 if (blocker is not null) blockers.Add($"'{path}' ({child.GetType().Name}): {blocker}");
@@ -73,7 +74,9 @@ public static class BatchNormConversion
         }
         if (blockers.Count > 0)
             throw new ArgumentException(
-                $"Cannot replace {blockers.Count} BatchNorm module(s): {string.Join("; ", blockers)}. The model is unchanged. Declare those fields as Module<Tensor, Tensor>, or build the model with a GroupNorm norm layer.",
+                $"Cannot replace {blockers.Count} BatchNorm module(s): {string.Join("; ", blockers)}. The model is " +
+                    $"unchanged. Declare those fields as Module<Tensor, Tensor>, or build the model with a GroupNorm " +
+                    $"norm layer.",
                 nameof(model));
 
         var changes = new List<ModuleChange>();
@@ -87,7 +90,8 @@ public static class BatchNormConversion
         return new ConvertedModel<TModel>(model, changes);
     }
 
-    /// <summary>The largest divisor of <paramref name="channels"/> that is at most <see cref="DefaultMaximumGroups"/>.</summary>
+    /// <summary>The largest divisor of <paramref name="channels"/> that is at most <see
+    /// cref="DefaultMaximumGroups"/>.</summary>
     public static long DefaultGroups(long channels)
     {
         for (long g = Math.Min(DefaultMaximumGroups, channels); g > 1; g--)
@@ -133,7 +137,8 @@ public static class BatchNormConversion
                 for (int i = 0; i < list.Count; i++)
                 {
                     if (!ReferenceEquals(list[i], child)) continue;
-                    var element = value.GetType().IsGenericType ? value.GetType().GetGenericArguments()[0] : typeof(object);
+                    var element = value.GetType().IsGenericType ? value.GetType().GetGenericArguments()[0]
+                        : typeof(object);
                     if (!element.IsAssignableFrom(typeof(GroupNorm)))
                     {
                         blocker = $"list field '{field.Name}' of {parent.GetType().Name} holds {element.Name}";
@@ -149,7 +154,8 @@ public static class BatchNormConversion
             blocker = $"no field of {parent.GetType().Name} holds it, so its forward could not be redirected";
             return writes;
         }
-        if (RegistrationField.GetValue(parent) is TorchSharp.Utils.OrderedDict<string, nn.Module> registered && registered.ContainsKey(name))
+        if (RegistrationField.GetValue(parent) is TorchSharp.Utils.OrderedDict<string, nn.Module> registered
+            && registered.ContainsKey(name))
             writes.Add(replacement => registered[name] = replacement);
         return writes;
     }
@@ -163,7 +169,8 @@ public static class BatchNormConversion
 
     private static IEnumerable<FieldInfo> InstanceFields(Type? type)
     {
-        const BindingFlags flags = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly;
+        const BindingFlags flags = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic |
+            BindingFlags.DeclaredOnly;
         for (; type is not null && type != typeof(object); type = type.BaseType)
             foreach (var field in type.GetFields(flags))
                 yield return field;

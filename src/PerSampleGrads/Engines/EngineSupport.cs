@@ -178,16 +178,19 @@ internal static class EngineSupport
         var missing = owners
             .Where(o => (!supported.Contains(o.Module.Module.GetType()) && policy == UnsupportedLayerPolicy.Refuse)
                 || o.Module.Module is not nn.Module<Tensor, Tensor>)
-            .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name}: {string.Join(", ", o.TrainableLocalNames)})")
+            .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name}: " +
+                $"{string.Join(", ", o.TrainableLocalNames)})")
             .ToList();
         if (missing.Count > 0)
         {
             var known = string.Join(", ", supported.Select(t => t.Name).OrderBy(n => n, StringComparer.Ordinal));
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: " +
+                $"The {engine} engine has no per-sample rule for {missing.Count} module(s) with trainable parameters: "
+                    +
                 $"{string.Join("; ", missing)}. Supported layer types: {known}. Freeze those parameters " +
                 "(requires_grad_(false)), replace the layers, add a rule to the engine's table, or (for modules " +
-                "mapping a tensor to a tensor) allow the per-sample rerun fallback (UnsupportedLayers = PerSampleRerun).");
+                "mapping a tensor to a tensor) allow the per-sample rerun fallback (UnsupportedLayers = " +
+                    "PerSampleRerun).");
         }
         foreach (var (named, _) in owners)
             if (named.Module is Embedding embedding)
@@ -202,7 +205,8 @@ internal static class EngineSupport
             .Select(o => $"'{o.Module.Display}'").ToList();
         if (hooked.Count > 0)
             throw new PerSampleGradientsException(Problem.UserHooks,
-                $"Trainable layer(s) {string.Join(", ", hooked)} carry forward hooks of your own: the {engine} engine " +
+                $"Trainable layer(s) {string.Join(", ", hooked)} carry forward hooks of your own: the {engine} engine "
+                    +
                 "replaces each trainable layer's computation with a batched one, so your hooks would see a stand-in " +
                 "batch and what they return would be lost. Remove those hooks while computing per-sample gradients, " +
                 "or use the hook engine, which keeps hooks that leave the layer's output as it is.");
@@ -260,35 +264,10 @@ internal static class EngineSupport
         }
         if (bypassed.Count > 0)
             throw new PerSampleGradientsException(Problem.LayerBypassesHooks,
-                $"Parameter(s) {string.Join(", ", bypassed)} reach the loss outside their layer's hooked call, so the " +
+                $"Parameter(s) {string.Join(", ", bypassed)} reach the loss outside their layer's hooked call, so the "
+                    +
                 $"{engine} engine cannot see that use: a child invoked with forward() instead of call() (forward() " +
                 "skips hooks), or the tensor used directly in a parent's forward (F.linear(x, layer.weight)). Invoke " +
                 "children with call(), as TorchSharp's containers do, and use parameters only inside their module.");
-    }
-}
-
-/// <summary>Sets the trainable parameters' <c>.grad</c> aside for a backward and puts the caller's back.</summary>
-internal sealed class SetAsideGradients : IDisposable
-{
-    private readonly List<(Tensor Parameter, Tensor? Saved)> _saved = [];
-
-    public SetAsideGradients(IEnumerable<Tensor> parameters)
-    {
-        foreach (var p in parameters)
-        {
-            _saved.Add((p, p.grad));
-            p.grad = null;
-        }
-    }
-
-    public void Dispose()
-    {
-        foreach (var (p, saved) in _saved)
-        {
-            using var mine = p.grad;
-            p.grad = saved;
-            saved?.Dispose();
-        }
-        _saved.Clear();
     }
 }

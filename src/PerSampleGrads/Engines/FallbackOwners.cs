@@ -33,7 +33,8 @@ internal static class FallbackOwners
         return result;
     }
 
-    /// <summary>Whether the module at <paramref name="path"/> is strictly below the one at <paramref name="ancestor"/>.</summary>
+    /// <summary>Whether the module at <paramref name="path"/> is strictly below the one at <paramref
+    /// name="ancestor"/>.</summary>
     public static bool IsBelow(string path, string ancestor) =>
         ancestor.Length == 0 ? path.Length > 0 : path.StartsWith(ancestor + ".", StringComparison.Ordinal);
 }

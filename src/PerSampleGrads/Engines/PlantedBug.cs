@@ -17,10 +17,12 @@ internal enum PlantedBug
     SharedParameterCopy,
     /// <summary>Hooks: a tied parameter gets only the first module's share of its gradient.</summary>
     TiedParameterCountedOnce,
-    /// <summary>Hooks: every layer's input is taken to hold the samples in dimension 0, whatever the probe found.</summary>
+    /// <summary>Hooks: every layer's input is taken to hold the samples in dimension 0, whatever the probe
+    /// found.</summary>
     BatchDimensionAssumedZero,
     /// <summary>Either engine: the audit reports agreement without comparing.</summary>
     AuditNeverCompares,
-    /// <summary>Either engine: the caller's grad mode is kept, so under no_grad every gradient comes out zero.</summary>
+    /// <summary>Either engine: the caller's grad mode is kept, so under no_grad every gradient comes out
+    /// zero.</summary>
     GradModeIgnored,
 }

@@ -50,7 +50,8 @@ internal sealed class ResultBuffer : IDisposable
                 var t = into[name];
                 long[] shape = [batchSize, .. p.shape];
                 if (!t.shape.SequenceEqual(shape))
-                    problems.Add($"'{name}' is [{string.Join(", ", t.shape)}], the call needs [{string.Join(", ", shape)}]");
+                    problems.Add($"'{name}' is [{string.Join(", ", t.shape)}], the call needs " +
+                        $"[{string.Join(", ", shape)}]");
                 else if (t.dtype != p.dtype)
                     problems.Add($"'{name}' is {t.dtype}, the parameter {p.dtype}");
                 else if (!BatchValidator.SameDevice(t.device, p.device))
@@ -61,7 +62,8 @@ internal sealed class ResultBuffer : IDisposable
         }
         if (problems.Count > 0)
             throw new PerSampleGradientsException(Problem.ResultBufferMismatch,
-                $"The result handed to the {engine} engine for reuse does not fit this call: {string.Join("; ", problems)}. "
+                $"The result handed to the {engine} engine for reuse does not fit this call: " +
+                    $"{string.Join("; ", problems)}. "
                 + "Reuse a result of the same model and batch size, or call Compute without one.");
         if (!into.TryBeginWrite())
             throw new PerSampleGradientsException(Problem.ResultBufferInUse,

@@ -5,7 +5,8 @@ namespace PerSampleGrads.Interop;
 
 /// <summary>
 /// A fresh folder under the system temp directory holding one exchange: <c>request.json</c> and the <c>.npy</c> files
-/// the C# side writes, the package <c>pytorch_reference/</c>, and <c>result/</c> that PyTorch writes. Deleted on dispose unless kept.
+/// the C# side writes, the package <c>pytorch_reference/</c>, and <c>result/</c> that PyTorch writes. Deleted on
+/// dispose unless kept.
 /// </summary>
 internal sealed class ExchangeFolder : IDisposable
 {
@@ -31,7 +32,8 @@ internal sealed class ExchangeFolder : IDisposable
     /// Writes the model's parameters and buffers (by qualified name, in the model's own dtype), the batch and
     /// <c>request.json</c>.
     /// </summary>
-    public ExchangeRequest WriteRequest(string problem, string architecture, nn.Module<Tensor, Tensor> model, Tensor inputs,
+    public ExchangeRequest WriteRequest(string problem, string architecture, nn.Module<Tensor, Tensor> model,
+        Tensor inputs,
         Tensor targets, LossFunction loss)
     {
         var dtype = ModelInspection.ParameterDType(model);
@@ -76,7 +78,8 @@ internal sealed class ExchangeFolder : IDisposable
     public Tensor ReadResultTensor(string file)
     {
         if (file.Contains('/') || file.Contains('\\') || file.StartsWith('.'))
-            throw new PyTorchReferenceException(PyTorchReferenceFailure.ScriptFailed, $"The PyTorch reference named a result file outside its folder: '{file}'.");
+            throw new PyTorchReferenceException(PyTorchReferenceFailure.ScriptFailed,
+                $"The PyTorch reference named a result file outside its folder: '{file}'.");
         var path = System.IO.Path.Combine(ResultPath, file);
         try
         {
@@ -84,7 +87,8 @@ internal sealed class ExchangeFolder : IDisposable
         }
         catch (Exception e) when (e is IOException or InvalidDataException)
         {
-            throw new PyTorchReferenceException(PyTorchReferenceFailure.ScriptFailed, $"Cannot read the PyTorch reference's {path}: {e.Message}", e);
+            throw new PyTorchReferenceException(PyTorchReferenceFailure.ScriptFailed,
+                $"Cannot read the PyTorch reference's {path}: {e.Message}", e);
         }
     }
 

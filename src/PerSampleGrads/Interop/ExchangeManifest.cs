@@ -6,18 +6,22 @@ namespace PerSampleGrads.Interop;
 // The JSON documents of the exchange folder, in both directions. Property names are snake_case on the wire
 // (problem, batch_size, requires_grad, ...), as tools/pytorch_reference/exchange.py reads and writes them.
 
-/// <summary>One tensor of the exchange: its <c>.npy</c> file (relative to the folder), shape and element type name.</summary>
-internal sealed record ExchangeTensor(string Name, string File, long[] Shape, [property: JsonPropertyName("dtype")] string DType);
+/// <summary>One tensor of the exchange: its <c>.npy</c> file (relative to the folder), shape and element type
+/// name.</summary>
+internal sealed record ExchangeTensor(string Name, string File, long[] Shape,
+    [property: JsonPropertyName("dtype")] string DType);
 
 /// <summary>A parameter: its tensor and whether it is trainable.</summary>
-internal sealed record ExchangeParameter(string Name, string File, long[] Shape, [property: JsonPropertyName("dtype")] string DType, bool RequiresGrad);
+internal sealed record ExchangeParameter(string Name, string File, long[] Shape,
+    [property: JsonPropertyName("dtype")] string DType, bool RequiresGrad);
 
-/// <summary>The loss: <c>CE</c>, <c>NLL</c>, <c>MSE</c>, <c>L1</c> or a custom loss's name; <c>sum</c> or <c>mean</c>.</summary>
+/// <summary>The loss: <c>CE</c>, <c>NLL</c>, <c>MSE</c>, <c>L1</c> or a custom loss's name; <c>sum</c> or
+/// <c>mean</c>.</summary>
 internal sealed record ExchangeLoss(string Name, string Reduction, bool Custom);
 
 /// <summary>
-/// <c>request.json</c>: what PyTorch must rebuild (architecture by name, weights by qualified name), the batch, the loss
-/// and the run's element type.
+/// <c>request.json</c>: what PyTorch must rebuild (architecture by name, weights by qualified name), the batch, the
+/// loss and the run's element type.
 /// </summary>
 internal sealed record ExchangeRequest(
     int Format,
@@ -33,12 +37,14 @@ internal sealed record ExchangeRequest(
     IReadOnlyList<string> TrainingModules);
 
 /// <summary>The versions the script reports (also the output of its <c>versions</c> command).</summary>
-internal sealed record ExchangeVersions(string Python, string Torch, string Numpy, string? VmapApi, bool ExpandedWeights, int Threads);
+internal sealed record ExchangeVersions(string Python, string Torch, string Numpy, string? VmapApi,
+    bool ExpandedWeights, int Threads);
 
 /// <summary>One per-sample gradient file of a method's answer.</summary>
 internal sealed record ExchangeGradient(string Name, string File, long[] Shape);
 
-/// <summary>One method's outcome: <c>ok</c> with gradients or timings, or <c>unsupported</c> with PyTorch's reason.</summary>
+/// <summary>One method's outcome: <c>ok</c> with gradients or timings, or <c>unsupported</c> with PyTorch's
+/// reason.</summary>
 internal sealed record ExchangeMethod(
     string Name,
     [property: JsonPropertyName("dtype")] string DType,
@@ -89,5 +95,6 @@ internal static class ExchangeJson
     }
 
     /// <summary>Writes a document.</summary>
-    public static void Write<T>(string path, T value) => File.WriteAllText(path, JsonSerializer.Serialize(value, Options));
+    public static void Write<T>(string path, T value) => File.WriteAllText(path,
+        JsonSerializer.Serialize(value, Options));
 }

@@ -32,14 +32,16 @@ public static partial class Npy
         [ScalarType.Bool] = "|b1",
     };
 
-    /// <summary>Writes <paramref name="tensor"/> (any device, any strides) to a new file at <paramref name="path"/>.</summary>
+    /// <summary>Writes <paramref name="tensor"/> (any device, any strides) to a new file at <paramref
+    /// name="path"/>.</summary>
     public static void Write(Tensor tensor, string path)
     {
         using var file = File.Create(path);
         Write(tensor, file);
     }
 
-    /// <summary>Writes <paramref name="tensor"/> as one <c>.npy</c> image to <paramref name="stream"/> (left open).</summary>
+    /// <summary>Writes <paramref name="tensor"/> as one <c>.npy</c> image to <paramref name="stream"/> (left
+    /// open).</summary>
     /// <exception cref="NotSupportedException">The element type is not float32, float64, int64 or bool.</exception>
     public static void Write(Tensor tensor, Stream stream)
     {
@@ -47,7 +49,8 @@ public static partial class Npy
         ArgumentNullException.ThrowIfNull(stream);
         RequireLittleEndian();
         if (!Descriptors.TryGetValue(tensor.dtype, out var descriptor))
-            throw new NotSupportedException($"Npy writes float32, float64, int64 and bool tensors; this one is {tensor.dtype}.");
+            throw new NotSupportedException($"Npy writes float32, float64, int64 and bool tensors; this one is " +
+                $"{tensor.dtype}.");
 
         stream.Write(Header(descriptor, tensor.shape));
         if (tensor.numel() == 0) return;
@@ -70,8 +73,10 @@ public static partial class Npy
         }
     }
 
-    /// <summary>Reads one <c>.npy</c> image from <paramref name="stream"/> into a new CPU tensor of its dtype and shape.</summary>
-    /// <exception cref="InvalidDataException">Not an .npy image, truncated, Fortran order, big-endian or an unsupported type; the message says which.</exception>
+    /// <summary>Reads one <c>.npy</c> image from <paramref name="stream"/> into a new CPU tensor of its dtype and
+    /// shape.</summary>
+    /// <exception cref="InvalidDataException">Not an .npy image, truncated, Fortran order, big-endian or an unsupported
+    /// type; the message says which.</exception>
     public static Tensor Read(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -88,7 +93,8 @@ public static partial class Npy
         {
             long bytes = tensor.numel() * tensor.ElementSize;
             tensor.Dispose();
-            throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape ({string.Join(", ", shape)}) needs {bytes} bytes after the header.");
+            throw new InvalidDataException($"The .npy data is truncated: a {dtype} tensor of shape " +
+                $"({string.Join(", ", shape)}) needs {bytes} bytes after the header.");
         }
     }
 
@@ -141,7 +147,8 @@ public static partial class Npy
         _ => 1,
     };
 
-    /// <summary>The header for a tensor of type <paramref name="descriptor"/> and <paramref name="shape"/>, padded to 64 bytes.</summary>
+    /// <summary>The header for a tensor of type <paramref name="descriptor"/> and <paramref name="shape"/>, padded to
+    /// 64 bytes.</summary>
     internal static byte[] Header(string descriptor, long[] shape)
     {
         var dictionary = $"{{'descr': '{descriptor}', 'fortran_order': False, 'shape': {ShapeLiteral(shape)}, }}";
@@ -150,7 +157,8 @@ public static partial class Npy
         int padding = (Alignment - unpadded % Alignment) % Alignment;
         var text = dictionary + new string(' ', padding) + "\n";
         if (text.Length > ushort.MaxValue)
-            throw new NotSupportedException($"A tensor with {shape.Length} dimensions needs a header longer than format 1.0 allows.");
+            throw new NotSupportedException($"A tensor with {shape.Length} dimensions needs a header longer than " +
+                $"format 1.0 allows.");
         var header = new byte[Magic.Length + 4 + text.Length];
         Magic.CopyTo(header, 0);
         header[6] = 1;
@@ -177,7 +185,8 @@ public static partial class Npy
             throw new InvalidDataException("Not an .npy image: it does not start with \\x93NUMPY.");
         int major = prefix[6];
         if (major is < 1 or > 3)
-            throw new InvalidDataException($"The .npy format version {major}.{prefix[7]} is unknown (1.0, 2.0 and 3.0 are read).");
+            throw new InvalidDataException($"The .npy format version {major}.{prefix[7]} is unknown (1.0, 2.0 and " +
+                $"3.0 are read).");
         var lengthBytes = new byte[major == 1 ? 2 : 4];
         ReadExactly(stream, lengthBytes, "the header length");
         long length = major == 1 ? BitConverter.ToUInt16(lengthBytes) : BitConverter.ToUInt32(lengthBytes);
@@ -191,16 +200,19 @@ public static partial class Npy
         var order = FortranPattern().Match(header);
         var shapeMatch = ShapePattern().Match(header);
         if (!descr.Success || !order.Success || !shapeMatch.Success)
-            throw new InvalidDataException($"The .npy header lacks 'descr', 'fortran_order' or 'shape': {header.Trim()}");
+            throw new InvalidDataException($"The .npy header lacks 'descr', 'fortran_order' or 'shape': " +
+                $"{header.Trim()}");
         if (order.Groups[1].Value == "True")
-            throw new InvalidDataException("The .npy data is in Fortran (column-major) order; only C order is read. Save a C-contiguous array (np.ascontiguousarray).");
+            throw new InvalidDataException("The .npy data is in Fortran (column-major) order; only C order is read. " +
+                "Save a C-contiguous array (np.ascontiguousarray).");
         var descriptor = descr.Groups[1].Value;
         var dtype = DTypeOf(descriptor);
         var shape = shapeMatch.Groups[1].Value
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(d => long.TryParse(d.TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out var n)
                 ? n
-                : throw new InvalidDataException($"The .npy shape ({shapeMatch.Groups[1].Value}) is not a tuple of sizes."))
+                : throw new InvalidDataException($"The .npy shape ({shapeMatch.Groups[1].Value}) is not a tuple of " +
+                    $"sizes."))
             .ToArray();
         return (dtype, shape);
     }
@@ -212,8 +224,10 @@ public static partial class Npy
         foreach (var (dtype, known) in Descriptors)
             if (known == normalized) return dtype;
         if (descriptor.StartsWith('>'))
-            throw new InvalidDataException($"The .npy data is big-endian ('{descriptor}'); only little-endian data is read. Convert it with array.astype(array.dtype.newbyteorder('<')).");
-        throw new InvalidDataException($"The .npy element type '{descriptor}' is not supported; supported: {string.Join(", ", Descriptors.Values)} (float32, float64, int64, bool).");
+            throw new InvalidDataException($"The .npy data is big-endian ('{descriptor}'); only little-endian data " +
+                $"is read. Convert it with array.astype(array.dtype.newbyteorder('<')).");
+        throw new InvalidDataException($"The .npy element type '{descriptor}' is not supported; supported: " +
+            $"{string.Join(", ", Descriptors.Values)} (float32, float64, int64, bool).");
     }
 
     private static void ReadExactly(Stream stream, byte[] buffer, string what)
@@ -231,7 +245,8 @@ public static partial class Npy
     private static void RequireLittleEndian()
     {
         if (!BitConverter.IsLittleEndian)
-            throw new PlatformNotSupportedException("Npy reads and writes little-endian data by copying tensor bytes: it needs a little-endian machine.");
+            throw new PlatformNotSupportedException("Npy reads and writes little-endian data by copying tensor " +
+                "bytes: it needs a little-endian machine.");
     }
 
     [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")]

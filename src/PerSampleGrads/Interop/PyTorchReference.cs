@@ -25,25 +25,31 @@ namespace PerSampleGrads.Interop;
 /// </remarks>
 public static partial class PyTorchReference
 {
-    /// <summary>The naive per-sample loop in float64, batch of one, declared reduction: the oracle's definition.</summary>
+    /// <summary>The naive per-sample loop in float64, batch of one, declared reduction: the oracle's
+    /// definition.</summary>
     public const string LoopFloat64 = "pytorch-loop-float64";
 
-    /// <summary><c>vmap(grad(loss on the batch of one))</c> in the run's dtype (<c>torch.func</c>, else functorch).</summary>
+    /// <summary><c>vmap(grad(loss on the batch of one))</c> in the run's dtype (<c>torch.func</c>, else
+    /// functorch).</summary>
     public const string Vmap = "pytorch-vmap";
 
-    /// <summary>ExpandedWeights (<c>call_for_per_sample_grads</c>) in the run's dtype; unsupported for some layers.</summary>
+    /// <summary>ExpandedWeights (<c>call_for_per_sample_grads</c>) in the run's dtype; unsupported for some
+    /// layers.</summary>
     public const string ExpandedWeights = "pytorch-expanded-weights";
 
-    /// <summary>Timing only: the plain batch forward and backward of the declared loss (no per-sample gradients).</summary>
+    /// <summary>Timing only: the plain batch forward and backward of the declared loss (no per-sample
+    /// gradients).</summary>
     public const string BatchBackward = "pytorch-batch-backward";
 
     /// <summary>Timing only: the per-sample loop in the run's dtype.</summary>
     public const string Loop = "pytorch-loop";
 
-    /// <summary>The per-sample gradient methods every <see cref="Compute(GradientProblem, PyTorchReferenceOptions?)"/> run reports.</summary>
+    /// <summary>The per-sample gradient methods every <see cref="Compute(GradientProblem, PyTorchReferenceOptions?)"/>
+    /// run reports.</summary>
     public static IReadOnlyList<string> GradientMethods { get; } = [LoopFloat64, Vmap, ExpandedWeights];
 
-    /// <summary>The methods <see cref="Time(GradientProblem, int, int, int, PyTorchReferenceOptions?)"/> reports.</summary>
+    /// <summary>The methods <see cref="Time(GradientProblem, int, int, int, PyTorchReferenceOptions?)"/>
+    /// reports.</summary>
     public static IReadOnlyList<string> TimedMethods { get; } = [BatchBackward, Vmap, ExpandedWeights, Loop];
 
     /// <summary>
@@ -59,7 +65,8 @@ public static partial class PyTorchReference
         return name.StartsWith("zoo-", StringComparison.Ordinal) ? name["zoo-".Length..] : name;
     }
 
-    /// <summary>Python's, PyTorch's and numpy's versions and PyTorch's default thread count; fails with the install hint without them.</summary>
+    /// <summary>Python's, PyTorch's and numpy's versions and PyTorch's default thread count; fails with the install
+    /// hint without them.</summary>
     public static PyTorchVersions Probe(PyTorchReferenceOptions? options = null)
     {
         options ??= new PyTorchReferenceOptions();
@@ -98,26 +105,18 @@ public static partial class PyTorchReference
     }
 
     /// <summary>
-    /// PyTorch's per-sample gradients for a zoo model with the same weights and batch as
-    /// <see cref="CaseCatalogue.FromZoo"/> (seed 7, CE/mean) in <paramref name="dtype"/>.
-    /// </summary>
-    public static PyTorchReferenceResult Compute(ZooModel model, long batchSize, ScalarType dtype = ScalarType.Float32,
-        PyTorchReferenceOptions? options = null)
-    {
-        using var problem = CaseCatalogue.FromZoo(model, batchSize).Create(dtype);
-        return Compute(problem, options);
-    }
-
-    /// <summary>
     /// PyTorch's per-sample gradients for any model the script knows by name.
     /// </summary>
-    /// <param name="problemId">Id for messages; the architecture is derived from it unless the options name one.</param>
-    /// <param name="model">The model (float32 or float64; any device): its parameters, buffers, flags and modes are sent.</param>
+    /// <param name="problemId">Id for messages; the architecture is derived from it unless the options name
+    /// one.</param>
+    /// <param name="model">The model (float32 or float64; any device): its parameters, buffers, flags and modes are
+    /// sent.</param>
     /// <param name="inputs">Inputs <c>[N, ...]</c>.</param>
     /// <param name="targets">Targets <c>[N, ...]</c>.</param>
     /// <param name="loss">The loss: CE, NLL, MSE, L1, or a custom loss the script knows by name.</param>
     /// <param name="options">Python, threads, architecture.</param>
-    public static PyTorchReferenceResult Compute(string problemId, nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
+    public static PyTorchReferenceResult Compute(string problemId, nn.Module<Tensor, Tensor> model, Tensor inputs,
+        Tensor targets,
         LossFunction loss, PyTorchReferenceOptions? options = null)
     {
         options ??= new PyTorchReferenceOptions();
@@ -141,7 +140,8 @@ public static partial class PyTorchReference
             foreach (var m in methods) m.Gradients?.Dispose();
             throw;
         }
-        return new PyTorchReferenceResult(problemId, architecture, Versions(answer.Versions, options), answer.Threads, methods);
+        return new PyTorchReferenceResult(problemId, architecture, Versions(answer.Versions, options), answer.Threads,
+            methods);
     }
 
     /// <summary>
@@ -150,15 +150,18 @@ public static partial class PyTorchReference
     /// <paramref name="repeats"/> runs after <paramref name="warmUp"/> untimed ones, on <paramref name="threads"/>
     /// PyTorch threads. The figures are data for a caller (<c>bench --peers pytorch</c>); run it on an idle machine.
     /// </summary>
-    public static PyTorchTimings Time(ZooModel model, long batchSize, int repeats, int threads, ScalarType dtype = ScalarType.Float32,
+    public static PyTorchTimings Time(ZooModel model, long batchSize, int repeats, int threads,
+        ScalarType dtype = ScalarType.Float32,
         int warmUp = 1, PyTorchReferenceOptions? options = null)
     {
         using var problem = CaseCatalogue.FromZoo(model, batchSize).Create(dtype);
         return Time(problem, repeats, threads, warmUp, options);
     }
 
-    /// <summary>Times PyTorch on <paramref name="problem"/>; see <see cref="Time(ZooModel, long, int, int, ScalarType, int, PyTorchReferenceOptions?)"/>.</summary>
-    public static PyTorchTimings Time(GradientProblem problem, int repeats, int threads, int warmUp = 1, PyTorchReferenceOptions? options = null)
+    /// <summary>Times PyTorch on <paramref name="problem"/>; see <see cref="Time(ZooModel, long, int, int, ScalarType,
+    /// int, PyTorchReferenceOptions?)"/>.</summary>
+    public static PyTorchTimings Time(GradientProblem problem, int repeats, int threads, int warmUp = 1,
+        PyTorchReferenceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(problem);
         ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
@@ -169,13 +172,16 @@ public static partial class PyTorchReference
         BatchValidator.Validate(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
         var architecture = options.Architecture ?? ArchitectureOf(problem.Id);
         using var folder = ExchangeFolder.Create(options.KeepExchangeFolder);
-        var request = folder.WriteRequest(problem.Id, architecture, problem.Model, problem.Inputs, problem.Targets, problem.Loss);
+        var request = folder.WriteRequest(problem.Id, architecture, problem.Model, problem.Inputs, problem.Targets,
+            problem.Loss);
         PyTorchScript.Run(options, folder.Path,
-            ["time", folder.Path, .. ThreadArguments(threads), "--repeats", Invariant(repeats), "--warmup", Invariant(warmUp)]);
+            ["time", folder.Path, .. ThreadArguments(threads), "--repeats", Invariant(repeats), "--warmup",
+                Invariant(warmUp)]);
         var answer = folder.ReadResult();
         CheckAnswer(answer, request, TimedMethods);
         var timings = answer.Methods.Select(m => m.Status == "ok"
-            ? new PyTorchTiming(m.Name, m.MedianSeconds ?? throw Malformed($"{m.Name} has no median_seconds"), m.SecondsPerRepeat ?? [], null)
+            ? new PyTorchTiming(m.Name, m.MedianSeconds ?? throw Malformed($"{m.Name} has no median_seconds"),
+                m.SecondsPerRepeat ?? [], null)
             : new PyTorchTiming(m.Name, null, [], m.Reason)).ToList();
         return new PyTorchTimings(problem.Id, Versions(answer.Versions, options), answer.Threads,
             ModelInspection.ParameterDType(problem.Model), request.BatchSize, repeats, warmUp, timings);
@@ -193,10 +199,12 @@ public static partial class PyTorchReference
     private static void CheckAnswer(ExchangeResult answer, ExchangeRequest request, IReadOnlyList<string> expected)
     {
         if (answer.Problem != request.Problem || answer.Architecture != request.Architecture)
-            throw Malformed($"it answers '{answer.Problem}' ({answer.Architecture}), the request was '{request.Problem}' ({request.Architecture})");
+            throw Malformed($"it answers '{answer.Problem}' ({answer.Architecture}), the request was " +
+                $"'{request.Problem}' ({request.Architecture})");
         var names = answer.Methods.Select(m => m.Name).ToList();
         if (!names.SequenceEqual(expected))
-            throw Malformed($"it reports methods [{string.Join(", ", names)}], expected [{string.Join(", ", expected)}]");
+            throw Malformed($"it reports methods [{string.Join(", ", names)}], expected " +
+                $"[{string.Join(", ", expected)}]");
         foreach (var m in answer.Methods.Where(m => m.Status is not ("ok" or "unsupported")))
             throw Malformed($"method {m.Name} has status '{m.Status}'");
     }
@@ -211,17 +219,21 @@ public static partial class PyTorchReference
             "float32" => ScalarType.Float32,
             _ => throw Malformed($"{method.Name} computed in '{method.DType}'"),
         };
-        var expectedDType = method.Name == LoopFloat64 ? ScalarType.Float64 : request.DType == "float64" ? ScalarType.Float64 : ScalarType.Float32;
+        var expectedDType = method.Name == LoopFloat64 ? ScalarType.Float64 : request.DType == "float64"
+            ? ScalarType.Float64 : ScalarType.Float32;
         if (dtype != expectedDType)
-            throw Malformed($"{method.Name} computed in {method.DType}, expected {ExchangeFolder.DTypeName(expectedDType)}");
+            throw Malformed($"{method.Name} computed in {method.DType}, expected " +
+                $"{ExchangeFolder.DTypeName(expectedDType)}");
         if (method.Status == "unsupported")
-            return new PyTorchMethodResult(method.Name, dtype, null, method.Reason ?? "(no reason given)", null);
+            return new PyTorchMethodResult(method.Name, dtype, null, method.Reason ?? "(no reason given)");
 
         var trainable = request.Parameters.Where(p => p.RequiresGrad).ToList();
         var returned = method.Gradients ?? [];
         if (!returned.Select(g => g.Name).SequenceEqual(trainable.Select(p => p.Name)))
             throw new PyTorchReferenceException(PyTorchReferenceFailure.Mismatch,
-                $"PyTorch's {method.Name} returned per-sample gradients for [{string.Join(", ", returned.Select(g => g.Name))}]; the trainable parameters are [{string.Join(", ", trainable.Select(p => p.Name))}].");
+                $"PyTorch's {method.Name} returned per-sample gradients for " +
+                    $"[{string.Join(", ", returned.Select(g => g.Name))}]; the trainable parameters are " +
+                    $"[{string.Join(", ", trainable.Select(p => p.Name))}].");
 
         var gradients = new List<(string, Tensor)>();
         try
@@ -233,9 +245,12 @@ public static partial class PyTorchReference
                 gradients.Add((entry.Name, tensor));
                 if (!tensor.shape.SequenceEqual(expectedShape) || tensor.dtype != dtype)
                     throw new PyTorchReferenceException(PyTorchReferenceFailure.Mismatch,
-                        $"PyTorch's {method.Name} gradient of '{entry.Name}' is {tensor.dtype} [{string.Join(", ", tensor.shape)}]; expected {dtype} [{string.Join(", ", expectedShape)}].");
+                        $"PyTorch's {method.Name} gradient of '{entry.Name}' is {tensor.dtype} " +
+                            $"[{string.Join(", ", tensor.shape)}]; expected {dtype} " +
+                            $"[{string.Join(", ", expectedShape)}].");
             }
-            return new PyTorchMethodResult(method.Name, dtype, new PerSampleGradients(method.Name, request.BatchSize, gradients), null, method.Seconds);
+            return new PyTorchMethodResult(method.Name, dtype,
+                new PerSampleGradients(method.Name, request.BatchSize, gradients), null);
         }
         catch
         {

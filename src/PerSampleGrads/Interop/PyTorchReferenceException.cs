@@ -5,11 +5,14 @@ public enum PyTorchReferenceFailure
 {
     /// <summary>No Python at the configured path, or one without torch or numpy: the message gives the fix.</summary>
     PythonUnavailable,
-    /// <summary>The two sides describe different things (architecture, parameter names or shapes, loss, batch): the message names what differs.</summary>
+    /// <summary>The two sides describe different things (architecture, parameter names or shapes, loss, batch): the
+    /// message names what differs.</summary>
     Mismatch,
-    /// <summary>PyTorch could not run a method that was asked for (its version lacks it, or it rejects the model).</summary>
+    /// <summary>PyTorch could not run a method that was asked for (its version lacks it, or it rejects the
+    /// model).</summary>
     MethodUnavailable,
-    /// <summary>The script failed, timed out, or answered something malformed: the message holds its exit status and output.</summary>
+    /// <summary>The script failed, timed out, or answered something malformed: the message holds its exit status and
+    /// output.</summary>
     ScriptFailed,
 }
 

@@ -8,11 +8,11 @@ namespace PerSampleGrads.Interop;
 /// <see cref="PyTorchReference.ExpandedWeights"/>.
 /// </param>
 /// <param name="DType">The element type PyTorch computed in (float64 for the loop; the run's dtype otherwise).</param>
-/// <param name="Gradients">Per-sample gradients <c>[N, ...parameter shape]</c> by qualified name, on the CPU; null when unsupported.</param>
+/// <param name="Gradients">Per-sample gradients <c>[N, ...parameter shape]</c> by qualified name, on the CPU; null when
+/// unsupported.</param>
 /// <param name="UnsupportedReason">PyTorch's reason when the method cannot handle the model; null when it ran.</param>
-/// <param name="Seconds">Wall time of the method inside the script (seconds; informational, no warm-up).</param>
-public sealed record PyTorchMethodResult(string Method, ScalarType DType, PerSampleGradients? Gradients, string? UnsupportedReason,
-    double? Seconds)
+public sealed record PyTorchMethodResult(string Method, ScalarType DType, PerSampleGradients? Gradients,
+    string? UnsupportedReason)
 {
     /// <summary>Whether the method ran.</summary>
     public bool Supported => Gradients is not null;
@@ -61,7 +61,8 @@ public sealed class PyTorchReferenceResult : IDisposable
         {
             var outcome = _methods.FirstOrDefault(m => m.Method == method)
                 ?? throw new PyTorchReferenceException(PyTorchReferenceFailure.MethodUnavailable,
-                    $"The PyTorch reference did not run '{method}' for {Problem}; it ran: {string.Join(", ", _methods.Select(m => m.Method))}.");
+                    $"The PyTorch reference did not run '{method}' for {Problem}; it ran: " +
+                        $"{string.Join(", ", _methods.Select(m => m.Method))}.");
             return outcome.Gradients ?? throw new PyTorchReferenceException(PyTorchReferenceFailure.MethodUnavailable,
                 $"{method} is unsupported for {Problem} on PyTorch {Versions.Torch}: {outcome.UnsupportedReason}");
         }

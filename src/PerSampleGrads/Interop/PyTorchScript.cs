@@ -85,7 +85,8 @@ internal static class PyTorchScript
         catch (Win32Exception e)
         {
             throw new PyTorchReferenceException(PyTorchReferenceFailure.PythonUnavailable,
-                $"No Python to run the PyTorch reference: '{python}' ({Origin(options)}) cannot be started ({e.Message}). {InstallHint}", e);
+                $"No Python to run the PyTorch reference: '{python}' ({Origin(options)}) cannot be started " +
+                    $"({e.Message}). {InstallHint}", e);
         }
 
         using (process)
@@ -126,7 +127,8 @@ internal static class PyTorchScript
 
     private static string Origin(PyTorchReferenceOptions options) =>
         !string.IsNullOrWhiteSpace(options.Python) ? "from the options"
-        : !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PyTorchReferenceOptions.PythonVariable)) ? $"from {PyTorchReferenceOptions.PythonVariable}"
+        : !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PyTorchReferenceOptions.PythonVariable))
+            ? $"from {PyTorchReferenceOptions.PythonVariable}"
         : $"the default; set {PyTorchReferenceOptions.PythonVariable} to use another";
 
     // The package's own one-line reason, without its prefix.
@@ -141,6 +143,7 @@ internal static class PyTorchScript
     private static string Tail(string text, int lines = 25)
     {
         var all = text.Split('\n').Select(l => l.TrimEnd()).Where(l => l.Length > 0).ToList();
-        return all.Count == 0 ? "(no output)" : string.Join(Environment.NewLine, all.Skip(Math.Max(0, all.Count - lines)));
+        return all.Count == 0 ? "(no output)" : string.Join(Environment.NewLine,
+            all.Skip(Math.Max(0, all.Count - lines)));
     }
 }

@@ -21,7 +21,8 @@ namespace PerSampleGrads.Maths;
 /// <param name="Mode">How padding is filled (<see cref="PaddingModes.Constant"/> for zeros).</param>
 /// <param name="Groups">Number of channel groups.</param>
 /// <param name="Transposed">Whether the layer is a transposed convolution.</param>
-public sealed record ConvolutionWindows(long[] Kernel, long[] Stride, long[] Dilation, long[] PadBefore, long[] PadAfter,
+public sealed record ConvolutionWindows(long[] Kernel, long[] Stride, long[] Dilation, long[] PadBefore,
+    long[] PadAfter,
     long[] OutputPadding, PaddingModes Mode, long Groups, bool Transposed)
 {
     /// <summary>Number of spatial dimensions.</summary>
@@ -48,7 +49,8 @@ public sealed record ConvolutionWindows(long[] Kernel, long[] Stride, long[] Dil
             else before[d] = after[d] = conv.padding?[d] ?? 0;
         }
         // Transposed layers always pad with zeros (PyTorch refuses other modes; TorchSharp ignores them).
-        var mode = conv.transposed || conv.padding_mode == PaddingModes.Zeros ? PaddingModes.Constant : conv.padding_mode;
+        var mode = conv.transposed || conv.padding_mode == PaddingModes.Zeros ? PaddingModes.Constant
+            : conv.padding_mode;
         long[] outputPadding = conv.transposed
             ? Enumerable.Repeat(conv.output_padding.Length > 0 ? conv.output_padding[0] : 0, dims).ToArray()
             : new long[dims];
@@ -59,7 +61,8 @@ public sealed record ConvolutionWindows(long[] Kernel, long[] Stride, long[] Dil
     /// <summary>Whether the padding is zeros, the same amount on both sides of every dimension.</summary>
     public bool SymmetricZeroPadding => Mode == PaddingModes.Constant && PadBefore.SequenceEqual(PadAfter);
 
-    /// <summary>The input <c>[N, C, ...spatial]</c> padded as the layer pads it (a plain convolution's input).</summary>
+    /// <summary>The input <c>[N, C, ...spatial]</c> padded as the layer pads it (a plain convolution's
+    /// input).</summary>
     public Tensor Pad(Tensor input)
     {
         if (PadBefore.All(p => p == 0) && PadAfter.All(p => p == 0)) return input;

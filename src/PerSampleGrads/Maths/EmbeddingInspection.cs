@@ -44,11 +44,13 @@ public static class EmbeddingInspection
         }
         if (changed)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"Embedding '{path}' uses max_norm: it rewrites its own weight during every forward, so a per-sample gradient of a fixed parameter is not defined. Create it without max_norm.");
+                $"Embedding '{path}' uses max_norm: it rewrites its own weight during every forward, so a per-sample " +
+                    $"gradient of a fixed parameter is not defined. Create it without max_norm.");
         var perRow = RowGradients(output, weight);
         if (perRow.max().to(ScalarType.Float64).item<double>() < 1.5)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"Embedding '{path}' uses scale_grad_by_freq, which scales gradients by frequencies within the batch; no per-sample rule supports it. Create it without scale_grad_by_freq.");
+                $"Embedding '{path}' uses scale_grad_by_freq, which scales gradients by frequencies within the " +
+                    $"batch; no per-sample rule supports it. Create it without scale_grad_by_freq.");
         var zeroRows = (perRow == 0).nonzero();
         return new EmbeddingBehaviour(zeroRows.shape[0] == 0 ? null : zeroRows[0, 0].item<long>());
     }

@@ -24,9 +24,9 @@ public static class PerSampleContractions
             : bmm(a.transpose(1, 2), b);
 
     /// <summary>
-    /// Grouped per-sample contraction over positions: <c>out[n, g, o, k] = sum_l grad[n, g, o, l] * cols[n, g, k, l]</c>,
-    /// with <paramref name="outputGradient"/> <c>[N, O, L]</c> and <paramref name="columns"/> <c>[N, C*K, L]</c>
-    /// (im2col). Returns <c>[N, O, C/G * K]</c>.
+    /// Grouped per-sample contraction over positions: <c>out[n, g, o, k] = sum_l grad[n, g, o, l] * cols[n, g, k,
+    /// l]</c>, with <paramref name="outputGradient"/> <c>[N, O, L]</c> and <paramref name="columns"/> <c>[N, C*K,
+    /// L]</c> (im2col). Returns <c>[N, O, C/G * K]</c>.
     /// </summary>
     public static Tensor GroupedColumnsProduct(Tensor outputGradient, Tensor columns, long groups)
     {
@@ -113,12 +113,14 @@ public static class PerSampleContractions
     /// <c>dw[n, c] = sum_spatial g * x_hat</c>, <c>db[n, c] = sum_spatial g</c>. <paramref name="normalized"/> is only
     /// evaluated when the weight is wanted. Returns (weight, bias), each null when not wanted.
     /// </summary>
-    public static (Tensor? Weight, Tensor? Bias) PerChannelAffine(Tensor outputGradient, Func<Tensor> normalized, bool weight, bool bias) =>
+    public static (Tensor? Weight, Tensor? Bias) PerChannelAffine(Tensor outputGradient, Func<Tensor> normalized,
+        bool weight, bool bias) =>
         (weight ? SumSpatial(outputGradient * normalized()) : null, bias ? SumSpatial(outputGradient) : null);
 
     /// <summary>
     /// Sum over every dimension after the first two: <c>[N, C, ...]</c> to <c>[N, C]</c>; always a new tensor (a
     /// <c>[N, C]</c> input, BatchNorm1d on features, is copied: rules hand results out beyond their captures' life).
     /// </summary>
-    public static Tensor SumSpatial(Tensor t) => t.dim() == 2 ? t.clone() : t.reshape(t.shape[0], t.shape[1], -1).sum(dim: 2);
+    public static Tensor SumSpatial(Tensor t) => t.dim() == 2 ? t.clone()
+        : t.reshape(t.shape[0], t.shape[1], -1).sum(dim: 2);
 }

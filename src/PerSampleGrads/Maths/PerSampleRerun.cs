@@ -18,7 +18,8 @@ public static class PerSampleRerun
     /// (<paramref name="batchOutputShape"/>) and, when <paramref name="batchOutput"/> is given, equal to its row 0
     /// within the dtype's tolerance; throws <see cref="PerSampleGradientsException"/> naming the module otherwise.
     /// </summary>
-    public static void CheckOneSample(nn.Module<Tensor, Tensor> module, string path, Tensor input, long[] batchOutputShape,
+    public static void CheckOneSample(nn.Module<Tensor, Tensor> module, string path, Tensor input,
+        long[] batchOutputShape,
         Tensor? batchOutput = null)
     {
         using var scope = NewDisposeScope();
@@ -27,7 +28,10 @@ public static class PerSampleRerun
         long[] expected = [1, .. batchOutputShape[1..]];
         if (!one.shape.SequenceEqual(expected))
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"Module '{path}' ({module.GetType().Name}) has no per-sample rule, and the rerun fallback needs it to map a batch of one to one row of its batch output: it gave shape [{string.Join(", ", one.shape)}], not [{string.Join(", ", expected)}]. Add a rule to the engine's table, or freeze its parameters.");
+                $"Module '{path}' ({module.GetType().Name}) has no per-sample rule, and the rerun fallback needs it " +
+                    $"to map a batch of one to one row of its batch output: it gave shape " +
+                    $"[{string.Join(", ", one.shape)}], not [{string.Join(", ", expected)}]. Add a rule to the " +
+                    $"engine's table, or freeze its parameters.");
         if (batchOutput is null) return;
         var tolerance = Verification.TolerancePolicy.ToleranceFor(one.dtype);
         var row = batchOutput.narrow(0, 0, 1);
@@ -35,7 +39,10 @@ public static class PerSampleRerun
         double gap = (one - row).abs().max().to(ScalarType.Float64).item<double>();
         if (gap > tolerance.Relative * scale)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"Module '{path}' ({module.GetType().Name}) has no per-sample rule, and its output for sample 0 alone differs from its output for sample 0 within the batch (largest gap {gap:G3}): it mixes the samples of a batch or draws random numbers, so its per-sample gradient is not defined. Put it in eval mode, add a rule, or freeze its parameters.");
+                $"Module '{path}' ({module.GetType().Name}) has no per-sample rule, and its output for sample 0 " +
+                    $"alone differs from its output for sample 0 within the batch (largest gap {gap:G3}): it mixes " +
+                    $"the samples of a batch or draws random numbers, so its per-sample gradient is not defined. Put " +
+                    $"it in eval mode, add a rule, or freeze its parameters.");
     }
 
     /// <summary>
@@ -51,7 +58,7 @@ public static class PerSampleRerun
         using var grad = enable_grad();
         // backward() (autograd.grad aborts the process on any error) accumulates into .grad: the caller's are set
         // aside meanwhile.
-        using var setAside = new Engines.SetAsideGradients(parameters);
+        using var setAside = new SetAsideGradients(parameters);
         for (long i = 0; i < n; i++)
         {
             using var scope = NewDisposeScope();

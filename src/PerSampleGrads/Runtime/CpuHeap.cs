@@ -33,7 +33,8 @@ public static partial class CpuHeap
         ["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
-    /// <summary>Asks glibc to keep large freed blocks for reuse; false where that is not possible (not glibc).</summary>
+    /// <summary>Asks glibc to keep large freed blocks for reuse; false where that is not possible (not
+    /// glibc).</summary>
     public static bool RetainFreedMemory()
     {
         if (!OperatingSystem.IsLinux()) return false;

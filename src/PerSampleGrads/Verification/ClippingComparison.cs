@@ -18,7 +18,8 @@ public sealed record ClippingComparison(GradientComparison Norms, GradientCompar
     public bool Passed => Norms.Passed && ClippedSums.Passed;
 
     /// <summary>Every problem, one per line; empty when passed.</summary>
-    public string Describe() => Passed ? string.Empty : $"norms: {Norms.Describe()}clipped sums: {ClippedSums.Describe()}";
+    public string Describe() => Passed ? string.Empty : $"norms: {Norms.Describe()}clipped sums: " +
+        $"{ClippedSums.Describe()}";
 
     /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref
     /// name="tolerance"/>.</summary>

@@ -67,8 +67,10 @@ public static class TolerancePolicy
     /// </summary>
     public const double StandardScore = 5.0;
 
-    /// <summary>The tolerance for results computed in <paramref name="dtype"/> with <paramref name="precision"/>.</summary>
-    public static Tolerance ToleranceFor(ScalarType dtype, PrecisionMode precision = PrecisionMode.Ieee) => (dtype, precision) switch
+    /// <summary>The tolerance for results computed in <paramref name="dtype"/> with <paramref
+    /// name="precision"/>.</summary>
+    public static Tolerance ToleranceFor(ScalarType dtype, PrecisionMode precision = PrecisionMode.Ieee)
+        => (dtype, precision) switch
     {
         (ScalarType.Float64, _) => new Tolerance(1e-10, 1e-2,
             "float64: reordered sums stay below 1e-12; 1e-10 leaves a hundredfold margin"),

@@ -59,7 +59,8 @@ public enum ZooInputKind
 /// </summary>
 public static class ModelZoo
 {
-    /// <summary>The seed's model: TorchVision's ResNet-18 with GroupNorm(min(32, C), C), 10 classes, 3x32x32 inputs.</summary>
+    /// <summary>The seed's model: TorchVision's ResNet-18 with GroupNorm(min(32, C), C), 10 classes, 3x32x32
+    /// inputs.</summary>
     public static ZooModel ResNet18GroupNorm { get; } = new("resnet18-gn",
         "TorchVision ResNet-18, GroupNorm(min(32,C), C), 10 classes, 3x32x32 inputs (11.2M parameters)",
         seed => Prepared(seed, () => torchvision.models.resnet18(num_classes: 10,
@@ -68,7 +69,8 @@ public static class ModelZoo
 
     /// <summary>A small CNN, <see cref="Zoo.SmallCnn"/>.</summary>
     public static ZooModel SmallCnn { get; } = new("small-cnn",
-        "Conv2d+GroupNorm+ReLU+MaxPool, Conv2d+GroupNorm+ReLU+AvgPool, Linear; 3x32x32 inputs, 10 classes (5.5k parameters)",
+        "Conv2d+GroupNorm+ReLU+MaxPool, Conv2d+GroupNorm+ReLU+AvgPool, Linear; 3x32x32 inputs, 10 classes (5.5k " +
+            "parameters)",
         seed => Prepared(seed, () => new SmallCnn()), [3, 32, 32], ZooInputKind.Floating, 10);
 
     /// <summary>An MLP: Linear(20→64), ReLU, Linear(64→64), Tanh, Linear(64→10), as a Sequential.</summary>
@@ -77,7 +79,8 @@ public static class ModelZoo
         seed => Prepared(seed, () => Sequential(Linear(20, 64), ReLU(), Linear(64, 64), Tanh(), Linear(64, 10))),
         [20], ZooInputKind.Floating, 10);
 
-    /// <summary>A token classifier, <see cref="Zoo.TokenClassifier"/>: 12 tokens from a vocabulary of 50, 5 classes.</summary>
+    /// <summary>A token classifier, <see cref="Zoo.TokenClassifier"/>: 12 tokens from a vocabulary of 50, 5
+    /// classes.</summary>
     public static ZooModel Sequence { get; } = new("sequence",
         "Embedding(50,16,padding_idx=0)+LayerNorm(16)+Linear(16->16) per token+ReLU+mean+Linear(16->5), 12 tokens",
         seed => Prepared(seed, () => new TokenClassifier()), [12], ZooInputKind.Tokens, 5, Vocabulary: 50);
@@ -88,7 +91,8 @@ public static class ModelZoo
     /// <summary>The model named <paramref name="name"/>; the error lists the names.</summary>
     public static ZooModel Get(string name) =>
         All.FirstOrDefault(m => string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown model '{name}'. Known models: {string.Join(", ", All.Select(m => m.Name))}.");
+        ?? throw new ArgumentException($"Unknown model '{name}'. Known models: " +
+            $"{string.Join(", ", All.Select(m => m.Name))}.");
 
     private static Module<Tensor, Tensor> Prepared(long seed, Func<Module<Tensor, Tensor>> build)
     {

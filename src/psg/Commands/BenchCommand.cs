@@ -11,7 +11,8 @@ using Spectre.Console;
 
 namespace PerSampleGrads.Cli.Commands;
 
-/// <summary><c>psg bench</c>: plain backward, the engines and the oracle timed on the same workload, with ratios.</summary>
+/// <summary><c>psg bench</c>: plain backward, the engines and the oracle timed on the same workload, with
+/// ratios.</summary>
 internal static class BenchCommand
 {
     private static readonly string[] Methods =
@@ -25,12 +26,17 @@ internal static class BenchCommand
     public static Command Create()
     {
         var workload = new WorkloadOptions(ModelZoo.SmallCnn.Name);
-        var batchSizes = new Option<string>("--batch-sizes", "-n") { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "32" };
-        var sweep = new Option<bool>("--sweep") { Description = "Sweep N over 16, 32, 64, 128, 256 so that cost growth with N shows." };
-        var preset = new Option<string?>("--preset") { Description = "seed: the seed benchmark's workload (resnet18-gn, N = 128, float32, TF32 off, CUDA)." }
+        var batchSizes = new Option<string>("--batch-sizes", "-n")
+            { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "32" };
+        var sweep = new Option<bool>("--sweep") { Description =
+            "Sweep N over 16, 32, 64, 128, 256 so that cost growth with N shows." };
+        var preset = new Option<string?>("--preset") { Description =
+            "seed: the seed benchmark's workload (resnet18-gn, N = 128, float32, TF32 off, CUDA)." }
             .AcceptOnlyFromAmong("seed");
-        var repeats = new Option<int>("--repeats", "-r") { Description = "Timed repeats per contender (interleaved).", DefaultValueFactory = _ => 7 };
-        var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.", DefaultValueFactory = _ => 2 };
+        var repeats = new Option<int>("--repeats", "-r") { Description = "Timed repeats per contender (interleaved).",
+            DefaultValueFactory = _ => 7 };
+        var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.",
+            DefaultValueFactory = _ => 2 };
         var methods = new Option<string>("--methods")
         {
             Description = $"Contenders, comma-separated: {string.Join(", ", Methods)} (plain = one batched "
@@ -40,10 +46,12 @@ internal static class BenchCommand
                 + "= the engine's sample-separation probe run on every call).",
             DefaultValueFactory = _ => string.Join(",", DefaultMethods),
         };
-        var chunkSize = new Option<int?>("--chunk-size") { Description = "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
+        var chunkSize = new Option<int?>("--chunk-size") { Description =
+            "Chunk size of the functional engine (bounds its memory; default: the whole batch)." };
         var peers = new Option<string?>("--peers")
         {
-            Description = "pytorch: also time PyTorch's plain backward, vmap(grad), ExpandedWeights and loop on the same workload with the same thread count (CPU).",
+            Description = "pytorch: also time PyTorch's plain backward, vmap(grad), ExpandedWeights and loop on the " +
+                "same workload with the same thread count (CPU).",
         }.AcceptOnlyFromAmong("pytorch");
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON to this file." };
         var baseline = new Option<FileInfo?>("--baseline")
@@ -61,11 +69,14 @@ internal static class BenchCommand
 
         var clock = new Option<string>("--clock")
         {
-            Description = "wall: elapsed time (default); cpu: the process's CPU time, all threads and page faults included (about threads x wall time; with --threads 1 hardly inflated by other processes on a shared machine; Linux CPU only).",
+            Description = "wall: elapsed time (default); cpu: the process's CPU time, all threads and page faults " +
+                "included (about threads x wall time; with --threads 1 hardly inflated by other processes on a " +
+                "shared machine; Linux CPU only).",
             DefaultValueFactory = _ => "wall",
         }.AcceptOnlyFromAmong("wall", "cpu");
 
-        var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same workload (median of interleaved repeats, device synchronised).")
+        var command = new Command("bench", "Time plain batch backward, each engine and the oracle on the same " +
+            "workload (median of interleaved repeats, device synchronised).")
         {
             batchSizes, sweep, preset, repeats, warmUp, methods, chunkSize, peers, json, baseline, minEffect, clock,
         };
@@ -80,7 +91,8 @@ internal static class BenchCommand
             var sizes = parse.GetValue(sweep) ? [16, 32, 64, 128, 256]
                 : seedPreset && !explicitSizes ? [128]
                 : ParseSizes(parse.GetValue(batchSizes)!);
-            var zoo = seedPreset && parse.GetResult(workload.Model) is not { Implicit: false } ? ModelZoo.ResNet18GroupNorm : null;
+            var zoo = seedPreset && parse.GetResult(workload.Model) is not { Implicit: false }
+                ? ModelZoo.ResNet18GroupNorm : null;
             var deviceName = seedPreset && parse.GetResult(workload.Device) is not { Implicit: false } ? "cuda" : null;
             int r = parse.GetValue(repeats), w = parse.GetValue(warmUp);
             if (r < 1 || w < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0.");
@@ -114,19 +126,24 @@ internal static class BenchCommand
     private static long[] ParseSizes(string text)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var sizes = parts.Select(p => long.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : -1).ToArray();
+        var sizes = parts.Select(p => long.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n)
+            ? n : -1).ToArray();
         if (sizes.Length == 0 || sizes.Any(n => n < 1))
             throw new UsageException($"--batch-sizes takes positive whole numbers, comma-separated; got '{text}'.");
         return sizes;
     }
 
     private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
-        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline, BaselineCriteria criteria,
+        int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline,
+            BaselineCriteria criteria,
         BenchClock clock)
     {
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
-        AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} {Markup.Escape(template.Describe().Split(' ', 3)[2])}{(chunkSize is { } c ? $", functional chunk size {c}" : "")}; {warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
+        AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} " +
+            $"{Markup.Escape(template.Describe().Split(' ', 3)[2])}" +
+            $"{(chunkSize is { } c ? $", functional chunk size {c}" : "")}; " +
+            $"{warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
         var results = new List<BenchReport.SizeResult>();
         var verdicts = new List<BaselineResult>();
         foreach (var n in sizes)
@@ -138,7 +155,8 @@ internal static class BenchCommand
             {
                 using var workload = new BenchWorkload(settings, chunkSize);
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
-                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"), clock: clock);
+                    progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"),
+                        clock: clock);
                 if (methods.Contains(EngineCatalogue.Clipping)) phases = workload.ClippingPhases();
             });
             PyTorchTimings? peers = null;
@@ -148,14 +166,17 @@ internal static class BenchCommand
                 {
                     using var model = CompareRun.Build(settings, settings.DType);
                     var (x, y) = CompareRun.Batch(settings, settings.DType);
-                    using var problem = new GradientProblem($"zoo-{settings.Model.Name}-B{n}", model, x, y, settings.Loss, () => settings.Model.Build(settings.Seed));
+                    using var problem = new GradientProblem($"zoo-{settings.Model.Name}-B{n}", model, x, y,
+                        settings.Loss, () => settings.Model.Build(settings.Seed));
                     peers = PyTorchReference.Time(problem, repeats, TorchSharp.torch.get_num_threads(), warmUp,
-                        new PyTorchReferenceOptions { Architecture = settings.Model.Name, Timeout = TimeSpan.FromHours(2) });
+                        new PyTorchReferenceOptions { Architecture = settings.Model.Name,
+                            Timeout = TimeSpan.FromHours(2) });
                 });
             }
             results.Add(new BenchReport.SizeResult(n, timings, peers, phases));
             AnsiConsole.Write(Table(settings, timings));
-            if (clock == BenchClock.ProcessCpu) AnsiConsole.MarkupLine("Times are the process's CPU time (all threads), not wall time.");
+            if (clock == BenchClock.ProcessCpu) AnsiConsole.MarkupLine("Times are the process's CPU time (all " +
+                "threads), not wall time.");
             if (phases is not null)
                 AnsiConsole.MarkupLine(Markup.Escape("clipping, one call by phase: "
                     + string.Join(", ", phases.Select(p => $"{p.Key} {CompareCommand.Ms(p.Value)}"))));
@@ -231,14 +252,17 @@ internal static class BenchCommand
     private static Table PeersTable(PyTorchTimings peers, List<BenchTiming> ours)
     {
         var plain = ours.FirstOrDefault(t => t.Name == BenchWorkload.PlainBackward);
-        double? theirPlain = peers.Methods.FirstOrDefault(m => m.Method == PyTorchReference.BatchBackward)?.MedianSeconds;
-        var table = new Table().Title(Markup.Escape($"PyTorch on the same workload: {peers.Versions}, {peers.Threads} threads"))
+        double? theirPlain = peers.Methods.FirstOrDefault(m => m.Method ==
+            PyTorchReference.BatchBackward)?.MedianSeconds;
+        var table = new Table().Title(Markup.Escape($"PyTorch on the same workload: {peers.Versions}, " +
+            $"{peers.Threads} threads"))
             .AddColumns("contender", "median", "× our plain backward", "× PyTorch plain backward");
         foreach (var m in peers.Methods)
         {
             if (m.MedianSeconds is not { } seconds)
             {
-                table.AddRow(Markup.Escape(m.Method), $"[yellow]unsupported[/]: {Markup.Escape(m.UnsupportedReason ?? "")}", "-", "-");
+                table.AddRow(Markup.Escape(m.Method), $"[yellow]unsupported[/]: " +
+                    $"{Markup.Escape(m.UnsupportedReason ?? "")}", "-", "-");
                 continue;
             }
             double ms = seconds * 1000;

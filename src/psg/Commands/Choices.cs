@@ -24,7 +24,8 @@ internal sealed class WorkloadOptions(string defaultModel)
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, Seed, Device, DType, Tf32, Loss, Reduction, Threads, Heap }) command.Options.Add(option);
+        foreach (var option in new Option[] { Model, Seed, Device, DType, Tf32, Loss, Reduction, Threads, Heap })
+            command.Options.Add(option);
     }
 
     /// <summary>Applies the process-wide settings (threads, heap); call before building anything.</summary>
@@ -34,10 +35,13 @@ internal sealed class WorkloadOptions(string defaultModel)
         Choices.ApplyHeap(parse.GetValue(Heap));
     }
 
-    /// <summary>The settings; <paramref name="model"/> and <paramref name="device"/> replace the options' values when given.</summary>
-    public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<string> engines, ZooModel? model = null, string? device = null) =>
+    /// <summary>The settings; <paramref name="model"/> and <paramref name="device"/> replace the options' values when
+    /// given.</summary>
+    public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<string> engines,
+        ZooModel? model = null, string? device = null) =>
         new(model ?? ModelZoo.Get(parse.GetValue(Model)!), batchSize, parse.GetValue(Seed),
-            Choices.ParseDevice(device ?? parse.GetValue(Device)!), Choices.ParseDType(parse.GetValue(DType)!), parse.GetValue(Tf32) == "on",
+            Choices.ParseDevice(device ?? parse.GetValue(Device)!), Choices.ParseDType(parse.GetValue(DType)!),
+                parse.GetValue(Tf32) == "on",
             Choices.ParseLoss(parse.GetValue(Loss)!, parse.GetValue(Reduction)!), engines);
 }
 
@@ -50,7 +54,8 @@ internal static class Choices
         DefaultValueFactory = _ => fallback,
     }.AcceptOnlyFromAmong([.. ModelZoo.All.Select(m => m.Name)]);
 
-    public static Option<long> Seed() => new("--seed") { Description = "Seed of the weights and the batch.", DefaultValueFactory = _ => 1 };
+    public static Option<long> Seed() => new("--seed") { Description = "Seed of the weights and the batch.",
+        DefaultValueFactory = _ => 1 };
 
     public static Option<string> Device() => new Option<string>("--device")
     {
@@ -91,7 +96,9 @@ internal static class Choices
 
     public static Option<string> Heap() => new Option<string>("--heap")
     {
-        Description = "system: glibc's default (large blocks are unmapped when freed, so every call page-faults its fresh result); retain: keep freed memory in glibc's heap so later calls can reuse mapped pages (an experiment: the heap may grow with fragmentation, see docs/benchmarks.md).",
+        Description = "system: glibc's default (large blocks are unmapped when freed, so every call page-faults its " +
+            "fresh result); retain: keep freed memory in glibc's heap so later calls can reuse mapped pages (an " +
+            "experiment: the heap may grow with fragmentation, see docs/benchmarks.md).",
         DefaultValueFactory = _ => "system",
     }.AcceptOnlyFromAmong("retain", "system");
 
@@ -118,7 +125,8 @@ internal static class Choices
 
     public static IReadOnlyList<string> ParseList(string value, IReadOnlyList<string> known, string what)
     {
-        var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
+        var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries |
+            StringSplitOptions.TrimEntries).Distinct().ToList();
         if (items.Count == 0)
             throw new Runtime.UsageException($"Name at least one {what}: {string.Join(", ", known)} "
                 + $"(comma-separated).");

@@ -13,7 +13,8 @@ internal static class BenchReport
     public sealed record SizeResult(long BatchSize, IReadOnlyList<BenchTiming> Timings, PyTorchTimings? Peers,
         IReadOnlyDictionary<string, double>? ClippingPhasesMs = null);
 
-    public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats, int? chunkSize, IReadOnlyList<SizeResult> results)
+    public static void Write(FileInfo file, CompareSettings settings, string machine, int warmUp, int repeats,
+        int? chunkSize, IReadOnlyList<SizeResult> results)
     {
         file.Directory?.Create();
         var document = new
@@ -55,7 +56,8 @@ internal static class BenchReport
                         {
                             name = m.Method,
                             medianMs = m.MedianSeconds * 1000,
-                            ratioToOurPlainBackward = plain is null || m.MedianSeconds is null ? (double?)null : m.MedianSeconds * 1000 / plain.Median,
+                            ratioToOurPlainBackward = plain is null || m.MedianSeconds is null ? (double?)null
+                                : m.MedianSeconds * 1000 / plain.Median,
                             samplesMs = m.Seconds.Select(x => x * 1000),
                             unsupported = m.UnsupportedReason,
                         }),
@@ -63,6 +65,7 @@ internal static class BenchReport
                 };
             }),
         };
-        File.WriteAllText(file.FullName, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(file.FullName, JsonSerializer.Serialize(document,
+            new JsonSerializerOptions { WriteIndented = true }));
     }
 }

@@ -112,7 +112,8 @@ public static class ClippingChecks
         var combined = stack(result.Names.Select(n => result.ParameterNorms(n).square()).ToArray()).sum(dim: 0).sqrt();
         using var expected = new PerSampleGradients("sqrt(sum_p |g_p|^2)", result.BatchSize, [("total norm",
             combined)]);
-        using var actual = new PerSampleGradients($"{result.Method} total norm", result.BatchSize, [("total norm", result.Norms.alias())]);
+        using var actual = new PerSampleGradients($"{result.Method} total norm", result.BatchSize,
+            [("total norm", result.Norms.alias())]);
         GradientAssert.Agree(actual, expected, Exact);
     }
 

@@ -7,7 +7,8 @@ using TorchSharp.Modules;
 
 namespace PerSampleGrads.Tests.Kit;
 
-/// <summary>The test kit run as a user runs it: the hook engine through the kit's base class, with narrow claims.</summary>
+/// <summary>The test kit run as a user runs it: the hook engine through the kit's base class, with narrow
+/// claims.</summary>
 [Trait("Category", "Properties")]
 public sealed class HookEngineThroughTheKit : PerSampleGradientMethodTests
 {
@@ -45,7 +46,8 @@ public sealed class KitClaimsTests
     [Fact]
     public void The_catalogue_asks_only_claimed_cases_and_says_why_it_skips_the_others()
     {
-        var options = new KitOptions { Claims = MethodClaims.Only(typeof(Linear)) with { Patterns = ModelPatterns.None } };
+        var options = new KitOptions { Claims = MethodClaims.Only(typeof(Linear)) with { Patterns = ModelPatterns.None }
+            };
         Assert.Null(CatalogueChecks.Excluded(CaseCatalogue.Get("linear-2d-B5-ce-mean"), options));
         Assert.Contains("Conv2d", CatalogueChecks.Excluded(CaseCatalogue.Get("conv2d-k3-p1-B1-ce-sum"), options));
         Assert.Contains("WeightSharing",
@@ -53,7 +55,8 @@ public sealed class KitClaimsTests
         var refusing = new KitOptions { Claims = MethodClaims.Everything with { RefusesCustomModules = true } };
         Assert.Contains("GainShiftTanh",
             CatalogueChecks.Excluded(CaseCatalogue.Get("custom-gainshift-fallback-B4-ce-mean"), refusing));
-        Assert.Null(CatalogueChecks.Excluded(CaseCatalogue.Get("custom-gainshift-fallback-B4-ce-mean"), KitOptions.Default));
+        Assert.Null(CatalogueChecks.Excluded(CaseCatalogue.Get("custom-gainshift-fallback-B4-ce-mean"),
+            KitOptions.Default));
     }
 
     [Fact]

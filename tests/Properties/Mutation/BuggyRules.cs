@@ -33,7 +33,8 @@ internal static class BuggyRules
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 2));
     }
 
-    /// <summary>Linear: the bias gradient summed over samples and positions (the batch gradient), handed to every sample.</summary>
+    /// <summary>Linear: the bias gradient summed over samples and positions (the batch gradient), handed to every
+    /// sample.</summary>
     public static void LinearBiasSummedOverTheBatch(LayerCall call, ILayerGradientSink sink)
     {
         var g = FlattenPositions(call.OutputGradient);
@@ -46,11 +47,13 @@ internal static class BuggyRules
     {
         var g = FlattenPositions(call.OutputGradient);
         var weight = ((Linear)call.Layer).weight!;
-        if (sink.Wants("weight")) sink.Add("weight", SumOfOuterProducts(FlattenPositions(call.Input), g).reshape([g.shape[0], .. weight.shape]));
+        if (sink.Wants("weight")) sink.Add("weight", SumOfOuterProducts(FlattenPositions(call.Input),
+            g).reshape([g.shape[0], .. weight.shape]));
         if (sink.Wants("bias")) sink.Add("bias", g.sum(dim: 1));
     }
 
-    /// <summary>GroupNorm: normalises strided channel sets (channel c in group c mod G) instead of contiguous blocks.</summary>
+    /// <summary>GroupNorm: normalises strided channel sets (channel c in group c mod G) instead of contiguous
+    /// blocks.</summary>
     public static void GroupNormGroupingByTheWrongAxis(LayerCall call, ILayerGradientSink sink)
     {
         var norm = (GroupNorm)call.Layer;

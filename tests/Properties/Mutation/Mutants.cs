@@ -35,7 +35,8 @@ public sealed record EngineSet(Func<IPerSampleGradientMethod> Hooks, Func<int?, 
 public sealed record Mutant(string Name, string Bug, EngineKind Engine, EngineSet Engines)
 {
     /// <summary>The engine under test, unchunked.</summary>
-    public Func<IPerSampleGradientMethod> UnderTest => Engine == EngineKind.Hooks ? Engines.Hooks : () => Engines.Functional(null);
+    public Func<IPerSampleGradientMethod> UnderTest => Engine == EngineKind.Hooks ? Engines.Hooks : ()
+        => Engines.Functional(null);
 
     /// <inheritdoc/>
     public override string ToString() => Name;
@@ -49,7 +50,8 @@ public sealed record Mutant(string Name, string Bug, EngineKind Engine, EngineSe
 public static class Mutants
 {
     /// <summary>No bug: the control, which must survive every property.</summary>
-    public static Mutant Control { get; } = new("none (control)", "the engines as shipped", EngineKind.Hooks, EngineSet.Correct);
+    public static Mutant Control { get; } = new("none (control)", "the engines as shipped", EngineKind.Hooks,
+        EngineSet.Correct);
 
     /// <summary>The planted bugs.</summary>
     public static IReadOnlyList<Mutant> All { get; } =
@@ -58,9 +60,12 @@ public static class Mutants
             () => new HookEngine { Bug = PlantedBug.MeanNotRescaled }),
         Hooks("conv2d-ignores-dilation", "the Conv2d rule unfolds with dilation 1",
             () => new HookEngine(rules: Replacing((typeof(Conv2d), BuggyRules.ConvolutionIgnoringDilation)))),
-        Hooks("conv-ignores-groups", "the Conv1d/Conv2d rule contracts every group with the first group's input channels",
-            () => new HookEngine(rules: Replacing((typeof(Conv1d), BuggyRules.ConvolutionIgnoringGroups), (typeof(Conv2d), BuggyRules.ConvolutionIgnoringGroups)))),
-        Hooks("linear-bias-wrong-dims", "the Linear bias gradient is summed over samples and positions, not positions only",
+        Hooks("conv-ignores-groups", "the Conv1d/Conv2d rule contracts every group with the first group's input " +
+            "channels",
+            () => new HookEngine(rules: Replacing((typeof(Conv1d), BuggyRules.ConvolutionIgnoringGroups),
+                (typeof(Conv2d), BuggyRules.ConvolutionIgnoringGroups)))),
+        Hooks("linear-bias-wrong-dims", "the Linear bias gradient is summed over samples and positions, not " +
+            "positions only",
             () => new HookEngine(rules: Replacing((typeof(Linear), BuggyRules.LinearBiasSummedOverTheBatch)))),
         Hooks("shared-module-overwritten", "a module called twice keeps only its last call's gradient",
             () => new HookEngine { Bug = PlantedBug.SharedModuleOverwritten }),
@@ -71,7 +76,8 @@ public static class Mutants
         Hooks("embedding-padding-not-zeroed", "the Embedding rule leaves gradient in the padding_idx row",
             () => new HookEngine(rules: Replacing((typeof(Embedding), BuggyRules.EmbeddingKeepingThePaddingRow)))),
         new("functional-shared-parameter-copy", "the functional engine gives samples 0 and 1 one parameter copy",
-            EngineKind.Functional, EngineSet.Correct with { Functional = EngineSet.Chunked(PlantedBug.SharedParameterCopy) }),
+            EngineKind.Functional, EngineSet.Correct with { Functional =
+                EngineSet.Chunked(PlantedBug.SharedParameterCopy) }),
     ];
 
     private static Mutant Hooks(string name, string bug, Func<IPerSampleGradientMethod> hooks) =>

@@ -31,7 +31,8 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
     public const int ShrinkingCases = 60;
 
     // A fixed FsCheck seed (seed, gamma; gamma odd): every run generates the same cases.
-    private static readonly ulong Seed = ulong.Parse(Environment.GetEnvironmentVariable("PSG_MUTATION_SEED") ?? "20261125", CultureInfo.InvariantCulture);
+    private static readonly ulong Seed = ulong.Parse(Environment.GetEnvironmentVariable("PSG_MUTATION_SEED")
+        ?? "20261125", CultureInfo.InvariantCulture);
     private const ulong Gamma = 0x9E3779B97F4A7C15;
 
     [Fact]
@@ -79,7 +80,8 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
                 tooLarge.Add($"{mutant.Name}: {shrunk?.ToString() ?? "no failure"}");
         }
         output.WriteLine(string.Join("\n", lines));
-        Assert.True(tooLarge.Count == 0, $"Not shrunk to a minimal case: {string.Join("; ", tooLarge)}\n{string.Join("\n", lines)}");
+        Assert.True(tooLarge.Count == 0, $"Not shrunk to a minimal case: " +
+            $"{string.Join("; ", tooLarge)}\n{string.Join("\n", lines)}");
     }
 
     private sealed record Outcome(NamedProperty Property, bool Applies, string? Falsified);
@@ -98,7 +100,8 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
     // The first counterexample's message, or null when every case passed.
     private static string? Falsify(Property property, int cases = CasesPerProperty)
     {
-        var config = Config.QuickThrowOnFailure.WithMaxTest(cases).WithStartSize(StartSize).WithReplay(Seed, Gamma).WithQuietOnSuccess(true);
+        var config = Config.QuickThrowOnFailure.WithMaxTest(cases).WithStartSize(StartSize).WithReplay(Seed,
+            Gamma).WithQuietOnSuccess(true);
         try
         {
             Check.One(config, property);
@@ -115,20 +118,26 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
         var properties = PropertyCatalogue.All;
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"Kill table: {rows.Count(r => r.Kills > 0)}/{rows.Count} planted bugs caught; {CasesPerProperty} cases per property from seed ({Seed},{Gamma}); {elapsed.TotalSeconds:0} s");
+            $"Kill table: {rows.Count(r => r.Kills > 0)}/{rows.Count} planted bugs caught; {CasesPerProperty} cases " +
+                $"per property from seed ({Seed},{Gamma}); {elapsed.TotalSeconds:0} s");
         text.AppendLine("Properties: " + string.Join("; ", properties.Select(p => $"({p.Id}) {p.Name}")));
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"mutant",-34} {string.Join(" ", properties.Select(p => $"{p.Id,-5}"))} kills");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"mutant",-34} " +
+            $"{string.Join(" ", properties.Select(p => $"{p.Id,-5}"))} kills");
         foreach (var row in rows.Prepend(control))
         {
-            var cells = row.Outcomes.Select(o => !o.Applies ? "n/a" : o.Falsified is null ? "." : WrongValues(o.Falsified) ? "KILL" : "ERR");
-            text.AppendLine(CultureInfo.InvariantCulture, $"{row.Mutant.Name,-34} {string.Join(" ", cells.Select(c => $"{c,-5}"))} {row.Kills}");
+            var cells = row.Outcomes.Select(o => !o.Applies ? "n/a" : o.Falsified is null ? "."
+                : WrongValues(o.Falsified) ? "KILL" : "ERR");
+            text.AppendLine(CultureInfo.InvariantCulture, $"{row.Mutant.Name,-34} " +
+                $"{string.Join(" ", cells.Select(c => $"{c,-5}"))} {row.Kills}");
         }
-        text.AppendLine("KILL: a comparison failed (wrong values); ERR: the engine threw on a valid case; '.': survived; n/a: not applicable.");
+        text.AppendLine("KILL: a comparison failed (wrong values); ERR: the engine threw on a valid case; '.': " +
+            "survived; n/a: not applicable.");
         text.AppendLine("First counterexample per mutant:");
         foreach (var row in rows.Prepend(control).Where(r => r.Kills > 0))
         {
             var first = row.Outcomes.First(o => o.Falsified is not null);
-            text.AppendLine(CultureInfo.InvariantCulture, $"  {row.Mutant.Name} ({row.Mutant.Bug}) by ({first.Property.Id}): {Summary(first.Falsified!)}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"  {row.Mutant.Name} ({row.Mutant.Bug}) by " +
+                $"({first.Property.Id}): {Summary(first.Falsified!)}");
         }
         return text.ToString();
     }

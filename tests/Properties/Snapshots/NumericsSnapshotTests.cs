@@ -20,10 +20,12 @@ public sealed class NumericsSnapshotTests
 {
     public NumericsSnapshotTests() => TestSettings.RequireTorch();
 
-    /// <summary>Zoo models and catalogue cases covering every rule: convolution options, GroupNorm, LayerNorm on tokens, Embedding, sharing, value losses.</summary>
+    /// <summary>Zoo models and catalogue cases covering every rule: convolution options, GroupNorm, LayerNorm on
+    /// tokens, Embedding, sharing, value losses.</summary>
     public static TheoryData<string> Cases => new(
         [.. CaseCatalogue.Zoo.Select(c => c.Id),
-         "conv2d-k3-s2-d2-g2-B5-ce-mean", "conv1d-same-k4-B3-ce-mean", "groupnorm-g3-B3-ce-sum", "layernorm-3d-tokens-B4-ce-sum",
+         "conv2d-k3-s2-d2-g2-B5-ce-mean", "conv1d-same-k4-B3-ce-mean", "groupnorm-g3-B3-ce-sum",
+             "layernorm-3d-tokens-B4-ce-sum",
          "embedding-pad0-B5-ce-mean", "shared-linear-twice-B4-ce-mean", "mse-multi-output-B4-mse-sum"]);
 
     [Theory]
@@ -44,7 +46,8 @@ public sealed class NumericsSnapshotTests
     }
 
     /// <summary>One snapshot file.</summary>
-    public sealed record NumericsSnapshot(string Case, string DType, long BatchSize, IReadOnlyList<ParameterNumerics> Parameters,
+    public sealed record NumericsSnapshot(string Case, string DType, long BatchSize,
+        IReadOnlyList<ParameterNumerics> Parameters,
         EngineErrors MaxRelativeErrorAgainstTheOracle);
 
     /// <summary>A parameter: name, shape, and each sample's gradient norm.</summary>
@@ -61,7 +64,8 @@ public sealed class NumericsSnapshotTests
         var norms = oracle.Entries.Select(e => (e.Name, Shape: e.Gradient.shape[1..],
             Norms: e.Gradient.reshape(e.Gradient.shape[0], -1).norm(1).data<double>().ToArray())).ToList();
         double noise = tolerance.Relative * norms.SelectMany(n => n.Norms).DefaultIfEmpty(0).Max();
-        return [.. norms.Select(n => new ParameterNumerics(n.Name, $"[{string.Join(", ", n.Shape)}]", [.. n.Norms.Select(v => v <= noise ? 0 : SixSignificantDigits(v))]))];
+        return [.. norms.Select(n => new ParameterNumerics(n.Name, $"[{string.Join(", ", n.Shape)}]",
+            [.. n.Norms.Select(v => v <= noise ? 0 : SixSignificantDigits(v))]))];
     }
 
     private static double SixSignificantDigits(double value) =>

@@ -27,7 +27,8 @@ public static class SnapshotFolder
     {
         var fullName = new SnapshotFullName($"{name}.json", Path);
         if (!File.Exists(System.IO.Path.Combine(Path, fullName.Filename)) && Strict)
-            Assert.Fail($"No snapshot {fullName.Filename} in {Path}: run the Snapshot tests locally once to record it, review it, and commit it.");
+            Assert.Fail($"No snapshot {fullName.Filename} in {Path}: run the Snapshot tests locally once to record " +
+                $"it, review it, and commit it.");
         var serializer = new SnapshotSerializer(new GlobalSnapshotSettingsResolver());
         var files = new FlatFileHandler();
         new SnapshotAssert(serializer, files, new SnapshotEnvironmentCleaner(files),
@@ -41,9 +42,12 @@ public static class SnapshotFolder
 
     private static string RepositoryRoot()
     {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            if (File.Exists(System.IO.Path.Combine(directory.FullName, "PerSampleGrads.sln"))) return directory.FullName;
-        throw new InvalidOperationException($"No PerSampleGrads.sln above {AppContext.BaseDirectory}: the snapshot tests run from the repository's build output.");
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory =
+            directory.Parent)
+            if (File.Exists(System.IO.Path.Combine(directory.FullName, "PerSampleGrads.sln"))) return
+                directory.FullName;
+        throw new InvalidOperationException($"No PerSampleGrads.sln above {AppContext.BaseDirectory}: the snapshot " +
+            $"tests run from the repository's build output.");
     }
 
     // Snapshooter's SnapshotFileHandler with the folder taken as given (no __snapshots__ below it).
@@ -53,12 +57,15 @@ public static class SnapshotFolder
             Write(snapshotFullName.FolderPath, snapshotFullName.Filename, snapshotData);
 
         public string SaveMismatchSnapshot(SnapshotFullName snapshotFullName, string snapshotData) =>
-            Write(System.IO.Path.Combine(snapshotFullName.FolderPath, FileNames.MismatchFolderName), snapshotFullName.Filename, snapshotData);
+            Write(System.IO.Path.Combine(snapshotFullName.FolderPath, FileNames.MismatchFolderName),
+                snapshotFullName.Filename, snapshotData);
 
         public string ReadSnapshot(SnapshotFullName snapshotFullName) =>
-            TryReadSnapshot(snapshotFullName, out var data) ? data : throw new FileNotFoundException($"Snapshot '{snapshotFullName.Filename}' could not be found.");
+            TryReadSnapshot(snapshotFullName, out var data) ? data
+                : throw new FileNotFoundException($"Snapshot '{snapshotFullName.Filename}' could not be found.");
 
-        // Snapshooter 1.3.1 declares the out parameter non-nullable; like its own handler, this leaves it null when absent.
+        // Snapshooter 1.3.1 declares the out parameter non-nullable; like its own handler, this leaves it null when
+        // absent.
         public bool TryReadSnapshot(SnapshotFullName snapshotFullName, out string snapshotData)
         {
             var file = System.IO.Path.Combine(snapshotFullName.FolderPath, snapshotFullName.Filename);

@@ -195,7 +195,8 @@ public sealed class ClippingMethod
         clock.Lap("forward with capture");
         // No trainable layer on the loss's path: no graph, every norm and sum is zero.
         if (losses.requires_grad)
-            autograd.backward([losses.sum()], inputs: [probe, .. keepGraph ? [] : ModelInspection.TrainableParameters(model)
+            autograd.backward([losses.sum()], inputs: [probe,
+                .. keepGraph ? [] : ModelInspection.TrainableParameters(model)
                 .Select(p => (Tensor)p.Parameter)], retain_graph: keepGraph);
         clock.Lap("backward to layer outputs");
         return losses;

@@ -5,16 +5,19 @@ namespace PerSampleGrads.Engines.Functional;
 /// <summary>How the functional engine evaluates a convolution with per-sample weights.</summary>
 public enum ConvolutionStrategy
 {
-    /// <summary>Pick per layer shape and device from measurements (see <see cref="Layers.ConvolutionForward"/>).</summary>
+    /// <summary>Pick per layer shape and device from measurements (see <see
+    /// cref="Layers.ConvolutionForward"/>).</summary>
     Auto,
-    /// <summary>One grouped convolution over the batch: input <c>[1, N*C, H, W]</c>, weights <c>[N*O, C/G, kh, kw]</c>, N*G groups.</summary>
+    /// <summary>One grouped convolution over the batch: input <c>[1, N*C, H, W]</c>, weights <c>[N*O, C/G, kh, kw]</c>,
+    /// N*G groups.</summary>
     GroupedConvolution,
     /// <summary>im2col (unfold) and one batched matrix product per sample and group.</summary>
     UnfoldMatmul,
     /// <summary>
     /// The layer's own convolution with the shared weight gives the value and the input's gradient (the per-sample
-    /// copies all equal that weight); unfold + batched product with the per-sample copies forms a term <c>t - t.detach()</c>,
-    /// zero in value, whose gradient is each sample's weight gradient. Autograd still does every reduction.
+    /// copies all equal that weight); unfold + batched product with the per-sample copies forms a term <c>t -
+    /// t.detach()</c>, zero in value, whose gradient is each sample's weight gradient. Autograd still does every
+    /// reduction.
     /// </summary>
     SharedValueUnfold,
 }

@@ -1,12 +1,14 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Maths;
 using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Engines.Functional.Layers;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
 
-/// <summary>Options of the functional engine: those of every engine (<see cref="EngineOptions"/>) and its own.</summary>
+/// <summary>Options of the functional engine: those of every engine (<see cref="EngineOptions"/>) and its
+/// own.</summary>
 public sealed record FunctionalEngineOptions : EngineOptions
 {
     /// <summary>
@@ -33,7 +35,7 @@ public sealed record FunctionalEngineOptions : EngineOptions
 /// per layer (microseconds) and no change to models whose forward the engine did not write (TorchVision's ResNet-18
 /// included).</para>
 /// <para>The leaves are views (<c>expand</c>) of the parameters: no copy of the model per sample. The gradient of a
-/// leaf is the result itself. Same loss semantics, validation and model guarantees as <see cref="Hooks.HookEngine"/>.</para>
+/// leaf is the result itself. Same loss semantics, validation and model guarantees as the hook engine.</para>
 /// </remarks>
 public sealed class FunctionalEngine : IPerSampleGradientMethod
 {
@@ -41,11 +43,13 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
     private readonly IReadOnlyDictionary<Type, BatchedForward> _forwards;
 
     /// <summary>Creates the engine with the default table or <paramref name="forwards"/>.</summary>
-    public FunctionalEngine(FunctionalEngineOptions? options = null, IReadOnlyDictionary<Type, BatchedForward>? forwards = null)
+    public FunctionalEngine(FunctionalEngineOptions? options = null,
+        IReadOnlyDictionary<Type, BatchedForward>? forwards = null)
     {
         _options = options ?? new FunctionalEngineOptions();
         if (_options.ChunkSize is < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), _options.ChunkSize, "ChunkSize must be at least 1 sample (or null for the whole batch).");
+            throw new ArgumentOutOfRangeException(nameof(options), _options.ChunkSize,
+                "ChunkSize must be at least 1 sample (or null for the whole batch).");
         _forwards = forwards ?? FunctionalRules.Default;
     }
 

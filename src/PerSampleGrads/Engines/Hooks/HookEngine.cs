@@ -1,4 +1,5 @@
 using TorchSharp;
+using PerSampleGrads.Maths;
 using PerSampleGrads.Engines.Hooks.Rules;
 using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;

@@ -8,16 +8,19 @@ namespace PerSampleGrads.Engines.Hooks;
 /// <param name="Layer">The layer.</param>
 /// <param name="Path">Its path in the model, for messages.</param>
 /// <param name="Input">The layer's input, <c>[N, ...]</c>.</param>
-/// <param name="OutputGradient">Gradient of <c>sum_i L_i</c> with respect to the layer's output, <c>[N, ...]</c>.</param>
+/// <param name="OutputGradient">Gradient of <c>sum_i L_i</c> with respect to the layer's output, <c>[N,
+/// ...]</c>.</param>
 public sealed record LayerCall(nn.Module Layer, string Path, Tensor Input, Tensor OutputGradient);
 
-/// <summary>Receives one layer call's per-sample gradients, by local parameter name (<c>weight</c>, <c>bias</c>).</summary>
+/// <summary>Receives one layer call's per-sample gradients, by local parameter name (<c>weight</c>,
+/// <c>bias</c>).</summary>
 public interface ILayerGradientSink
 {
     /// <summary>Whether the parameter is trainable, i.e. wanted.</summary>
     bool Wants(string parameter);
 
-    /// <summary>Adds <c>[N, ...parameter shape]</c> per-sample gradients; several calls of one layer accumulate.</summary>
+    /// <summary>Adds <c>[N, ...parameter shape]</c> per-sample gradients; several calls of one layer
+    /// accumulate.</summary>
     void Add(string parameter, Tensor perSampleGradient);
 
     /// <summary>

@@ -5,7 +5,8 @@ namespace PerSampleGrads.Engines.Probing;
 /// <summary>How a tensor inside the model carries the batch's samples.</summary>
 public enum SampleAxisKind
 {
-    /// <summary>Sample i is index i of one dimension (<see cref="SampleAxis.Dimension"/>; 0 in the usual layout).</summary>
+    /// <summary>Sample i is index i of one dimension (<see cref="SampleAxis.Dimension"/>; 0 in the usual
+    /// layout).</summary>
     Dimension,
     /// <summary>The tensor is the same for every sample and has a leading dimension of size 1 (position ids
     /// <c>[1, T]</c>): the engines expand that dimension to the batch.</summary>

@@ -22,8 +22,9 @@ public sealed class SampleLayout
 /// <summary>
 /// The sample-separation probe. Three forwards without gradients with hooks on every trainable layer: the batch as
 /// given, a small batch of another size (its first two samples; with N = 1 or 2, the samples and a repeat of the
-/// first), and that small batch with one sample perturbed. Comparing what each layer receives and returns tells, for every layer call and for the
-/// model's output: which dimension carries the samples (the one whose size follows the batch's: a sequence-first
+/// first), and that small batch with one sample perturbed. Comparing what each layer receives and returns tells, for
+/// every layer call and for the model's output: which dimension carries the samples (the one whose size follows the
+/// batch's: a sequence-first
 /// <c>[T, N, D]</c> input has them in dimension 1, even when T = N), whether a tensor is shared by every sample (no
 /// dimension follows the batch: position ids <c>[1, T]</c>), and whether some operation mixes samples (changing one
 /// sample changes another's values). It also checks that hooks the caller registered on a trainable layer leave its
@@ -31,8 +32,8 @@ public sealed class SampleLayout
 /// </summary>
 /// <remarks>
 /// Cost: one forward without gradients on the batch and two on two or three samples (one more on the batch when a
-/// shared input is found, to verify that giving each sample its own copy of it leaves the model's output unchanged). It runs once per model, input shape, dtype and device,
-/// module structure, modes and hooks; later calls reuse the result.
+/// shared input is found, to verify that giving each sample its own copy of it leaves the model's output unchanged). It
+/// runs once per model, input shape, dtype and device, module structure, modes and hooks; later calls reuse the result.
 /// </remarks>
 internal static class SampleSeparationProbe
 {
@@ -50,7 +51,8 @@ internal static class SampleSeparationProbe
         return layout;
     }
 
-    /// <summary>Drops what the probe remembers about <paramref name="model"/> (the benchmark's uncached contender).</summary>
+    /// <summary>Drops what the probe remembers about <paramref name="model"/> (the benchmark's uncached
+    /// contender).</summary>
     public static void Forget(nn.Module model) => Cache.Remove(model);
 
     private static SampleLayout Measure(nn.Module<Tensor, Tensor> model, Tensor x, IReadOnlyList<NamedModule> layers,
@@ -128,7 +130,8 @@ internal static class SampleSeparationProbe
             {
                 throw SharedRefusal(axes, layers, $"the model failed with it ({e.Message.Split('\n')[0]})", e);
             }
-            if (!output.shape.SequenceEqual(expected.shape) || Perturbation.Changed(expected, output).any().item<bool>())
+            if (!output.shape.SequenceEqual(expected.shape) ||
+                Perturbation.Changed(expected, output).any().item<bool>())
                 throw SharedRefusal(axes, layers, "the model's output changed", null);
         }
         finally
@@ -260,7 +263,8 @@ internal static class SampleSeparationProbe
         var own = layer.forward(input);
         if (own.shape.SequenceEqual(output.shape) && !Perturbation.Changed(own, output).any().item<bool>()) return;
         throw new PerSampleGradientsException(Problem.UserHooks,
-            $"A forward hook registered on '{named.Display}' ({layer.GetType().Name}) changes the layer's output: the " +
+            $"A forward hook registered on '{named.Display}' ({layer.GetType().Name}) changes the layer's output: the "
+                +
             "engines derive each sample's gradient from what the layer itself computes. Remove the hook while " +
             "computing per-sample gradients, or move what it does into a module of its own.");
     }

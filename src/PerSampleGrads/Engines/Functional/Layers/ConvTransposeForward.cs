@@ -24,7 +24,8 @@ public static class ConvTransposeForward
         long groups = k * g.Groups;
         var y = g.SpatialDims switch
         {
-            1 => F.conv_transpose1d(input, kernels, null, g.Stride[0], g.PadBefore[0], g.OutputPadding[0], g.Dilation[0],
+            1 => F.conv_transpose1d(input, kernels, null, g.Stride[0], g.PadBefore[0], g.OutputPadding[0],
+                g.Dilation[0],
                 groups),
             2 => F.conv_transpose2d(input, kernels, null, g.Stride, g.PadBefore, g.OutputPadding, g.Dilation, groups),
             _ => F.conv_transpose3d(input, kernels, null, g.Stride, g.PadBefore, g.OutputPadding, g.Dilation, groups),

@@ -45,9 +45,9 @@ public static class ConvolutionForward
 
     /// <summary>
     /// Output positions from which the CPU takes the grouped convolution (oneDNN, N*C groups); below, the shared-value
-    /// route. Measured on 2 cores (docs/benchmarks.md, "Convolution routes"): the small CNN's 32x32 and 16x16 layers run
-    /// 1.5x faster grouped; ResNet-18's 8x8 and smaller layers run faster shared-value (the whole model 0.97 s against
-    /// 1.08 s with the grouped route from 4x4 up at N = 32), and grouped kernels collapse at 1x1 (25x slower).
+    /// route. Measured on 2 cores (docs/benchmarks.md, "Convolution routes"): the small CNN's 32x32 and 16x16 layers
+    /// run 1.5x faster grouped; ResNet-18's 8x8 and smaller layers run faster shared-value (the whole model 0.97 s
+    /// against 1.08 s with the grouped route from 4x4 up at N = 32), and grouped kernels collapse at 1x1 (25x slower).
     /// </summary>
     public const long CpuGroupedMinPositions = 256;
 
@@ -56,22 +56,27 @@ public static class ConvolutionForward
     /// <paramref name="requested"/> is <see cref="ConvolutionStrategy.Auto"/>. On CUDA the grouped convolution (cuDNN),
     /// not yet measured there.
     /// </summary>
-    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device, long positions) => requested switch
+    public static ConvolutionStrategy Choose(ConvolutionStrategy requested, Device device, long positions)
+        => requested switch
     {
         ConvolutionStrategy.Auto when device.type == DeviceType.CUDA => ConvolutionStrategy.GroupedConvolution,
-        ConvolutionStrategy.Auto => positions >= CpuGroupedMinPositions ? ConvolutionStrategy.GroupedConvolution : ConvolutionStrategy.SharedValueUnfold,
+        ConvolutionStrategy.Auto => positions >= CpuGroupedMinPositions ? ConvolutionStrategy.GroupedConvolution
+            : ConvolutionStrategy.SharedValueUnfold,
         _ => requested,
     };
 
-    private static Tensor Grouped(Tensor padded, (long H, long W) zeros, Tensor weight, ConvolutionGeometry g, Convolution conv, long k)
+    private static Tensor Grouped(Tensor padded, (long H, long W) zeros, Tensor weight, ConvolutionGeometry g,
+        Convolution conv, long k)
     {
         var input = padded.reshape(1, k * padded.shape[1], padded.shape[2], padded.shape[3]);
         var kernels = weight.reshape(k * conv.out_channels, weight.shape[2], g.Kernel.H, g.Kernel.W);
-        var y = F.conv2d(input, kernels, null, [g.Stride.H, g.Stride.W], [zeros.H, zeros.W], [g.Dilation.H, g.Dilation.W], k * g.Groups);
+        var y = F.conv2d(input, kernels, null, [g.Stride.H, g.Stride.W], [zeros.H, zeros.W],
+            [g.Dilation.H, g.Dilation.W], k * g.Groups);
         return y.reshape(k, conv.out_channels, y.shape[2], y.shape[3]);
     }
 
-    private static Tensor Unfolded(Tensor padded, (long H, long W) zeros, Tensor weight, ConvolutionGeometry g, Convolution conv,
+    private static Tensor Unfolded(Tensor padded, (long H, long W) zeros, Tensor weight, ConvolutionGeometry g,
+        Convolution conv,
         long k, long outH, long outW)
     {
         var columns = F.unfold(padded, g.Kernel, g.Dilation, zeros, g.Stride);
@@ -85,11 +90,13 @@ public static class ConvolutionForward
     // value: the layer's convolution with the shared weight and bias (its backward gives the input's gradient);
     // plus, per trainable parameter, t - t.detach() with t computed from the per-sample copies: zero in value,
     // gradient exactly the per-sample one.
-    private static Tensor SharedValue(Tensor padded, (long H, long W) zeros, SampleParameters parameters, ConvolutionGeometry g,
+    private static Tensor SharedValue(Tensor padded, (long H, long W) zeros, SampleParameters parameters,
+        ConvolutionGeometry g,
         Convolution conv, long k, long outH, long outW)
     {
         var y = F.conv2d(padded, parameters.Shared("weight")!.reshape(conv.out_channels, -1, g.Kernel.H, g.Kernel.W),
-            parameters.Shared("bias"), [g.Stride.H, g.Stride.W], [zeros.H, zeros.W], [g.Dilation.H, g.Dilation.W], g.Groups);
+            parameters.Shared("bias"), [g.Stride.H, g.Stride.W], [zeros.H, zeros.W], [g.Dilation.H, g.Dilation.W],
+                g.Groups);
         var weight = parameters["weight"]!;
         if (weight.requires_grad)
         {

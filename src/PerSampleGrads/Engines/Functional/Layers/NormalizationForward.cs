@@ -28,13 +28,15 @@ public static class NormalizationForward
         var norm = (LayerNorm)call.Layer;
         var y = F.layer_norm(call.Input, norm.normalized_shape, eps: norm.eps);
         long k = call.Input.shape[0];
-        long[] shape = [k, .. Enumerable.Repeat(1L, (int)call.Input.dim() - 1 - norm.normalized_shape.Length), .. norm.normalized_shape];
+        long[] shape = [k, .. Enumerable.Repeat(1L, (int)call.Input.dim() - 1 - norm.normalized_shape.Length),
+            .. norm.normalized_shape];
         if (call.Parameters["weight"] is { } weight) y = y * weight.reshape(shape);
         if (call.Parameters["bias"] is { } bias) y = y + bias.reshape(shape);
         return y;
     }
 
-    /// <summary>Scales and shifts <c>[k, C, ...]</c> by per-sample <c>[k, C]</c> weight and bias, when present.</summary>
+    /// <summary>Scales and shifts <c>[k, C, ...]</c> by per-sample <c>[k, C]</c> weight and bias, when
+    /// present.</summary>
     internal static Tensor PerChannelAffine(Tensor normalized, SampleParameters parameters)
     {
         long[] shape = [normalized.shape[0], normalized.shape[1], .. Enumerable.Repeat(1L, (int)normalized.dim() - 2)];

@@ -64,7 +64,8 @@ public static class PerSampleRerunForward
         {
             for (var type = module.GetType(); type is not null && type != typeof(object); type = type.BaseType)
             {
-                const BindingFlags flags = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly;
+                const BindingFlags flags = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic |
+                    BindingFlags.DeclaredOnly;
                 foreach (var field in type.GetFields(flags))
                 {
                     var value = field.GetValue(module);
@@ -82,7 +83,9 @@ public static class PerSampleRerunForward
         }
         if (slots.Count == 0)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
-                $"Module '{path}' ({root.GetType().Name}) has no batched forward, and the functional engine's fallback cannot give its parameter '{name}' per-sample copies: no field holds it. Add a batched forward to the engine's table, freeze the parameter, or use the hook engine.");
+                $"Module '{path}' ({root.GetType().Name}) has no batched forward, and the functional engine's " +
+                    $"fallback cannot give its parameter '{name}' per-sample copies: no field holds it. Add a " +
+                    $"batched forward to the engine's table, freeze the parameter, or use the hook engine.");
         return slots;
     }
 }

@@ -24,7 +24,8 @@ public static class ConvTransposeRule
         {
             var columns = geometry.Unfold(call.OutputGradient, positions: call.Input.shape[2..]);
             var input = call.Input.reshape(n, conv.in_channels, -1);
-            sink.Add("weight", GroupedColumnsProduct(input, columns, geometry.Groups).reshape([n, .. conv.weight.shape]));
+            sink.Add("weight", GroupedColumnsProduct(input, columns,
+                geometry.Groups).reshape([n, .. conv.weight.shape]));
         }
         if (sink.Wants("bias")) sink.Add("bias", call.OutputGradient.reshape(n, conv.out_channels, -1).sum(dim: 2));
     }

@@ -15,7 +15,8 @@ public static class GroupNormRule
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var norm = (GroupNorm)call.Layer;
-        var (weight, bias) = PerChannelAffine(call.OutputGradient, () => F.group_norm(call.Input, norm.num_groups, eps: norm.eps),
+        var (weight, bias) = PerChannelAffine(call.OutputGradient,
+            () => F.group_norm(call.Input, norm.num_groups, eps: norm.eps),
             sink.Wants("weight"), sink.Wants("bias"));
         if (weight is not null) sink.Add("weight", weight);
         if (bias is not null) sink.Add("bias", bias);

@@ -4,7 +4,8 @@ namespace PerSampleGrads.Engines.Hooks.Rules;
 
 /// <summary>
 /// The hook engine's table, layer type to rule, read top to bottom. An engine receives a table; this is the default.
-/// To support another layer, pass a copy with your entry added (<c>new Dictionary&lt;Type, PerSampleRule&gt;(HookRules.Default) { [typeof(MyLayer)] = MyRule.Compute }</c>).
+/// To support another layer, pass a copy with your entry added (<c>new Dictionary&lt;Type,
+/// PerSampleRule&gt;(HookRules.Default) { [typeof(MyLayer)] = MyRule.Compute }</c>).
 /// </summary>
 public static class HookRules
 {

@@ -15,7 +15,8 @@ public static class InstanceNormRule
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var norm = (InstanceNorm)call.Layer;
-        var (weight, bias) = PerChannelAffine(call.OutputGradient, () => Normalized.Instance(norm, call.Input), sink.Wants("weight"), sink.Wants("bias"));
+        var (weight, bias) = PerChannelAffine(call.OutputGradient, () => Normalized.Instance(norm, call.Input),
+            sink.Wants("weight"), sink.Wants("bias"));
         if (weight is not null) sink.Add("weight", weight);
         if (bias is not null) sink.Add("bias", bias);
     }

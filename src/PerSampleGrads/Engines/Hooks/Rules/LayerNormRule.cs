@@ -21,6 +21,7 @@ public static class LayerNormRule
             var normalized = F.layer_norm(call.Input, norm.normalized_shape, eps: norm.eps);
             sink.Add("weight", (call.OutputGradient * normalized).reshape(n, -1, features).sum(dim: 1).reshape(shape));
         }
-        if (sink.Wants("bias")) sink.Add("bias", call.OutputGradient.reshape(n, -1, features).sum(dim: 1).reshape(shape));
+        if (sink.Wants("bias")) sink.Add("bias", call.OutputGradient.reshape(n, -1,
+            features).sum(dim: 1).reshape(shape));
     }
 }
