@@ -29,7 +29,9 @@ public sealed class ReportWriterTests : IDisposable
         new(name, [2, 3], actualShape ?? [2, 3], relative, relative, actualShape is null ? 0 : -1, 1,
             Float32.Relative);
 
-    /// <summary>hooks agrees; functional has a NaN, an infinity, a shape mismatch, a missing and an extra name.</summary>
+    /// <summary>
+    /// hooks agrees; functional has a NaN, an infinity, a shape mismatch, a missing and an extra name.
+    /// </summary>
     private static CompareOutcome Outcome()
     {
         var hooks = new GradientComparison("hooks", "oracle-float64", Float32,

@@ -20,8 +20,8 @@ public static class GradientChecks
     private const ScalarType Exact = ScalarType.Float64;
 
     /// <summary>
-    /// (1) The engine, computing in <paramref name="dtype"/>, agrees with the float64 oracle within the policy's tolerance
-    /// for <paramref name="dtype"/>.
+    /// (1) The engine, computing in <paramref name="dtype"/>, agrees with the float64 oracle within the policy's
+    /// tolerance for <paramref name="dtype"/>.
     /// </summary>
     public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype,
         Tolerance? tolerance = null, Device? device = null)
@@ -87,8 +87,8 @@ public static class GradientChecks
     }
 
     /// <summary>
-    /// (4) Appending a copy of sample i gives the copy sample i's gradient and leaves every other sample's gradient as it
-    /// was (i = seed mod N).
+    /// (4) Appending a copy of sample i gives the copy sample i's gradient and leaves every other sample's gradient as
+    /// it was (i = seed mod N).
     /// </summary>
     public static void DuplicatingASampleDuplicatesItsGradient(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
         Device? device = null)
@@ -111,8 +111,10 @@ public static class GradientChecks
         using var scope = NewDisposeScope();
         using var problem = spec.ToGradientCase().Create(Exact, device);
         var loss = problem.Loss;
-        using var sum = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Sum));
-        using var mean = engine().Compute(problem.Model, problem.Inputs, problem.Targets, loss.WithReduction(LossReduction.Mean));
+        using var sum = engine().Compute(problem.Model, problem.Inputs, problem.Targets,
+            loss.WithReduction(LossReduction.Sum));
+        using var mean = engine().Compute(problem.Model, problem.Inputs, problem.Targets,
+            loss.WithReduction(LossReduction.Mean));
         bool withinSampleMean = !loss.IsCustom && loss.Targets == TargetKind.Values;
         long elementsPerSample = withinSampleMean ? problem.Targets[0].numel() : 1;
         using var scaled = Map(mean, $"{mean.Method} with mean x {elementsPerSample}", g => g * elementsPerSample);
@@ -133,7 +135,8 @@ public static class GradientChecks
     }
 
     /// <summary>(7) The hook engine and the functional engine agree (both float64).</summary>
-    public static void HooksAgreeWithFunctional(Func<IPerSampleGradientMethod> hooks, Func<IPerSampleGradientMethod> functional, CaseSpec spec)
+    public static void HooksAgreeWithFunctional(Func<IPerSampleGradientMethod> hooks,
+        Func<IPerSampleGradientMethod> functional, CaseSpec spec)
     {
         using var problem = spec.ToGradientCase().Create(Exact);
         using var fromHooks = problem.Run(hooks());
@@ -158,24 +161,28 @@ public static class GradientChecks
         var (inputs, targets) = spec.Fault == Fault.EmptyBatch
             ? (batch.Inputs.narrow(0, 0, 0), batch.Targets.narrow(0, 0, 0))
             : (batch.Inputs, batch.Targets);
-        var error = Assert.Throws<PerSampleGradientsException>(() => engine().Compute(model, inputs, targets, batch.Loss).Dispose());
+        var error = Assert.Throws<PerSampleGradientsException>(
+            () => engine().Compute(model, inputs, targets, batch.Loss).Dispose());
         Assert.Equal(spec.Expected, error.Problem);
     }
 
     /// <summary>
-    /// The float64 oracle on a float64 copy of <paramref name="problem"/>'s own model and batch. The reference comes from
-    /// the very model the method is run on, not from a second build: a model built while another test thread draws
-    /// from the global random generator gets other initial values, and only one build is sure to be the same model.
+    /// The float64 oracle on a float64 copy of <paramref name="problem"/>'s own model and batch. The reference comes
+    /// from the very model the method is run on, not from a second build: a model built while another test thread
+    /// draws from the global random generator gets other initial values, and only one build is sure to be the same
+    /// model.
     /// </summary>
     public static IPerSampleGradientMethod Float64Oracle(GradientProblem problem) => new PerSampleGradientOracle(
         new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory });
 
     // Runs the engine on the batch reindexed by `index` and compares with its gradients on the batch, reindexed alike.
-    private static void Reindexed(Func<IPerSampleGradientMethod> engine, GradientProblem problem, Tensor index, string what)
+    private static void Reindexed(Func<IPerSampleGradientMethod> engine, GradientProblem problem, Tensor index,
+        string what)
     {
         using var original = problem.Run(engine());
         using var expected = Map(original, $"{original.Method} reindexed", g => g.index_select(0, index));
-        using var actual = engine().Compute(problem.Model, problem.Inputs.index_select(0, index), problem.Targets.index_select(0, index), problem.Loss);
+        using var actual = engine().Compute(problem.Model, problem.Inputs.index_select(0, index),
+            problem.Targets.index_select(0, index), problem.Loss);
         using var labelled = Map(actual, $"{actual.Method} on the {what}", g => g.clone());
         GradientAssert.Agree(labelled, expected, Exact);
     }

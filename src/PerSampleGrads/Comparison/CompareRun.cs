@@ -21,20 +21,23 @@ namespace PerSampleGrads.Comparison;
 /// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping
 /// method.</param>
 /// <param name="ClipBound">C for the clipping method; null: the median of the oracle's per-sample norms.</param>
-public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType, bool Tf32,
-    LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
+public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType,
+    bool Tf32, LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
 {
     /// <summary>The per-sample engines among <see cref="Engines"/> (those of <see cref="EngineCatalogue"/>).</summary>
     public IReadOnlyList<string> PerSampleEngines => Engines.Where(EngineCatalogue.Names.Contains).ToList();
 
     /// <summary>The arithmetic the engines use.</summary>
-    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA ? PrecisionMode.Tf32 : PrecisionMode.Ieee;
+    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA
+        ? PrecisionMode.Tf32
+        : PrecisionMode.Ieee;
 
     /// <summary>The TF32 mode engines are run with.</summary>
     public Tf32Mode Tf32Mode => Tf32 ? Tf32Mode.ForceOn : Tf32Mode.ForceOff;
 
     /// <summary>One line: <c>small-cnn N=8 float32 cpu CE/mean seed=1</c>.</summary>
-    public string Describe() => $"{Model.Name} N={BatchSize} {ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
+    public string Describe() => $"{Model.Name} N={BatchSize} "
+        + $"{ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
 }
 
 /// <summary>One engine's result against the oracle.</summary>
@@ -52,8 +55,9 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
 /// <param name="PyTorch">The cross-check against PyTorch, when asked for.</param>
 /// <param name="ClipBound">The bound C the clipping method ran with, when it ran.</param>
-public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed, IReadOnlyList<EngineOutcome> Engines,
-    IReadOnlyList<(string Name, long[] Shape)> Parameters, PyTorchCrossCheck? PyTorch = null, double? ClipBound = null)
+public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed,
+    IReadOnlyList<EngineOutcome> Engines, IReadOnlyList<(string Name, long[] Shape)> Parameters,
+    PyTorchCrossCheck? PyTorch = null, double? ClipBound = null)
 {
     /// <summary>Every engine within tolerance (and, when PyTorch was asked, every PyTorch method that ran).</summary>
     public bool Passed => Engines.All(e => e.Comparison.Passed) && (PyTorch?.Passed ?? true);
@@ -97,7 +101,8 @@ public static class CompareRun
 
         var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
         using var reference = pytorch is null ? null : PyTorchReference.Compute(
-            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss, pytorch with { Architecture = settings.Model.Name });
+            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss,
+            pytorch with { Architecture = settings.Model.Name });
         var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
         foreach (var name in settings.PerSampleEngines)
@@ -124,7 +129,8 @@ public static class CompareRun
         try
         {
             var crossCheck = reference is null ? null : PyTorchCrossCheck.Compare(reference, oracle, kept, tolerance);
-            var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape)).ToList();
+            var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape))
+                .ToList();
             return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck, bound);
         }
         finally

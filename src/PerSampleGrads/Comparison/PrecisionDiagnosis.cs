@@ -52,7 +52,8 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
         status?.Invoke("float64 oracle");
         using var truth = new PerSampleGradientOracle().Compute(model64, x64, y64, settings.Loss);
 
-        void Measure(string method, string arithmetic, IPerSampleGradientMethod m, nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, ScalarType dtype, PrecisionMode precision)
+        void Measure(string method, string arithmetic, IPerSampleGradientMethod m, nn.Module<Tensor, Tensor> model,
+            Tensor x, Tensor y, ScalarType dtype, PrecisionMode precision)
         {
             status?.Invoke($"{method} in {arithmetic}");
             using var result = m.Compute(model, x, y, settings.Loss);
@@ -64,20 +65,31 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
                 tolerance.Relative, complete));
         }
 
-        Measure("oracle", "float32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOff }), model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
-        if (cuda) Measure("oracle", "float32+TF32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOn }), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
+        Measure("oracle", "float32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOff }),
+            model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
+        if (cuda)
+            Measure("oracle", "float32+TF32",
+                new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOn }), model32, x32, y32,
+                ScalarType.Float32, PrecisionMode.Tf32);
         foreach (var engine in settings.PerSampleEngines)
         {
-            Measure(engine, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff), model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
-            if (cuda) Measure(engine, "float32+TF32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOn), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
-            Measure(engine, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff), model64, x64, y64, ScalarType.Float64, PrecisionMode.Ieee);
+            Measure(engine, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
+                model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
+            if (cuda)
+                Measure(engine, "float32+TF32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOn),
+                    model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
+            Measure(engine, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
+                model64, x64, y64, ScalarType.Float64, PrecisionMode.Ieee);
         }
         return Conclude(rows, settings.PerSampleEngines, cuda);
     }
 
     /// <summary>The verdict and its sentence from measured rows.</summary>
-    /// <exception cref="ArgumentException">No engine was measured in float64 (the verdict rests on those rows).</exception>
-    public static PrecisionDiagnosis Conclude(IReadOnlyList<DiagnosisRow> rows, IReadOnlyList<string> engines, bool cuda)
+    /// <exception cref="ArgumentException">
+    /// No engine was measured in float64 (the verdict rests on those rows).
+    /// </exception>
+    public static PrecisionDiagnosis Conclude(IReadOnlyList<DiagnosisRow> rows, IReadOnlyList<string> engines,
+        bool cuda)
     {
         static string E(double v) => v.ToString("0.0e0", CultureInfo.InvariantCulture);
         var float64 = rows.Where(r => r.Arithmetic == "float64" && r.Method != "oracle").ToList();
@@ -98,28 +110,33 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
             string missing = incomplete.Count == 0 ? ""
                 : $"; {string.Join(" and ", incomplete)} returned other parameters or shapes than the oracle";
             return new PrecisionDiagnosis(rows, DiagnosisVerdict.Logic,
-                $"Logic: {string.Join(" and ", logic.Select(r => r.Method))} still differ{(logic.Count == 1 ? "s" : "")} "
+                $"Logic: {string.Join(" and ", logic.Select(r => r.Method))} "
+                + $"still differ{(logic.Count == 1 ? "s" : "")} "
                 + $"from the oracle in float64 (worst {E(worst.MaxRelativeError)} in {worst.WorstParameter}, where "
                 + $"rounding stays below {E(worst.Tolerance)}{missing}), so the gap is not rounding: look at that "
                 + "parameter's rule.");
         }
 
         string f64 = $"in float64 every engine agrees with the oracle to {E(Largest(float64))}";
-        string floor = oracle32 is null ? "" : $"; the float32 oracle itself is {E(oracle32.MaxRelativeError)} from the float64 one";
+        string floor = oracle32 is null ? ""
+            : $"; the float32 oracle itself is {E(oracle32.MaxRelativeError)} from the float64 one";
         if (float32.Any(r => !r.Within) || tf32.Any(r => !r.Within))
         {
             string tf32Part = tf32.Count > 0
-                ? $"; with TF32 the engines differ by up to {E(Largest(tf32))} (the float32+TF32 oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}) and without it by {E(Largest(float32))}"
+                ? $"; with TF32 the engines differ by up to {E(Largest(tf32))} (the float32+TF32 oracle by "
+                    + $"{E(oracleTf32?.MaxRelativeError ?? double.NaN)}) and without it by {E(Largest(float32))}"
                 : $"; in float32 the engines differ by up to {E(Largest(float32))}";
             return new PrecisionDiagnosis(rows, DiagnosisVerdict.Precision,
                 $"Precision: the disagreement vanishes in float64 ({f64}){tf32Part}{floor}.");
         }
 
         string tf32Note = tf32.Count > 0
-            ? $"; TF32 moves them by up to {E(Largest(tf32))} (the oracle by {E(oracleTf32?.MaxRelativeError ?? double.NaN)}), within its tolerance"
+            ? $"; TF32 moves them by up to {E(Largest(tf32))} (the oracle by "
+                + $"{E(oracleTf32?.MaxRelativeError ?? double.NaN)}), within its tolerance"
             : cuda ? "" : "; TF32 does not exist on the CPU";
         return new PrecisionDiagnosis(rows, DiagnosisVerdict.Agreement,
-            $"Agreement: {f64}, in float32 to {E(Largest(float32))}{floor}{tf32Note}: what differences remain are rounding.");
+            $"Agreement: {f64}, in float32 to {E(Largest(float32))}{floor}{tf32Note}: "
+            + "what differences remain are rounding.");
     }
 
     // A NaN error is worse than any number (LINQ's Max and MaxBy rank it below every number).

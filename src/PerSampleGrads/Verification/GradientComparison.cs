@@ -10,8 +10,10 @@ namespace PerSampleGrads.Verification;
 /// <param name="Name">Qualified parameter name.</param>
 /// <param name="ExpectedShape">Shape of the reference, <c>[N, ...]</c>.</param>
 /// <param name="ActualShape">Shape of the result checked.</param>
-/// <param name="MaxAbsoluteError">Largest |actual - expected| (in the loss's units per parameter unit); NaN when the shapes differ.</param>
-/// <param name="RelativeError">MaxAbsoluteError / <see cref="GradientComparison.ScaleOf"/> (see <see cref="TolerancePolicy"/>).</param>
+/// <param name="MaxAbsoluteError">Largest |actual - expected| (in the loss's units per parameter unit); NaN when the
+/// shapes differ.</param>
+/// <param name="RelativeError">MaxAbsoluteError / <see cref="GradientComparison.ScaleOf"/> (see
+/// <see cref="TolerancePolicy"/>).</param>
 /// <param name="WorstSample">The sample holding the largest absolute error (-1 when shapes differ).</param>
 /// <param name="ExpectedNorm">Mean over samples of the reference's per-sample L2 norm.</param>
 /// <param name="Tolerance">The bound that applied.</param>
@@ -27,7 +29,9 @@ public sealed record ParameterComparison(string Name, long[] ExpectedShape, long
     /// <summary>One line for failure messages.</summary>
     public string Describe() => ShapesMatch
         ? string.Create(CultureInfo.InvariantCulture,
-            $"{Name}: relative error {RelativeError:0.###e0} > tolerance {Tolerance:0.#e0} (max abs error {MaxAbsoluteError:0.###e0}, worst sample {WorstSample}, shape [{string.Join(", ", ExpectedShape)}])")
+            $"{Name}: relative error {RelativeError:0.###e0} > tolerance {Tolerance:0.#e0} "
+            + $"(max abs error {MaxAbsoluteError:0.###e0}, worst sample {WorstSample}, "
+            + $"shape [{string.Join(", ", ExpectedShape)}])")
         : $"{Name}: shape [{string.Join(", ", ActualShape)}], expected [{string.Join(", ", ExpectedShape)}]";
 }
 
@@ -51,10 +55,14 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     /// <summary>The parameter with the largest relative error (or the first shape mismatch).</summary>
     public ParameterComparison? Worst =>
         Parameters.FirstOrDefault(p => !p.ShapesMatch)
-        ?? Parameters.OrderByDescending(p => double.IsNaN(p.RelativeError) ? double.PositiveInfinity : p.RelativeError).FirstOrDefault();
+        ?? Parameters.OrderByDescending(p => double.IsNaN(p.RelativeError) ? double.PositiveInfinity : p.RelativeError)
+            .FirstOrDefault();
 
-    /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref name="tolerance"/>.</summary>
-    public static GradientComparison Compare(PerSampleGradients actual, PerSampleGradients expected, Tolerance tolerance)
+    /// <summary>
+    /// Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref name="tolerance"/>.
+    /// </summary>
+    public static GradientComparison Compare(PerSampleGradients actual, PerSampleGradients expected,
+        Tolerance tolerance)
     {
         var missing = expected.Names.Where(n => !actual.Contains(n)).ToList();
         var unexpected = actual.Names.Where(n => !expected.Contains(n)).ToList();
@@ -71,7 +79,8 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     /// model. A parameter whose exact gradient is zero (a bias cancelled by a following GroupNorm with one channel per
     /// group, or by InstanceNorm) holds only rounding noise, whose size follows the computation's scale, not its own.
     /// </summary>
-    public static double ScaleOf(double parameterMax, double modelMax, double floor) => Math.Max(parameterMax, floor * modelMax);
+    public static double ScaleOf(double parameterMax, double modelMax, double floor) =>
+        Math.Max(parameterMax, floor * modelMax);
 
     private static double MaxAbs(Tensor t)
     {
@@ -79,14 +88,16 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
         return t.abs().max().to(ScalarType.Float64).item<double>();
     }
 
-    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, Tolerance policy, double modelMax)
+    private static ParameterComparison CompareOne(string name, Tensor actual, Tensor expected, Tolerance policy,
+        double modelMax)
     {
         double tolerance = policy.Relative;
         using var scope = NewDisposeScope();
         var e = expected.to(ScalarType.Float64);
         double norm = e.reshape(e.shape[0], -1).norm(1).mean().item<double>();
         if (!actual.shape.SequenceEqual(expected.shape))
-            return new ParameterComparison(name, expected.shape, actual.shape, double.NaN, double.NaN, -1, norm, tolerance);
+            return new ParameterComparison(name, expected.shape, actual.shape, double.NaN, double.NaN, -1, norm,
+                tolerance);
         var a = actual.to(ScalarType.Float64, e.device);
         var perSample = (a - e).abs().reshape(e.shape[0], -1).max(1).values;
         var worst = perSample.argmax().item<long>();
@@ -101,7 +112,8 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     {
         var text = new StringBuilder();
         if (Passed) return string.Empty;
-        text.AppendLine(CultureInfo.InvariantCulture, $"{Actual} vs {Expected}: tolerance {Tolerance} ({Tolerance.Reason})");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"{Actual} vs {Expected}: tolerance {Tolerance} ({Tolerance.Reason})");
         foreach (var m in Missing) text.AppendLine(CultureInfo.InvariantCulture, $"  {m}: missing from {Actual}");
         foreach (var u in Unexpected) text.AppendLine(CultureInfo.InvariantCulture, $"  {u}: not in {Expected}");
         foreach (var p in Parameters.Where(p => !p.Passed)) text.AppendLine("  " + p.Describe());

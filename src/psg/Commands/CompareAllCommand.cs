@@ -62,7 +62,8 @@ internal static class CompareAllCommand
             var s = outcome.Settings;
             var cells = new List<string>
             {
-                s.Model.Name, s.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Loss.ToString(),
+                s.Model.Name, s.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                s.Loss.ToString(),
             };
             foreach (var engine in outcome.Engines)
             {

@@ -9,24 +9,43 @@ using Spectre.Console;
 
 namespace PerSampleGrads.Cli.Commands;
 
-/// <summary><c>psg compare</c>: the oracle and the engines on one zoo model, a verdict per engine, optional report and diagnosis.</summary>
+/// <summary>
+/// <c>psg compare</c>: the oracle and the engines on one zoo model, a verdict per engine, optional report and
+/// diagnosis.
+/// </summary>
 internal static class CompareCommand
 {
     public static Command Create()
     {
         var workload = new WorkloadOptions(ModelZoo.SmallCnn.Name);
-        var batchSize = new Option<long>("--batch-size", "-n") { Description = "N, the number of samples.", DefaultValueFactory = _ => 8 };
+        var batchSize = new Option<long>("--batch-size", "-n")
+        {
+            Description = "N, the number of samples.", DefaultValueFactory = _ => 8,
+        };
         var engines = new Option<string>("--engines")
         {
-            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.CompareNames)} (clipping: the norms and clipped sums of the clipping method, against the definition on the oracle).",
+            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.CompareNames)} (clipping: "
+                + "the norms and clipped sums of the clipping method, against the definition on the oracle).",
             DefaultValueFactory = _ => string.Join(",", Choices.CompareNames),
         };
-        var clipBound = new Option<double?>("--clip-bound") { Description = "C for the clipping method (default: the median of the oracle's per-sample gradient norms, so that about half the samples are clipped)." };
-        var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.json, report.md and one PNG plot per engine into this folder." };
-        var diagnose = new Option<bool>("--diagnose") { Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is precision or logic." };
+        var clipBound = new Option<double?>("--clip-bound")
+        {
+            Description = "C for the clipping method (default: the median of the oracle's per-sample gradient norms, "
+                + "so that about half the samples are clipped).",
+        };
+        var report = new Option<DirectoryInfo?>("--report")
+        {
+            Description = "Write report.json, report.md and one PNG plot per engine into this folder.",
+        };
+        var diagnose = new Option<bool>("--diagnose")
+        {
+            Description = "Rerun in float32/float64 (and with TF32 on/off on CUDA) to say whether a disagreement is "
+                + "precision or logic.",
+        };
         var reference = new Option<string?>("--reference")
         {
-            Description = "pytorch: also compute PyTorch's per-sample gradients (float64 loop, vmap(grad), ExpandedWeights) on the same weights and batch, and compare both frameworks.",
+            Description = "pytorch: also compute PyTorch's per-sample gradients (float64 loop, vmap(grad), "
+                + "ExpandedWeights) on the same weights and batch, and compare both frameworks.",
         }.AcceptOnlyFromAmong("pytorch");
 
         var all = new Option<bool>("--all")
@@ -35,7 +54,8 @@ internal static class CompareCommand
                 + "(ResNet-18: 2), one table; replaces --model, --batch-size, --loss and --reduction.",
         };
 
-        var command = new Command("compare", "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
+        var command = new Command("compare",
+            "Compute per-sample gradients with the float64 oracle and each engine, and compare them.")
         {
             batchSize, engines, clipBound, report, diagnose, reference, all,
         };
@@ -76,12 +96,15 @@ internal static class CompareCommand
         return command;
     }
 
-    private static int Run(CompareSettings settings, DirectoryInfo? reportFolder, bool diagnose, PyTorchReferenceOptions? pytorch)
+    private static int Run(CompareSettings settings, DirectoryInfo? reportFolder, bool diagnose,
+        PyTorchReferenceOptions? pytorch)
     {
-        AnsiConsole.MarkupLine($"[bold]compare[/] {Markup.Escape(settings.Describe())}, engines: {string.Join(", ", settings.Engines)}");
+        AnsiConsole.MarkupLine(
+            $"[bold]compare[/] {Markup.Escape(settings.Describe())}, engines: {string.Join(", ", settings.Engines)}");
         CompareOutcome outcome = null!;
         AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                new ElapsedTimeColumn())
             .Start(context =>
             {
                 var task = context.AddTask("float64 oracle, one sample at a time", maxValue: settings.BatchSize);
@@ -91,7 +114,9 @@ internal static class CompareCommand
 
         AnsiConsole.Write(ResultTable(outcome));
         if (outcome.ClipBound is { } bound)
-            AnsiConsole.MarkupLine($"clipping: C = {bound.ToString("0.####e0", CultureInfo.InvariantCulture)}; its norms (total and per parameter) and clipped sums against the definition on the float64 oracle.");
+            AnsiConsole.MarkupLine($"clipping: C = {bound.ToString("0.####e0", CultureInfo.InvariantCulture)}; "
+                + "its norms (total and per parameter) and clipped sums against the definition on the float64 "
+                + "oracle.");
         if (outcome.PyTorch is { } crossCheck) AnsiConsole.Write(CrossCheckTable(crossCheck));
         PrecisionDiagnosis? diagnosis = null;
         if (diagnose)
@@ -108,7 +133,11 @@ internal static class CompareCommand
         }
         AnsiConsole.MarkupLine(outcome.Passed
             ? "[green]Every engine agrees with the oracle within tolerance.[/]"
-            : $"[red]Disagreement:[/] {Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine).Concat(outcome.PyTorch?.Rows.Where(r => r.Unsupported is null && !r.Passed).Select(r => r.Method) ?? [])))} outside tolerance.");
+            : "[red]Disagreement:[/] "
+                + Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine)
+                    .Concat(outcome.PyTorch?.Rows.Where(r => r.Unsupported is null && !r.Passed).Select(r => r.Method)
+                        ?? [])))
+                + " outside tolerance.");
         return outcome.Passed ? ExitCodes.Agree : ExitCodes.Disagree;
     }
 
@@ -137,7 +166,8 @@ internal static class CompareCommand
 
     private static Table CrossCheckTable(PyTorchCrossCheck crossCheck)
     {
-        var table = new Table().Title(Markup.Escape($"both frameworks: {crossCheck.Versions}, {crossCheck.Threads} threads"))
+        var table = new Table()
+            .Title(Markup.Escape($"both frameworks: {crossCheck.Versions}, {crossCheck.Threads} threads"))
             .AddColumns("method", "framework", "vs our float64 oracle", "vs PyTorch float64 loop", "verdict");
         foreach (var r in crossCheck.Rows)
         {
@@ -145,7 +175,8 @@ internal static class CompareCommand
                 Markup.Escape(r.Method), r.Framework,
                 r.VersusOracle is { } o ? Sci(o.MaxRelativeError) : "-",
                 r.VersusPyTorchLoop is { } l ? Sci(l.MaxRelativeError) : "-",
-                r.Unsupported is { } why ? $"[yellow]unsupported[/]: {Markup.Escape(why)}" : r.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]");
+                r.Unsupported is { } why ? $"[yellow]unsupported[/]: {Markup.Escape(why)}"
+                    : r.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]");
         }
         return table;
     }
@@ -155,7 +186,8 @@ internal static class CompareCommand
         var table = new Table().Title("precision diagnosis (each against the float64 oracle)")
             .AddColumns("method", "arithmetic", "max rel. error", "worst parameter", "tolerance", "within");
         foreach (var r in diagnosis.Rows)
-            table.AddRow(r.Method, r.Arithmetic, Sci(r.MaxRelativeError), Markup.Escape(r.WorstParameter), Sci(r.Tolerance), r.Within ? "yes" : "[red]no[/]");
+            table.AddRow(r.Method, r.Arithmetic, Sci(r.MaxRelativeError), Markup.Escape(r.WorstParameter),
+                Sci(r.Tolerance), r.Within ? "yes" : "[red]no[/]");
         return table;
     }
 

@@ -10,7 +10,10 @@ namespace PerSampleGrads.Cli.Reports;
 /// <summary>Writes a comparison as <c>report.json</c>, <c>report.md</c> and a PNG plot per engine.</summary>
 internal static class CompareReport
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+    };
 
     public static List<string> Write(DirectoryInfo folder, CompareOutcome outcome, PrecisionDiagnosis? diagnosis)
     {
@@ -40,7 +43,8 @@ internal static class CompareReport
                 unexpected = e.Comparison.Unexpected,
                 parameters = e.Comparison.Parameters.Select(p => new
                 {
-                    name = p.Name, shape = p.ExpectedShape, relativeError = Finite(p.RelativeError), maxAbsoluteError = Finite(p.MaxAbsoluteError),
+                    name = p.Name, shape = p.ExpectedShape, relativeError = Finite(p.RelativeError),
+                    maxAbsoluteError = Finite(p.MaxAbsoluteError),
                     worstSample = p.WorstSample, meanPerSampleNorm = Finite(p.ExpectedNorm), passed = p.Passed,
                     actualShape = p.ShapesMatch ? null : p.ActualShape,
                 }),
@@ -60,7 +64,11 @@ internal static class CompareReport
             diagnosis = diagnosis is null ? null : new
             {
                 verdict = diagnosis.Verdict.ToString(), sentence = diagnosis.Sentence,
-                rows = diagnosis.Rows.Select(r => new { r.Method, r.Arithmetic, maxRelativeError = Finite(r.MaxRelativeError), r.WorstParameter, r.Tolerance, r.Complete, r.Within }),
+                rows = diagnosis.Rows.Select(r => new
+                {
+                    r.Method, r.Arithmetic, maxRelativeError = Finite(r.MaxRelativeError), r.WorstParameter,
+                    r.Tolerance, r.Complete, r.Within,
+                }),
             },
         };
         files.Add(Save(folder, "report.json", JsonSerializer.Serialize(document, Json)));
@@ -76,7 +84,10 @@ internal static class CompareReport
     {
         maxRelativeError = Finite(comparison.MaxRelativeError),
         tolerance = comparison.Tolerance.Relative,
-        parameters = comparison.Parameters.Select(p => new { name = p.Name, relativeError = Finite(p.RelativeError), worstSample = p.WorstSample }),
+        parameters = comparison.Parameters.Select(p => new
+        {
+            name = p.Name, relativeError = Finite(p.RelativeError), worstSample = p.WorstSample,
+        }),
     };
 
     private static string Save(DirectoryInfo folder, string name, string text)
@@ -92,14 +103,20 @@ internal static class CompareReport
         var inv = CultureInfo.InvariantCulture;
         md.AppendLine(inv, $"# Per-sample gradients: {outcome.Settings.Describe()}");
         md.AppendLine();
-        md.AppendLine(inv, $"Reference: float64 oracle (one forward and backward per sample), {Commands.CompareCommand.Ms(outcome.OracleElapsed.TotalMilliseconds)}. Machine: {MachineInfo.Describe(outcome.Settings.Device)}.");
+        md.AppendLine(inv, $"Reference: float64 oracle (one forward and backward per sample), "
+            + $"{Commands.CompareCommand.Ms(outcome.OracleElapsed.TotalMilliseconds)}. "
+            + $"Machine: {MachineInfo.Describe(outcome.Settings.Device)}.");
         md.AppendLine();
         md.AppendLine("| engine | max rel. error | worst parameter | worst sample | tolerance | verdict | time |");
         md.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var e in outcome.Engines)
         {
             var w = e.Comparison.Worst;
-            md.AppendLine(inv, $"| {e.Engine} | {Commands.CompareCommand.Sci(e.Comparison.MaxRelativeError)} | `{w?.Name}` | {w?.WorstSample} | {Commands.CompareCommand.Sci(e.Comparison.Tolerance.Relative)} | {(e.Comparison.Passed ? "agrees" : "**disagrees**")} | {Commands.CompareCommand.Ms(e.Elapsed.TotalMilliseconds)} |");
+            md.AppendLine(inv,
+                $"| {e.Engine} | {Commands.CompareCommand.Sci(e.Comparison.MaxRelativeError)} | `{w?.Name}` | "
+                + $"{w?.WorstSample} | {Commands.CompareCommand.Sci(e.Comparison.Tolerance.Relative)} | "
+                + $"{(e.Comparison.Passed ? "agrees" : "**disagrees**")} | "
+                + $"{Commands.CompareCommand.Ms(e.Elapsed.TotalMilliseconds)} |");
         }
         if (outcome.PyTorch is { } cross)
         {
@@ -109,7 +126,12 @@ internal static class CompareReport
             md.AppendLine("| method | framework | vs our float64 oracle | vs PyTorch float64 loop | verdict |");
             md.AppendLine("|---|---|---|---|---|");
             foreach (var r in cross.Rows)
-                md.AppendLine(inv, $"| {r.Method} | {r.Framework} | {(r.VersusOracle is { } o ? Commands.CompareCommand.Sci(o.MaxRelativeError) : "-")} | {(r.VersusPyTorchLoop is { } l ? Commands.CompareCommand.Sci(l.MaxRelativeError) : "-")} | {(r.Unsupported is { } why ? "unsupported: " + why : r.Passed ? "agrees" : "**disagrees**")} |");
+                md.AppendLine(inv,
+                    $"| {r.Method} | {r.Framework} | "
+                    + $"{(r.VersusOracle is { } o ? Commands.CompareCommand.Sci(o.MaxRelativeError) : "-")} | "
+                    + $"{(r.VersusPyTorchLoop is { } l ? Commands.CompareCommand.Sci(l.MaxRelativeError) : "-")} | "
+                    + $"{(r.Unsupported is { } why ? "unsupported: " + why : r.Passed ? "agrees" : "**disagrees**")}"
+                    + $" |");
         }
         if (diagnosis is not null)
         {
@@ -119,7 +141,10 @@ internal static class CompareReport
             md.AppendLine("| method | arithmetic | max rel. error | worst parameter | tolerance | within |");
             md.AppendLine("|---|---|---|---|---|---|");
             foreach (var r in diagnosis.Rows)
-                md.AppendLine(inv, $"| {r.Method} | {r.Arithmetic} | {Commands.CompareCommand.Sci(r.MaxRelativeError)} | `{r.WorstParameter}` | {Commands.CompareCommand.Sci(r.Tolerance)} | {(r.Within ? "yes" : "**no**")} |");
+                md.AppendLine(inv,
+                    $"| {r.Method} | {r.Arithmetic} | {Commands.CompareCommand.Sci(r.MaxRelativeError)} | "
+                    + $"`{r.WorstParameter}` | {Commands.CompareCommand.Sci(r.Tolerance)} | "
+                    + $"{(r.Within ? "yes" : "**no**")} |");
             md.AppendLine();
             md.AppendLine(diagnosis.Sentence);
         }

@@ -19,8 +19,10 @@ public sealed class ClippingPlantedBugTests(ITestOutputHelper output)
     /// <summary>Generated cases per property and mutant.</summary>
     public const int CasesPerProperty = 25;
 
-    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.CaseSpec> Cases = Arb.From(ClippingArbitraries.CaseGenerator);
-    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.Float32CaseSpec> Float32Cases = Arb.From(ClippingArbitraries.Float32CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.CaseSpec> Cases =
+        Arb.From(ClippingArbitraries.CaseGenerator);
+    private static readonly Arbitrary<PerSampleGrads.Testing.Specs.Float32CaseSpec> Float32Cases =
+        Arb.From(ClippingArbitraries.Float32CaseGenerator);
 
     private static readonly (string Id, string Name, Func<ClippingFactory, Property> For)[] Properties =
     [
@@ -46,17 +48,21 @@ public sealed class ClippingPlantedBugTests(ITestOutputHelper output)
             .ToList();
         var text = new StringBuilder();
         var legend = string.Join("; ", Properties.Select(p => $"({p.Id}) {p.Name}"));
-        text.AppendLine(CultureInfo.InvariantCulture, $"Clipping kill table: {CasesPerProperty} cases per property; {legend}");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"Clipping kill table: {CasesPerProperty} cases per property; {legend}");
         foreach (var (mutant, outcomes) in rows)
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"{mutant.Name,-34} {string.Join(" ", outcomes.Select(o => $"{(o is null ? "." : WrongValues(o) ? "KILL" : "ERR"),-5}"))}");
+                $"{mutant.Name,-34} {string.Join(" ", outcomes.Select(o
+                    => $"{(o is null ? "." : WrongValues(o) ? "KILL" : "ERR"),-5}"))}");
         output.WriteLine(text.ToString());
 
         var control = rows[0].Outcomes.Where(o => o is not null).ToList();
-        Assert.True(control.Count == 0, $"The shipped method fails its properties at the mutation seed:\n{text}\n{control.FirstOrDefault()}");
+        Assert.True(control.Count == 0,
+            $"The shipped method fails its properties at the mutation seed:\n{text}\n{control.FirstOrDefault()}");
         var survivors = rows.Skip(1).Where(r => r.Outcomes.All(o => o is null || !WrongValues(o))).Select(r
             => r.Mutant.Name).ToList();
-        Assert.True(survivors.Count == 0, $"Planted clipping bugs no property caught with wrong values: {string.Join(", ", survivors)}\n{text}");
+        Assert.True(survivors.Count == 0,
+            $"Planted clipping bugs no property caught with wrong values: {string.Join(", ", survivors)}\n{text}");
     }
 
     // The first counterexample's message, or null when every case passed.
