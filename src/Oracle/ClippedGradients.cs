@@ -52,7 +52,7 @@ public sealed class ClippedGradients : IDisposable
     /// <summary>C, the clipping bound.</summary>
     public double ClipBound { get; }
 
-    /// <summary>N.</summary>
+    /// <summary>N, the number of samples.</summary>
     public long BatchSize { get; }
 
     /// <summary>Each sample's gradient norm over every trainable parameter, <c>[N]</c>.</summary>

@@ -133,7 +133,7 @@ public sealed class ParameterGroup
         _names = [name];
     }
 
-    /// <summary>The parameter.</summary>
+    /// <summary>The parameter tensor (one of its wrappers).</summary>
     public Parameter Parameter { get; }
 
     /// <summary>Its qualified names in <c>named_parameters()</c> order; the first is the canonical one.</summary>

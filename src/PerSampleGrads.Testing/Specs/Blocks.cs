@@ -46,7 +46,7 @@ public sealed class AppliedTwice : nn.Module<Tensor, Tensor>
 /// <summary>Mean over the token dimension: <c>[N, T, D]</c> to <c>[N, D]</c>.</summary>
 public sealed class MeanOverTokens : nn.Module<Tensor, Tensor>
 {
-    /// <summary>Creates it.</summary>
+    /// <summary>Creates the parameterless module.</summary>
     public MeanOverTokens() : base(nameof(MeanOverTokens)) { }
 
     /// <inheritdoc/>

@@ -19,10 +19,10 @@ public sealed record BenchTiming(string Name, IReadOnlyList<double> Milliseconds
     /// <summary>Median of the repeats.</summary>
     public double Median => Quantile(0.5);
 
-    /// <summary>Fastest repeat.</summary>
+    /// <summary>The fastest repeat, in milliseconds.</summary>
     public double Min => Milliseconds.Min();
 
-    /// <summary>Slowest repeat.</summary>
+    /// <summary>The slowest repeat, in milliseconds.</summary>
     public double Max => Milliseconds.Max();
 
     /// <summary>Interquartile range relative to the median: the run-to-run spread.</summary>

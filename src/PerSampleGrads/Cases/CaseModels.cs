@@ -81,7 +81,7 @@ public sealed class SharedTwice : Module<Tensor, Tensor>
     private readonly Linear _shared;
     private readonly Linear _head;
 
-    /// <summary>Builds it.</summary>
+    /// <summary>Builds the module with freshly initialised parameters.</summary>
     public SharedTwice(long width, long classes) : base(nameof(SharedTwice))
     {
         _shared = Linear(width, width);
@@ -104,7 +104,7 @@ public sealed class UnusedBranch : Module<Tensor, Tensor>
     private readonly Linear _used;
     private readonly Linear _unused;
 
-    /// <summary>Builds it.</summary>
+    /// <summary>Builds the module with freshly initialised parameters.</summary>
     public UnusedBranch(long width, long classes) : base(nameof(UnusedBranch))
     {
         _used = Linear(width, classes);
@@ -120,7 +120,7 @@ public sealed class UnusedBranch : Module<Tensor, Tensor>
 /// <summary>Nested containers: Sequential(Sequential(Linear, ReLU), Sequential(Sequential(Linear))).</summary>
 public static class Nested
 {
-    /// <summary>Builds it.</summary>
+    /// <summary>Builds the module with freshly initialised parameters.</summary>
     public static Module<Tensor, Tensor> Create(long width, long classes) =>
         Sequential(("outer", Sequential(("0", Linear(width, width)), ("1", ReLU()))),
                    ("deep", Sequential(("inner", Sequential(("linear", Linear(width, classes)))))));

@@ -70,7 +70,7 @@ public sealed class GradientProblem(string id, nn.Module<Tensor, Tensor> model, 
     /// <summary>The case id.</summary>
     public string Id { get; } = id;
 
-    /// <summary>The model.</summary>
+    /// <summary>The case's model, in the requested dtype and on the requested device.</summary>
     public nn.Module<Tensor, Tensor> Model { get; } = model;
 
     /// <summary>Inputs <c>[N, ...]</c>.</summary>
@@ -79,7 +79,7 @@ public sealed class GradientProblem(string id, nn.Module<Tensor, Tensor> model, 
     /// <summary>Targets <c>[N, ...]</c>.</summary>
     public Tensor Targets { get; } = targets.DetachFromDisposeScope();
 
-    /// <summary>The loss.</summary>
+    /// <summary>The case's loss with its declared reduction.</summary>
     public LossFunction Loss { get; } = loss;
 
     /// <summary>Builds a fresh instance of the same architecture (for copies in another dtype or device).</summary>

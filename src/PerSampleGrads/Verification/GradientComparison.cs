@@ -20,7 +20,7 @@ namespace PerSampleGrads.Verification;
 public sealed record ParameterComparison(string Name, long[] ExpectedShape, long[] ActualShape, double MaxAbsoluteError,
     double RelativeError, long WorstSample, double ExpectedNorm, double Tolerance)
 {
-    /// <summary>Shapes agree.</summary>
+    /// <summary>Whether the engine's tensor has the reference's shape.</summary>
     public bool ShapesMatch => ExpectedShape.SequenceEqual(ActualShape);
 
     /// <summary>Shapes agree and the relative error is within tolerance (NaN never passes).</summary>

@@ -13,7 +13,10 @@ namespace PerSampleGrads.Engines.Clipping.Rules;
 /// </summary>
 public static class ConvolutionNorm
 {
-    /// <summary>The rule.</summary>
+    /// <summary>
+    /// Adds this call's per-sample squared gradient norms, <c>[N]</c>, to the sink by the route asked for, and
+    /// returns the route taken.
+    /// </summary>
     public static NormRoute Compute(LayerCall call, NormRoute route, ISquaredNormSink sink)
     {
         var conv = (Convolution)call.Layer;

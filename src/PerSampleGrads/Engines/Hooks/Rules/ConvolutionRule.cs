@@ -11,7 +11,10 @@ namespace PerSampleGrads.Engines.Hooks.Rules;
 /// </summary>
 public static class ConvolutionRule
 {
-    /// <summary>The rule.</summary>
+    /// <summary>
+    /// Adds this call's per-sample gradients of the layer's trainable parameters, <c>[N, ...parameter shape]</c>,
+    /// to the sink (the formula is in the class summary).
+    /// </summary>
     public static void Compute(LayerCall call, ILayerGradientSink sink) =>
         Compute(call, sink, ConvolutionGeometry.Of((Convolution)call.Layer));
 
