@@ -1,4 +1,4 @@
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using Xunit;
 using static TorchSharp.torch;
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Testing;

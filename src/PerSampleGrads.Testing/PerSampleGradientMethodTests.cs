@@ -1,5 +1,5 @@
 using PerSampleGrads.Cases;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Testing.Catalogue;
 using PerSampleGrads.Testing.SelfCheck;
 

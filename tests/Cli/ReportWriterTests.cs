@@ -1,8 +1,8 @@
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Reports;
-using PerSampleGrads.Comparison;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Runs;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 

@@ -15,23 +15,23 @@ public sealed partial class ArchitectureTests
     // A folder's parent namespace (Engines for Engines/Hooks) is allowed as well: C# resolves it without a using.
     private static readonly Dictionary<string, string[]> MayUse = new()
     {
-        ["Verification"] = [],
-        ["Maths"] = ["Verification"],
-        ["Engines"] = ["Maths", "Verification", "Engines.Probing"],
-        ["Engines.Probing"] = ["Maths", "Verification"],
-        ["Engines.Hooks"] = ["Maths", "Verification", "Engines.Probing"],
-        ["Engines.Functional"] = ["Maths", "Verification", "Engines.Probing"],
+        ["Checking"] = [],
+        ["Maths"] = ["Checking"],
+        ["Engines"] = ["Maths", "Checking", "Engines.Probing"],
+        ["Engines.Probing"] = ["Maths", "Checking"],
+        ["Engines.Hooks"] = ["Maths", "Checking", "Engines.Probing"],
+        ["Engines.Functional"] = ["Maths", "Checking", "Engines.Probing"],
         // The clipping method builds on the hook engine's capture (one forward with hooks).
-        ["Engines.Clipping"] = ["Maths", "Verification", "Engines.Probing", "Engines.Hooks"],
+        ["Engines.Clipping"] = ["Maths", "Checking", "Engines.Probing", "Engines.Hooks"],
         ["Conversion"] = [],
         ["Runtime"] = [],
         ["Zoo"] = [],
         ["Cases"] = ["Zoo"],
         ["Interop"] = ["Zoo", "Cases", "Runtime"],
-        ["Comparison"] = ["Verification", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
+        ["Runs"] = ["Checking", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
             "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Cases", "Interop"],
-        ["Benchmarking"] = ["Verification", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
-            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Cases", "Interop", "Comparison"],
+        ["Benchmarking"] = ["Checking", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
+            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Cases", "Interop", "Runs"],
     };
 
     private static readonly string[] EngineParts = ["Hooks", "Functional", "Clipping", "Probing"];
@@ -187,7 +187,7 @@ public sealed partial class ArchitectureTests
     [GeneratedRegex(@"\bPerSampleGrads\.((?:[A-Z]\w*)(?:\.[A-Z]\w*)*)")]
     private static partial Regex AbsoluteName();
 
-    // A name qualified relative to an enclosing namespace: Engines.Hooks.HookEngine, Verification.TolerancePolicy.
+    // A name qualified relative to an enclosing namespace: Engines.Hooks.HookEngine, Checking.TolerancePolicy.
     [GeneratedRegex(@"(?<![\w.])([A-Z]\w*)\.([A-Z]\w*)")]
     private static partial Regex RelativeName();
 

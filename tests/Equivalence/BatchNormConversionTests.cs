@@ -4,7 +4,7 @@ using PerSampleGrads.Conversion;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;

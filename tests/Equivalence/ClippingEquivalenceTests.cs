@@ -96,7 +96,7 @@ public sealed class ClippingEquivalenceTests
             var steps = names.Zip(parameters, before).Select(t => (t.First,
                 ((t.Third - t.Second.detach()) / 0.1).unsqueeze(0)));
             using var moved = new PerSampleGradients("optimizer step / learning rate", 1, steps.ToList());
-            using var expected = Verification.ClippingComparison.SumsOf(result);
+            using var expected = Checking.ClippingComparison.SumsOf(result);
             GradientAssert.Agree(moved, expected, ScalarType.Float64);
         }
         finally

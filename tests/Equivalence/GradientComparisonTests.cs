@@ -1,5 +1,5 @@
 using TorchSharp;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests;

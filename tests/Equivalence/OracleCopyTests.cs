@@ -1,7 +1,7 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 

@@ -1,11 +1,11 @@
 using TorchSharp.Modules;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Engines.Hooks.Rules;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;

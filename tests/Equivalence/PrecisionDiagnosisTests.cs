@@ -1,5 +1,5 @@
-using PerSampleGrads.Comparison;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Runs;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests;

@@ -4,7 +4,7 @@ using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests;

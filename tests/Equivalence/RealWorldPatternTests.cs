@@ -316,8 +316,8 @@ public sealed class RealWorldPatternTests
                 {
                     using var scope = NewDisposeScope();
                     using var result = Method(name).Compute(model, x, y, Loss);
-                    var comparison = Verification.GradientComparison.Compare(result, expected,
-                        Verification.TolerancePolicy.ToleranceFor(ScalarType.Float32));
+                    var comparison = Checking.GradientComparison.Compare(result, expected,
+                        Checking.TolerancePolicy.ToleranceFor(ScalarType.Float32));
                     if (!comparison.Passed) failures.Add($"{name}: {comparison.Describe()}");
                 }
             })).ToList();

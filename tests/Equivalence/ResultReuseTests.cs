@@ -98,7 +98,7 @@ public sealed class ResultReuseTests
     {
         double scale = expected.abs().max().item<double>();
         double error = (actual - expected).abs().max().item<double>();
-        return error <= Verification.TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative * scale;
+        return error <= Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative * scale;
     }
 
     [Fact]

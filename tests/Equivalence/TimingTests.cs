@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 

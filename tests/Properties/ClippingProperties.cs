@@ -4,7 +4,7 @@ using PerSampleGrads.Testing;
 using PerSampleGrads.Engines.Clipping;
 using PerSampleGrads.Tests.Checks;
 using PerSampleGrads.Testing.Specs;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Tests;
@@ -96,7 +96,7 @@ public sealed class ClippingProperties
         var averaging = new ClippingMethod(new ClippingOptions { ClipBound = bound, NoiseMultiplier = sigma,
             NoiseSeed = 5, Average = true });
         using var averaged = averaging.Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
-        using var expected = Verification.ClippingComparison.SumsOf(first);
+        using var expected = Checking.ClippingComparison.SumsOf(first);
         var scaled = averaged.Names.Select(n => (n, (averaged[n] * problem.Inputs.shape[0]).unsqueeze(0))).ToList();
         using var actual = new PerSampleGradients("averaged x N", 1, scaled);
         GradientAssert.Agree(actual, expected, ScalarType.Float64);

@@ -1,4 +1,4 @@
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -17,5 +17,5 @@ public static class ClippingAssert
 
     /// <summary>A bound that clips about half the samples: the median of the reference's norms (1 if all are
     /// 0).</summary>
-    public static double MedianBound(PerSampleGradients reference) => Comparison.CompareRun.MedianNorm(reference);
+    public static double MedianBound(PerSampleGradients reference) => Runs.CompareRun.MedianNorm(reference);
 }

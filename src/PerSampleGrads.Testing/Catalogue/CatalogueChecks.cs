@@ -1,8 +1,8 @@
 using PerSampleGrads.Cases;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Testing.Checks;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Testing.Catalogue;

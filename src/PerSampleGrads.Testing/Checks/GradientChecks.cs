@@ -2,7 +2,7 @@ using TorchSharp;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Testing.Specs;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
@@ -11,7 +11,7 @@ namespace PerSampleGrads.Testing.Checks;
 /// <summary>
 /// The bodies of the properties, one static method each: they take the engine(s) to check as factories (so the
 /// planted-bug test can hand in mutants) and one generated case, and throw with every mismatching parameter listed when
-/// the property does not hold. Tolerances come from <see cref="Verification.TolerancePolicy"/> only: float64 for the
+/// the property does not hold. Tolerances come from <see cref="Checking.TolerancePolicy"/> only: float64 for the
 /// relations that hold exactly in real arithmetic, the computation's own dtype for the comparison with the float64
 /// oracle. Every check runs on <c>device</c> (the CPU when null).
 /// </summary>

@@ -1,5 +1,5 @@
 using TorchSharp;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Oracle;
 using static TorchSharp.torch;
 

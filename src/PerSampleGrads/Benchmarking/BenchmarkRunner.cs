@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Benchmarking;

@@ -1,6 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines;

@@ -33,7 +33,7 @@ public static class PerSampleRerun
                     $"[{string.Join(", ", one.shape)}], not [{string.Join(", ", expected)}]. Add a rule to the " +
                     $"engine's table, or freeze its parameters.");
         if (batchOutput is null) return;
-        var tolerance = Verification.TolerancePolicy.ToleranceFor(one.dtype);
+        var tolerance = Checking.TolerancePolicy.ToleranceFor(one.dtype);
         var row = batchOutput.narrow(0, 0, 1);
         double scale = Math.Max(1e-30, row.abs().max().to(ScalarType.Float64).item<double>());
         double gap = (one - row).abs().max().to(ScalarType.Float64).item<double>();

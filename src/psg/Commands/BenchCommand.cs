@@ -4,7 +4,7 @@ using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Reports;
 using PerSampleGrads.Cli.Runtime;
 using PerSampleGrads.Cases;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
 using Spectre.Console;

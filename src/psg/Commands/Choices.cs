@@ -1,5 +1,5 @@
 using System.CommandLine;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Zoo;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using PerSampleGrads.Cli.Runtime;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using Spectre.Console;
 
 namespace PerSampleGrads.Cli.Commands;

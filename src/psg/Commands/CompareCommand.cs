@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Cli.Reports;
 using PerSampleGrads.Cli.Runtime;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
 using Spectre.Console;

@@ -1,9 +1,9 @@
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Runtime;
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 
 namespace PerSampleGrads.Cli.Reports;
 

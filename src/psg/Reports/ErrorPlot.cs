@@ -1,4 +1,4 @@
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using ScottPlot;
 
 namespace PerSampleGrads.Cli.Reports;

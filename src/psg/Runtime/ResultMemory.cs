@@ -1,4 +1,4 @@
-using PerSampleGrads.Comparison;
+using PerSampleGrads.Runs;
 using TorchSharp;
 using static TorchSharp.torch;
 

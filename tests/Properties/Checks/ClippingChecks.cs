@@ -17,7 +17,7 @@ public delegate ClippingMethod ClippingFactory(ClippingOptions options);
 
 /// <summary>
 /// The bodies of the clipping method's properties, one static method each, over one generated case. Tolerances come
-/// from <see cref="Verification.TolerancePolicy"/> only (float64 for relations that hold exactly).
+/// from <see cref="Checking.TolerancePolicy"/> only (float64 for relations that hold exactly).
 /// </summary>
 public static class ClippingChecks
 {
@@ -48,7 +48,7 @@ public static class ClippingChecks
     {
         using var problem = spec.ToGradientCase().Create(Exact);
         using var result = Run(method, problem, double.PositiveInfinity);
-        using var sums = Verification.ClippingComparison.SumsOf(result);
+        using var sums = Checking.ClippingComparison.SumsOf(result);
         using var batch = GradientChecks.BatchGradientOfTheSummedLoss(problem);
         GradientAssert.Agree(sums, batch, Exact);
     }
@@ -69,10 +69,10 @@ public static class ClippingChecks
             .Compute(problem.Model, problem.Inputs.index_select(0, permutation), problem.Targets.index_select(0,
                 permutation), problem.Loss);
         using var expectedNorms = Reindexed(original, permutation, "norms reindexed");
-        using var actualNorms = Verification.ClippingComparison.NormsOf(permuted);
+        using var actualNorms = Checking.ClippingComparison.NormsOf(permuted);
         GradientAssert.Agree(actualNorms, expectedNorms, Exact);
-        using var expectedSums = Verification.ClippingComparison.SumsOf(original);
-        using var actualSums = Verification.ClippingComparison.SumsOf(permuted);
+        using var expectedSums = Checking.ClippingComparison.SumsOf(original);
+        using var actualSums = Checking.ClippingComparison.SumsOf(permuted);
         GradientAssert.Agree(actualSums, expectedSums, Exact);
     }
 
@@ -95,11 +95,11 @@ public static class ClippingChecks
         using var duplicated = On(withCopy);
         using var single = On(alone);
         using var expectedNorms = Reindexed(original, withCopy, $"norms with sample {i} appended");
-        using var actualNorms = Verification.ClippingComparison.NormsOf(duplicated);
+        using var actualNorms = Checking.ClippingComparison.NormsOf(duplicated);
         GradientAssert.Agree(actualNorms, expectedNorms, Exact);
         var expectedSums = original.Names.Select(name => (name, (original[name] + single[name]).unsqueeze(0))).ToList();
         using var expected = new PerSampleGradients($"clipped sum + sample {i}'s clipped gradient", 1, expectedSums);
-        using var actual = Verification.ClippingComparison.SumsOf(duplicated);
+        using var actual = Checking.ClippingComparison.SumsOf(duplicated);
         GradientAssert.Agree(actual, expected, Exact);
     }
 
@@ -133,7 +133,7 @@ public static class ClippingChecks
     private static PerSampleGradients Reindexed(ClippedGradients result, Tensor index, string method)
     {
         using var scope = NewDisposeScope();
-        using var norms = Verification.ClippingComparison.NormsOf(result);
+        using var norms = Checking.ClippingComparison.NormsOf(result);
         var entries = norms.Entries.Select(e => (e.Name, e.Gradient.index_select(0, index))).ToList();
         return new PerSampleGradients(method, index.shape[0], entries);
     }

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Verification;
+namespace PerSampleGrads.Checking;
 
 /// <summary>
 /// One parameter's comparison.

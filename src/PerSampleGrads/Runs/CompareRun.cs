@@ -2,11 +2,11 @@ using System.Diagnostics;
 using TorchSharp;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Comparison;
+namespace PerSampleGrads.Runs;
 
 /// <summary>
 /// What to compare: a zoo model and batch, where and in which arithmetic the engines run, the loss, the engines.

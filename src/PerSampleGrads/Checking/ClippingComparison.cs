@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Verification;
+namespace PerSampleGrads.Checking;
 
 /// <summary>
 /// A clipping result against a reference (normally the definition applied to the float64 oracle): the per-sample norms

@@ -1,6 +1,6 @@
 using PerSampleGrads.Zoo;
 
-namespace PerSampleGrads.Comparison;
+namespace PerSampleGrads.Runs;
 
 /// <summary>
 /// Every zoo model with every built-in loss and both reductions, each at a small batch: the comparison a quick check

@@ -2,7 +2,7 @@ using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Comparison;
+namespace PerSampleGrads.Runs;
 
 /// <summary>The engines by name, as the command line and reports know them.</summary>
 public static class EngineCatalogue

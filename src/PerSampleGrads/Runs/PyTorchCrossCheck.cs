@@ -1,7 +1,7 @@
 using PerSampleGrads.Interop;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 
-namespace PerSampleGrads.Comparison;
+namespace PerSampleGrads.Runs;
 
 /// <summary>
 /// One row of the cross-check against PyTorch: a method of either framework, compared with our float64 oracle and

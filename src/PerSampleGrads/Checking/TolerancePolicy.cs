@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Verification;
+namespace PerSampleGrads.Checking;
 
 /// <summary>Which arithmetic a float32 computation used.</summary>
 public enum PrecisionMode

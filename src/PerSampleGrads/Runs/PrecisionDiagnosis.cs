@@ -1,10 +1,10 @@
 using System.Globalization;
 using TorchSharp;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Comparison;
+namespace PerSampleGrads.Runs;
 
 /// <summary>What a diagnosis concluded.</summary>
 public enum DiagnosisVerdict
