@@ -71,7 +71,7 @@ cat > Program.cs <<'CS'
 using PerSampleGrads;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Oracle;
-using PerSampleGrads.Verification;
+using PerSampleGrads.Checking;
 using static TorchSharp.torch;
 
 var model = nn.Sequential(("0", nn.Linear(4, 3)));

@@ -12,7 +12,7 @@ for each mutant applies one textual change to one line of a source file, rebuild
 when it does not compile (left out of the score).
 
 Usage (from the repository root):
-  python3 scripts/mutation/mutate.py --files src/PerSampleGrads/Verification/GradientComparison.cs --max 20
+  python3 scripts/mutation/mutate.py --files src/PerSampleGrads/Checking/GradientComparison.cs --max 20
   python3 scripts/mutation/mutate.py --preset engines --max-per-file 6 --out mutation-results
 Results: OUT/results.json and OUT/results.md (every mutant, its line before and after, its status).
 """
@@ -57,9 +57,9 @@ CALL_STATEMENT = re.compile(r"^\s*(?!return\b|var\b|throw\b|using\b|if\b|else\b|
 
 PRESETS = {
     "checker": {
-        "files": ["src/PerSampleGrads/Verification/GradientComparison.cs",
-                  "src/PerSampleGrads/Verification/TolerancePolicy.cs",
-                  "src/PerSampleGrads/Comparison/PrecisionDiagnosis.cs"],
+        "files": ["src/PerSampleGrads/Checking/GradientComparison.cs",
+                  "src/PerSampleGrads/Checking/TolerancePolicy.cs",
+                  "src/PerSampleGrads/Runs/PrecisionDiagnosis.cs"],
         "tests": ["-trait", "Category=Checker"],
     },
     "oracle": {
