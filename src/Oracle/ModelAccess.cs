@@ -87,6 +87,13 @@ public sealed class ModelAccess : IDisposable
         }
     }
 
+    /// <summary>Runs the model's own code as <see cref="Guard{T}"/> does, for code that returns nothing.</summary>
+    public static void Guard(string method, Action run) => Guard(method, () =>
+    {
+        run();
+        return true;
+    });
+
     /// <summary>Releases the model and restores the caller's grad and inference modes.</summary>
     public void Dispose()
     {

@@ -119,46 +119,33 @@ public sealed class PerSampleGradientOracle(OracleOptions? options = null) : IPe
             .ToList();
         var parameters = groups.Select(g => (Tensor)g.Parameter).ToArray();
 
-        // backward() (not autograd.grad, whose native errors abort the process) accumulates into .grad: the caller's
-        // .grad tensors are set aside for the loop and put back afterwards.
-        var callersGrads = parameters.Select(p => p.grad).ToArray();
-        try
+        // backward() accumulates into .grad: the caller's .grad tensors are set aside for the loop.
+        using var setAside = new SetAsideGradients(parameters);
+        for (long i = 0; i < n; i++)
         {
-            foreach (var p in parameters) p.grad = null;
-            for (long i = 0; i < n; i++)
+            using (var step = NewDisposeScope())
             {
-                using (var step = NewDisposeScope())
+                var output = model.call(x.narrow(0, i, 1));
+                var target = y.narrow(0, i, 1);
+                if (i == 0) loss.ValidateTargets(output, y);
+                var sampleLoss = loss.BatchLoss(output, target);
+                // A loss that depends on no parameter has no graph: its gradient is the zeros already in place.
+                if (sampleLoss.requires_grad)
                 {
-                    var output = model.call(x.narrow(0, i, 1));
-                    var target = y.narrow(0, i, 1);
-                    if (i == 0) loss.ValidateTargets(output, y);
-                    var sampleLoss = loss.BatchLoss(output, target);
-                    // A loss that depends on no parameter has no graph: its gradient is the zeros already in place.
-                    if (sampleLoss.requires_grad)
+                    autograd.backward([sampleLoss], inputs: parameters);
+                    using (no_grad())
                     {
-                        autograd.backward([sampleLoss], inputs: parameters);
-                        using (no_grad())
+                        for (int j = 0; j < parameters.Length; j++)
                         {
-                            for (int j = 0; j < parameters.Length; j++)
-                            {
-                                using var g = parameters[j].grad;
-                                if (g is null) continue;
-                                results[j].Item2.select(0, i).copy_(g);
-                                parameters[j].grad = null;
-                            }
+                            using var g = parameters[j].grad;
+                            if (g is null) continue;
+                            results[j].Item2.select(0, i).copy_(g);
+                            parameters[j].grad = null;
                         }
                     }
                 }
-                _options.Progress?.Invoke(i + 1, n);
             }
-        }
-        finally
-        {
-            for (int j = 0; j < parameters.Length; j++)
-            {
-                parameters[j].grad = callersGrads[j];
-                callersGrads[j]?.Dispose();
-            }
+            _options.Progress?.Invoke(i + 1, n);
         }
         return results;
     }

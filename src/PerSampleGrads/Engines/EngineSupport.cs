@@ -250,6 +250,28 @@ internal static class EngineSupport
     }
 
     /// <summary>
+    /// While <paramref name="layer"/> runs, its own trainable parameters (<paramref name="trainable"/>, local names)
+    /// do not require gradients: a pre-hook clears the flag, a forward hook sets it again (and the model-state guard,
+    /// if the forward throws). Every use a hook sees then reaches the loss through the engine's own route only, so a
+    /// parameter that still gets a gradient was used where no hook saw it (<see cref="RefuseBypassedParameters"/>).
+    /// </summary>
+    public static void KeepOwnParametersOutOfGraph(nn.Module<Tensor, Tensor> layer, IEnumerable<string> trainable,
+        List<Action> removers)
+    {
+        var own = trainable.Select(local => layer.get_parameter(local)!).ToList();
+        removers.Add(layer.register_forward_pre_hook((_, _) =>
+        {
+            foreach (var p in own) p.requires_grad_(false);
+            return null!;
+        }).remove);
+        removers.Add(layer.register_forward_hook((_, _, _) =>
+        {
+            foreach (var p in own) p.requires_grad_(true);
+            return null!;
+        }).remove);
+    }
+
+    /// <summary>
     /// After a backward that also asked for the real parameters' gradients: an engine routes every use it sees
     /// around them, so a nonzero gradient there is a use the engine missed. A zero one changes nothing.
     /// </summary>

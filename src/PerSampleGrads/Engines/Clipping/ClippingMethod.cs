@@ -95,10 +95,9 @@ public sealed class ClippingMethod
         var parameters = trainable.Select(p => (Tensor)p.Parameter).ToArray();
         var calls = new List<CapturedCall>();
         // backward() accumulates into .grad: the caller's .grad tensors are set aside and put back afterwards.
-        var callersGrads = parameters.Select(p => p.grad).ToArray();
+        using var setAside = new SetAsideGradients(parameters);
         try
         {
-            foreach (var p in parameters) p.grad = null;
             bool secondBackward = _options.ClippedSum == ClippedSumRoute.SecondBackward;
             var clock = new PhaseClock(_options.MeasurePhases, x.device);
             var losses = Capture(model, x, y, loss, owners, calls, keepGraph: secondBackward, clock);
@@ -122,11 +121,6 @@ public sealed class ClippingMethod
         }
         finally
         {
-            for (int j = 0; j < parameters.Length; j++)
-            {
-                parameters[j].grad = callersGrads[j];
-                callersGrads[j]?.Dispose();
-            }
             foreach (var call in calls) call.Dispose();
         }
     }
@@ -159,30 +153,22 @@ public sealed class ClippingMethod
     {
         var probe = zeros([], dtype: x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32,
             device: x.device, requires_grad: true);
-        var handles = new List<nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>,
-            Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover>();
+        var removers = new List<Action>();
         Tensor losses;
         try
         {
             foreach (var (named, trainable) in owners)
             {
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
-                // As in the hook engine: with the book-keeping sums nothing needs the parameters in the graph, so
-                // each layer's own parameters are left out of it while it runs, and a parameter that still gets a
-                // gradient was used where no hook saw it. The second backward needs them in the graph.
-                var own = keepGraph ? [] : trainable.Select(local => layer.get_parameter(local)!).ToList();
-                handles.Add(layer.register_forward_pre_hook((_, _) =>
+                // The book-keeping sums need no parameter in the graph, so the bypass check applies; the second
+                // backward needs them there.
+                if (!keepGraph) EngineSupport.KeepOwnParametersOutOfGraph(layer, trainable, removers);
+                removers.Add(layer.register_forward_hook((_, input, output) =>
                 {
-                    foreach (var p in own) p.requires_grad_(false);
-                    return null!;
-                }));
-                handles.Add(layer.register_forward_hook((_, input, output) =>
-                {
-                    foreach (var p in own) p.requires_grad_(true);
                     var call = new CapturedCall(named, SampleAxis.First, input.detach().DetachFromDisposeScope());
                     calls.Add(call);
                     return GradientRecorder.apply(output, call, probe);
-                }));
+                }).remove);
             }
             var output = model.call(x);
             loss.ValidateTargets(output, y);
@@ -190,7 +176,7 @@ public sealed class ClippingMethod
         }
         finally
         {
-            foreach (var handle in handles) handle.remove();
+            foreach (var remove in removers) remove();
         }
         clock.Lap("forward with capture");
         // No trainable layer on the loss's path: no graph, every norm and sum is zero.

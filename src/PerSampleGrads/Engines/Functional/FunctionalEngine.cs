@@ -1,6 +1,5 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using PerSampleGrads.Maths;
 using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Engines.Functional.Layers;
 using static TorchSharp.torch;

@@ -1,5 +1,4 @@
 using TorchSharp;
-using PerSampleGrads.Maths;
 using PerSampleGrads.Engines.Hooks.Rules;
 using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
@@ -84,10 +83,9 @@ public sealed class HookEngine : IPerSampleGradientMethod
             disposeOnFailure: buffer is null);
     }
 
-    // One forward with hooks, one backward that reaches every recorder. While a layer runs, its own parameters do
-    // not require gradients: every use the hooks see reaches the loss through the recorders only, so a parameter
-    // that still gets a gradient was used where no hook could see it.
-    private bool Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
+    // One forward with hooks, one backward that reaches every recorder and asks for the real parameters' gradients,
+    // which only uses no hook saw can give (EngineSupport.KeepOwnParametersOutOfGraph).
+    private void Capture(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, LossFunction loss,
         PreparedCall prepared, List<CapturedCall> calls)
     {
         long n = x.shape[0];
@@ -103,15 +101,11 @@ public sealed class HookEngine : IPerSampleGradientMethod
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
                 var axis = Bug == PlantedBug.BatchDimensionAssumedZero ? SampleAxis.First
                     : prepared.Layout.InputAxis(layer);
-                var own = trainable.Select(local => layer.get_parameter(local)!).ToList();
-                removers.Add(layer.register_forward_pre_hook((_, input) =>
-                {
-                    foreach (var p in own) p.requires_grad_(false);
-                    return axis.IsShared ? axis.ExpandShared(input, n) : null!;
-                }).remove);
+                EngineSupport.KeepOwnParametersOutOfGraph(layer, trainable, removers);
+                if (axis.IsShared)
+                    removers.Add(layer.register_forward_pre_hook((_, input) => axis.ExpandShared(input, n)).remove);
                 removers.Add(layer.register_forward_hook((_, input, output) =>
                 {
-                    foreach (var p in own) p.requires_grad_(true);
                     var sampleFirst = axis.IsShared ? SampleAxis.First : axis;
                     var call = new CapturedCall(named, sampleFirst, input.detach().movedim([sampleFirst.Dimension], [0])
                         .DetachFromDisposeScope());
@@ -127,7 +121,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
             // No trainable layer on the loss's path: no graph, and every gradient is zero.
             if (total.requires_grad) autograd.backward([total], inputs: [probe, .. parameters]);
             EngineSupport.RefuseBypassedParameters(prepared.Groups, Name);
-            return true;
         }
         finally
         {

@@ -102,8 +102,7 @@ internal static class SampleSeparationProbe
                 "in dimension 0 and computed from that sample alone: remove the operation after the last trainable " +
                 "layer that mixes or moves the samples, or use the oracle, which evaluates each sample alone.");
 
-        var shared = axes.Where(p => p.Value.IsShared).ToList();
-        if (shared.Count > 0) VerifyExpansion(model, x, baseline.Output, axes, layers, n);
+        if (axes.Values.Any(a => a.IsShared)) VerifyExpansion(model, x, baseline.Output, axes, layers, n);
         return new SampleLayout(axes);
     }
 

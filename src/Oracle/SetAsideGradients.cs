@@ -1,8 +1,12 @@
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Maths;
+namespace PerSampleGrads;
 
-/// <summary>Sets the trainable parameters' <c>.grad</c> aside for a backward and puts the caller's back.</summary>
+/// <summary>
+/// Sets the parameters' <c>.grad</c> aside for the backwards of a computation (<c>backward()</c> accumulates into
+/// <c>.grad</c>; <c>autograd.grad</c>, which would not, aborts the process on any error) and puts the caller's back,
+/// dropping what the computation left there.
+/// </summary>
 internal sealed class SetAsideGradients : IDisposable
 {
     private readonly List<(Tensor Parameter, Tensor? Saved)> _saved = [];
