@@ -78,6 +78,64 @@ public sealed class RecurrentUnrollTests
         }
     }
 
+    // Per-sample weight gradients from the recomputed recurrence against one native backward per sample, for random
+    // gradients at every output (h0 and c0 given), in float64.
+    [Theory]
+    [MemberData(nameof(LayerNames))]
+    public void Per_sample_gradients_from_the_recurrence_equal_one_native_backward_per_sample(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var module = RecurrentLayers[name]().to(ScalarType.Float64);
+        var layout = RecurrentInspection.Inspect(module, name);
+        using var generator = new Generator(9, CPU);
+        const long batch = 3, steps = 5;
+        long[] inputShape = layout.IsCell ? [batch, 3] : layout.BatchFirst ? [batch, steps, 3] : [steps, batch, 3];
+        long[] stateShape = layout.IsCell ? [batch, 4] : [layout.Layers * layout.Directions, batch, 4];
+        var x = randn(inputShape, ScalarType.Float64, generator: generator);
+        var h0 = randn(stateShape, ScalarType.Float64, generator: generator);
+        var c0 = layout.HasCellState ? randn(stateShape, ScalarType.Float64, generator: generator) : null;
+        var outputs = Native(module, x, h0, c0);
+        var gradients = outputs.Select(o => randn(o.shape, ScalarType.Float64, generator: generator)).ToArray();
+        var call = new RecurrentCall(x, h0, c0, gradients[0], layout.IsCell ? null : gradients[1],
+            layout.HasCellState ? gradients[^1] : null);
+        var perSample = RecurrentGradients.Compute(layout, module, call, _ => true);
+        var parameters = module.named_parameters().ToList();
+        Assert.Equal(parameters.Select(p => p.name).Order(), perSample.Keys.Order());
+        int sampleAxisOfInput = layout.IsCell || layout.BatchFirst ? 0 : 1, sampleAxisOfState = layout.IsCell ? 0 : 1;
+        var tolerance = TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative;
+        for (long i = 0; i < batch; i++)
+        {
+            var one = Native(module, x.narrow(sampleAxisOfInput, i, 1), h0.narrow(sampleAxisOfState, i, 1),
+                c0?.narrow(sampleAxisOfState, i, 1));
+            var oneGradients = gradients.Select((g, k) =>
+                g.narrow(k == 0 ? sampleAxisOfInput : sampleAxisOfState, i, 1)).ToArray();
+            module.zero_grad();
+            autograd.backward(one, oneGradients);
+            foreach (var (parameterName, parameter) in parameters)
+            {
+                var expected = parameter.grad!;
+                var actual = perSample[parameterName][i];
+                // A ReLU RNN can give a sample an all-zero gradient: then only zeros pass.
+                double scale = Math.Max(expected.abs().max().item<double>(), double.Epsilon);
+                double error = (actual - expected).abs().max().item<double>() / scale;
+                Assert.True(error <= tolerance, $"{name} {parameterName} sample {i}: relative error {error:E2}");
+            }
+        }
+    }
+
+    public static TheoryData<string> LayerNames => [.. RecurrentLayers.Keys];
+
+    private static Tensor[] Native(nn.Module module, Tensor x, Tensor h0, Tensor? c0) => module switch
+    {
+        TorchSharp.Modules.LSTM lstm => lstm.call(x, (h0, c0!)) is var (o, h, c) ? [o, h, c] : [],
+        TorchSharp.Modules.GRU gru => gru.call(x, h0) is var (o, h) ? [o, h] : [],
+        TorchSharp.Modules.RNN rnn => rnn.call(x, h0) is var (o, h) ? [o, h] : [],
+        TorchSharp.Modules.LSTMCell cell => cell.call(x, (h0, c0!)) is var (h, c) ? [h, c] : [],
+        TorchSharp.Modules.GRUCell cell => [cell.call(x, h0)],
+        TorchSharp.Modules.RNNCell cell => [cell.call(x, h0)],
+        _ => throw new InvalidOperationException(module.GetType().Name),
+    };
+
     private static Tensor[] Cell(RecurrentResult result) => result.FinalCell is { } c ? [c] : [];
 
     [Fact]
