@@ -56,6 +56,69 @@ class ScaledLinear(nn.Module):
         return self.linear(x) * self.scale
 
 
+class RecurrentClassifier(nn.Module):
+    """RecurrentModels.cs: embed = Linear(F->I) per step, a recurrent layer (sequence-first unless batch_first; a cell
+    is called once per step from zeros or h0), h0 (and c0) = tanh(initial(x[:, 0])) when asked, head = Linear on the
+    last step's output, concatenated with every final state when asked. The names (weight_ih_l0, ...) are
+    PyTorch's own, so nothing is mapped."""
+
+    def __init__(self, kind, cell=False, layers=1, bidirectional=False, batch_first=False, bias=True,
+                 initial_state=False, read_final_state=False, features=3, input_size=4, hidden=5, classes=3):
+        super().__init__()
+        self.kind, self.cell, self.batch_first = kind, cell, batch_first
+        self.initial_state, self.read_final_state, self.hidden = initial_state, read_final_state, hidden
+        self.embed = nn.Linear(features, input_size)
+        if cell:
+            self.recurrent = {"lstm": lambda: nn.LSTMCell(input_size, hidden, bias),
+                              "gru": lambda: nn.GRUCell(input_size, hidden, bias),
+                              "rnn-tanh": lambda: nn.RNNCell(input_size, hidden, bias, "tanh"),
+                              "rnn-relu": lambda: nn.RNNCell(input_size, hidden, bias, "relu")}[kind]()
+        else:
+            options = dict(num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
+            self.recurrent = {"lstm": lambda: nn.LSTM(input_size, hidden, **options),
+                              "gru": lambda: nn.GRU(input_size, hidden, **options),
+                              "rnn-tanh": lambda: nn.RNN(input_size, hidden, nonlinearity="tanh", **options),
+                              "rnn-relu": lambda: nn.RNN(input_size, hidden, nonlinearity="relu", **options)}[kind]()
+        directions = 2 if bidirectional else 1
+        self.states = 2 if kind == "lstm" else 1
+        count = self.states * (1 if cell else layers * directions)
+        if initial_state:
+            self.initial = nn.Linear(features, count * hidden)
+        self.head = nn.Linear(directions * hidden + (count * hidden if read_final_state else 0), classes)
+
+    def forward(self, x):
+        n = x.shape[0]
+        e = self.embed(x)
+        initial = None
+        if self.initial_state:
+            initial = self.initial(x[:, 0]).tanh().chunk(self.states, 1)
+            if not self.cell:
+                initial = [s.reshape(n, -1, self.hidden).transpose(0, 1) for s in initial]
+        if self.cell:
+            h = initial[0] if initial else torch.zeros(n, self.hidden, dtype=x.dtype)
+            c = initial[1] if initial and self.states == 2 else torch.zeros_like(h)
+            for t in range(e.shape[1]):
+                if self.kind == "lstm":
+                    h, c = self.recurrent(e[:, t], (h, c))
+                else:
+                    h = self.recurrent(e[:, t], h)
+            last, finals = h, [h, c] if self.kind == "lstm" else [h]
+        else:
+            sequence = e if self.batch_first else e.transpose(0, 1)
+            state = None if initial is None else (tuple(initial) if self.kind == "lstm" else initial[0])
+            output, final = self.recurrent(sequence, state)
+            finals = list(final) if self.kind == "lstm" else [final]
+            last = output[:, -1] if self.batch_first else output[-1]
+            finals = [f.transpose(0, 1).reshape(n, -1) for f in finals]
+        features = [last] + (finals if self.read_final_state else [])
+        return self.head(torch.cat(features, 1))
+
+
+def recurrent(kind, **options):
+    """CaseCatalogue.RecurrentCases: T = 4 steps of F = 3 features, I = 4, H = 5, 3 classes."""
+    return lambda sample_shape: RecurrentClassifier(kind, **options)
+
+
 def nested(width, classes):
     """Case 'nested-sequential':
     Sequential(outer=Sequential(Linear, ReLU), deep=Sequential(inner=Sequential(linear)))."""
@@ -234,4 +297,21 @@ CASES = {
     "ce-positions-conv1d": plain(lambda: [nn.Conv1d(3, 4, 3)]),
     "nll-positions-conv1d": plain(lambda: [nn.Conv1d(3, 4, 3), nn.LogSoftmax(1)]),
     "ce-positions-conv2d": plain(lambda: [nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)]),
+    # Recurrent layers (CaseCatalogue.RecurrentCases; training mode travels in the request)
+    "lstm": recurrent("lstm"),
+    "lstm-l2-h0-final": recurrent("lstm", layers=2, initial_state=True, read_final_state=True),
+    "lstm-bi-batchfirst": recurrent("lstm", bidirectional=True, batch_first=True),
+    "lstm-l2-bi-nobias-final": recurrent("lstm", layers=2, bidirectional=True, bias=False, read_final_state=True),
+    "lstm-l2-train": recurrent("lstm", layers=2, batch_first=True),
+    "gru-l2-bi-h0": recurrent("gru", layers=2, bidirectional=True, initial_state=True),
+    "gru-batchfirst-nobias-final": recurrent("gru", batch_first=True, bias=False, read_final_state=True),
+    "rnn-tanh-l2-final": recurrent("rnn-tanh", layers=2, read_final_state=True),
+    "rnn-relu-bi-batchfirst-h0": recurrent("rnn-relu", bidirectional=True, batch_first=True, initial_state=True),
+    "rnn-relu-nobias": recurrent("rnn-relu", bias=False),
+    "lstmcell-h0-final": recurrent("lstm", cell=True, initial_state=True, read_final_state=True),
+    "lstmcell-nobias": recurrent("lstm", cell=True, bias=False),
+    "grucell": recurrent("gru", cell=True),
+    "grucell-h0-nobias": recurrent("gru", cell=True, initial_state=True, bias=False),
+    "rnncell-tanh-h0": recurrent("rnn-tanh", cell=True, initial_state=True),
+    "rnncell-relu": recurrent("rnn-relu", cell=True),
 }

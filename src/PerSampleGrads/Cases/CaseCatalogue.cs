@@ -197,6 +197,7 @@ public static class CaseCatalogue
                 () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
             .. OptionCases(),
+            .. RecurrentCases(),
         ];
     }
 
@@ -281,6 +282,45 @@ public static class CaseCatalogue
             Plain("nll-positions-conv1d", [3, 9], 3, nll(LossReduction.Sum), () => [Conv1d(3, 4, 3), LogSoftmax(1)]),
             Plain("ce-positions-conv2d", [3, 5, 5], 3, CeMean, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)]),
             Plain("ce-positions-conv2d", [3, 5, 5], 2, CeSum, () => [Conv2d(3, 4, 3), GroupNorm(2, 4)]),
+        ];
+    }
+
+    // Recurrent layers (RecurrentModels.cs), one case per option: layers, directions, batch-first, bias, a given h0
+    // (and c0), a head on the final states, each cell unrolled over the steps; T = 4 steps of F = 3 features, I = 4,
+    // H = 5, 3 classes.
+    private static IEnumerable<GradientCase> RecurrentCases()
+    {
+        GradientCase Recurrent(string name, RecurrentOptions options, long n, LossFunction loss) =>
+            Case(name, [4, 3], loss, n, () => Seeded.Build(11, () =>
+            {
+                var model = new RecurrentClassifier(options, 3, 4, 5, 3);
+                model.eval();
+                return (Module<Tensor, Tensor>)model;
+            }));
+        const RecurrentCellKind lstm = RecurrentCellKind.Lstm, gru = RecurrentCellKind.Gru;
+        const RecurrentCellKind tanh = RecurrentCellKind.RnnTanh, relu = RecurrentCellKind.RnnRelu;
+        return
+        [
+            Recurrent("lstm", new(lstm), 4, CeMean),
+            Recurrent("lstm-l2-h0-final", new(lstm, Layers: 2, InitialState: true, ReadFinalState: true), 3, CeSum),
+            Recurrent("lstm-bi-batchfirst", new(lstm, Bidirectional: true, BatchFirst: true), 3, CeMean),
+            Recurrent("lstm-l2-bi-nobias-final",
+                new(lstm, Layers: 2, Bidirectional: true, Bias: false, ReadFinalState: true), 3, CeMean),
+            Trained(Recurrent("lstm-l2-train", new(lstm, Layers: 2, BatchFirst: true), 3, CeMean)),
+            Recurrent("gru-l2-bi-h0", new(gru, Layers: 2, Bidirectional: true, InitialState: true), 3, CeMean),
+            Recurrent("gru-batchfirst-nobias-final", new(gru, BatchFirst: true, Bias: false, ReadFinalState: true), 4,
+                CeSum),
+            Recurrent("rnn-tanh-l2-final", new(tanh, Layers: 2, ReadFinalState: true), 3, CeMean),
+            Recurrent("rnn-relu-bi-batchfirst-h0", new(relu, Bidirectional: true, BatchFirst: true,
+                InitialState: true), 3, CeMean),
+            Recurrent("rnn-relu-nobias", new(relu, Bias: false), 3, CeSum),
+            Recurrent("lstmcell-h0-final", new(lstm, Cell: true, InitialState: true, ReadFinalState: true), 3,
+                CeMean),
+            Recurrent("lstmcell-nobias", new(lstm, Cell: true, Bias: false), 3, CeSum),
+            Recurrent("grucell", new(gru, Cell: true), 3, CeMean),
+            Recurrent("grucell-h0-nobias", new(gru, Cell: true, InitialState: true, Bias: false), 3, CeMean),
+            Recurrent("rnncell-tanh-h0", new(tanh, Cell: true, InitialState: true), 3, CeMean),
+            Recurrent("rnncell-relu", new(relu, Cell: true), 3, CeSum),
         ];
     }
 
