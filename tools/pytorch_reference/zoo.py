@@ -36,6 +36,22 @@ class TokenClassifier(nn.Module):
         return self.head(h.mean(1))
 
 
+class LstmClassifier(nn.Module):
+    """Zoo 'lstm' (ZooModels.cs, LstmClassifier): embedding, LSTM (batch-first), head on the last hidden state h_n.
+    TorchSharp's LSTM names its parameters as PyTorch does (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0), so
+    the weights load by name unchanged."""
+
+    def __init__(self, vocabulary=50, width=16, hidden=32, classes=5):
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, width, padding_idx=0)
+        self.lstm = nn.LSTM(width, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, tokens):
+        _, (h, _) = self.lstm(self.embedding(tokens))
+        return self.head(h[-1])
+
+
 class BasicBlock(nn.Module):
     """TorchVision's ResNet BasicBlock (torchvision/models/resnet.py), norm layer given."""
 
@@ -92,5 +108,6 @@ ZOO = {
     "mlp": lambda sample_shape: nn.Sequential(
         nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10)),
     "sequence": lambda sample_shape: TokenClassifier(),
+    "lstm": lambda sample_shape: LstmClassifier(),
     "resnet18-gn": lambda sample_shape: ResNet18(10, group_norm_min32),
 }

@@ -85,8 +85,14 @@ public static class ModelZoo
         "Embedding(50,16,padding_idx=0)+LayerNorm(16)+Linear(16->16) per token+ReLU+mean+Linear(16->5), 12 tokens",
         seed => Prepared(seed, () => new TokenClassifier()), [12], ZooInputKind.Tokens, 5, Vocabulary: 50);
 
+    /// <summary>An LSTM classifier, <see cref="Zoo.LstmClassifier"/>: 12 tokens from a vocabulary of 50, 5
+    /// classes.</summary>
+    public static ZooModel Lstm { get; } = new("lstm",
+        "Embedding(50,16,padding_idx=0)+LSTM(16->32, batch-first)+Linear(32->5) on h_n, 12 tokens",
+        seed => Prepared(seed, () => new LstmClassifier()), [12], ZooInputKind.Tokens, 5, Vocabulary: 50);
+
     /// <summary>Every model, the default (<c>small-cnn</c>) first.</summary>
-    public static IReadOnlyList<ZooModel> All { get; } = [SmallCnn, Mlp, Sequence, ResNet18GroupNorm];
+    public static IReadOnlyList<ZooModel> All { get; } = [SmallCnn, Mlp, Sequence, Lstm, ResNet18GroupNorm];
 
     /// <summary>The model named <paramref name="name"/>; the error lists the names.</summary>
     public static ZooModel Get(string name) =>

@@ -64,3 +64,35 @@ public sealed class TokenClassifier : Module<Tensor, Tensor>
         return scope.MoveToOuter(_head.call(h.mean([1L])));
     }
 }
+
+/// <summary>
+/// An LSTM sequence classifier over token ids <c>[N, T]</c> (Int64): <c>embedding</c> = Embedding(vocabulary, width,
+/// padding_idx 0), <c>lstm</c> = LSTM(width→hidden, batch-first), <c>head</c> = Linear(hidden→classes) on the last
+/// hidden state h_n.
+/// </summary>
+public sealed class LstmClassifier : Module<Tensor, Tensor>
+{
+    private readonly Embedding _embedding;
+    private readonly LSTM _lstm;
+    private readonly Linear _head;
+
+    /// <summary>Builds the model with the global generator's initial values.</summary>
+    public LstmClassifier(long vocabulary = 50, long width = 16, long hidden = 32, long classes = 5)
+        : base(nameof(LstmClassifier))
+    {
+        _embedding = Embedding(vocabulary, width, padding_idx: 0);
+        _lstm = LSTM(width, hidden, batchFirst: true);
+        _head = Linear(hidden, classes);
+        register_module("embedding", _embedding);
+        register_module("lstm", _lstm);
+        register_module("head", _head);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var (_, finalHidden, _) = _lstm.call(_embedding.call(tokens));
+        return scope.MoveToOuter(_head.call(finalHidden[-1]));
+    }
+}
