@@ -16,6 +16,18 @@ namespace PerSampleGrads.Maths;
 public sealed record RecurrentCall(Tensor Input, Tensor? Hidden, Tensor? Cell, Tensor? OutputGradient,
     Tensor? FinalHiddenGradient, Tensor? FinalCellGradient);
 
+/// <summary>One layer and direction of a recomputed recurrent call, every tensor indexed by time position t.</summary>
+/// <param name="Layer">The layer.</param>
+/// <param name="Direction">0 forward, 1 reverse.</param>
+/// <param name="Inputs">The layer's input x, <c>[T, N, in]</c>.</param>
+/// <param name="States">The state h before step t in this direction's order (h[t-1] forward, h[t+1] reverse, h0
+/// first), <c>[T, N, H]</c>.</param>
+/// <param name="InputGradient">dz_ih, the gradient at <c>gi[t] = W_ih x[t] + b_ih</c>, <c>[T, N, G*H]</c>.</param>
+/// <param name="HiddenGradient">dz_hh, the gradient at <c>gh[t] = W_hh h[t-1] + b_hh</c>, <c>[T, N,
+/// G*H]</c>.</param>
+public sealed record RecurrentStepGradients(int Layer, int Direction, Tensor Inputs, Tensor States,
+    Tensor InputGradient, Tensor HiddenGradient);
+
 /// <summary>
 /// Per-sample gradients of a recurrent layer's weights from one call (Opacus' DPLSTM idea): the recurrence is
 /// recomputed from the call's inputs with the layer's own weights (<see cref="RecurrentUnroll"/>), each step's gate
@@ -35,7 +47,14 @@ public static class RecurrentGradients
     /// names <paramref name="wants"/> accepts.
     /// </summary>
     public static Dictionary<string, Tensor> Compute(RecurrentLayout layout, nn.Module module, RecurrentCall call,
-        Func<string, bool> wants)
+        Func<string, bool> wants) => WeightGradients(layout, Backpropagate(layout, module, call), wants);
+
+    /// <summary>
+    /// The recomputed recurrence and its backward: for each layer and direction, the layer's input, the state before
+    /// each step and the gradients at each step's pre-activations.
+    /// </summary>
+    public static List<RecurrentStepGradients> Backpropagate(RecurrentLayout layout, nn.Module module,
+        RecurrentCall call)
     {
         var input = call.Input.detach();
         long n = layout.IsCell || layout.BatchFirst ? input.shape[0] : input.shape[1];
@@ -60,20 +79,34 @@ public static class RecurrentGradients
             Add(result.FinalCell, call.FinalCellGradient);
             if (outputs.Count > 0) autograd.backward(outputs, gradients, inputs: weights.Leaves);
         }
-        var perSample = new Dictionary<string, Tensor>();
+        var steps = new List<RecurrentStepGradients>();
         for (int layer = 0; layer < layout.Layers; layer++)
             for (int direction = 0; direction < layout.Directions; direction++)
-            {
-                var (inputs, states, dzInput, dzHidden) = weights.Recorded(layer, direction);
-                string Name(string role) => layout.Name(role, layer, direction);
-                // [T, N, F] to [N, T, F]: positions t summed by one batched product per parameter.
-                if (wants(Name("weight_ih")))
-                    perSample[Name("weight_ih")] = SumOfOuterProducts(dzInput.transpose(0, 1), inputs.transpose(0, 1));
-                if (wants(Name("weight_hh")))
-                    perSample[Name("weight_hh")] = SumOfOuterProducts(dzHidden.transpose(0, 1), states.transpose(0, 1));
-                if (layout.HasBias && wants(Name("bias_ih"))) perSample[Name("bias_ih")] = dzInput.sum(dim: 0);
-                if (layout.HasBias && wants(Name("bias_hh"))) perSample[Name("bias_hh")] = dzHidden.sum(dim: 0);
-            }
+                steps.Add(weights.Recorded(layer, direction));
+        return steps;
+    }
+
+    /// <summary>
+    /// The per-sample weight gradients from <paramref name="steps"/> (the class summary's sums over t), by local
+    /// parameter name, for the names <paramref name="wants"/> accepts.
+    /// </summary>
+    public static Dictionary<string, Tensor> WeightGradients(RecurrentLayout layout,
+        IEnumerable<RecurrentStepGradients> steps, Func<string, bool> wants)
+    {
+        var perSample = new Dictionary<string, Tensor>();
+        foreach (var step in steps)
+        {
+            string Name(string role) => layout.Name(role, step.Layer, step.Direction);
+            // [T, N, F] to [N, T, F]: positions t summed by one batched product per parameter.
+            if (wants(Name("weight_ih")))
+                perSample[Name("weight_ih")] = SumOfOuterProducts(step.InputGradient.transpose(0, 1),
+                    step.Inputs.transpose(0, 1));
+            if (wants(Name("weight_hh")))
+                perSample[Name("weight_hh")] = SumOfOuterProducts(step.HiddenGradient.transpose(0, 1),
+                    step.States.transpose(0, 1));
+            if (layout.HasBias && wants(Name("bias_ih"))) perSample[Name("bias_ih")] = step.InputGradient.sum(dim: 0);
+            if (layout.HasBias && wants(Name("bias_hh"))) perSample[Name("bias_hh")] = step.HiddenGradient.sum(dim: 0);
+        }
         return perSample;
     }
 
@@ -106,14 +139,13 @@ public static class RecurrentGradients
             return _hiddenLeaves.TryGetValue((layer, direction), out var leaf) ? projection + leaf[step] : projection;
         }
 
-        // The layer's input [T, N, in], the states before each step [T, N, H], and the gradients at the input and
-        // hidden pre-activations [T, N, G*H] (zero where the backward did not reach).
-        public (Tensor Inputs, Tensor States, Tensor DzInput, Tensor DzHidden) Recorded(int layer, int direction)
+        // Zero where the backward did not reach.
+        public RecurrentStepGradients Recorded(int layer, int direction)
         {
             var key = (layer, direction);
             var dzInput = GradientOf(_inputLeaves[key]);
             var dzHidden = _hiddenLeaves.TryGetValue(key, out var leaf) ? GradientOf(leaf) : dzInput;
-            return (_inputs[key], stack(_states[key]), dzInput, dzHidden);
+            return new RecurrentStepGradients(layer, direction, _inputs[key], stack(_states[key]), dzInput, dzHidden);
         }
 
         private static Tensor GradientOf(Tensor leaf) => leaf.grad is { } grad ? grad : zeros_like(leaf);
