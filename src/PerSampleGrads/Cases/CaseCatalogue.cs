@@ -198,6 +198,7 @@ public static class CaseCatalogue
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
             .. OptionCases(),
             .. RecurrentCases(),
+            // SEQ
         ];
     }
 
@@ -321,6 +322,41 @@ public static class CaseCatalogue
             Recurrent("grucell-h0-nobias", new(gru, Cell: true, InitialState: true, Bias: false), 3, CeMean),
             Recurrent("rnncell-tanh-h0", new(tanh, Cell: true, InitialState: true), 3, CeMean),
             Recurrent("rnncell-relu", new(relu, Cell: true), 3, CeSum),
+        ];
+    }
+
+    // EmbeddingBag (modes, 2-d ids, 1-d ids with offsets, per-sample weights, padding), MultiheadAttention (heads,
+    // bias, key padding and causal masks, attention weights used, cross attention) and the Transformer layers.
+    private static IEnumerable<GradientCase> SequenceCases()
+    {
+        GradientCase Bag(string name, EmbeddingBagMode mode, BagInput input, bool weighted, long n,
+            LossFunction loss, long padding = -1) =>
+            Case(name, [4], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new BagClassifier(12, 5,
+                mode, input, weighted, 3, padding)), vocabulary: 12);
+        GradientCase Attention(AttentionOptions options, long n, LossFunction loss) =>
+            Case($"attention-{options}", [5], loss, n, () => Seeded.Build(11, () =>
+                (Module<Tensor, Tensor>)new AttentionClassifier(10, 8, 5, options, 3)), vocabulary: 10);
+        GradientCase Transformer(string name, bool decoder, Activations activation, long n, LossFunction loss) =>
+            Case(name, [5], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new TransformerClassifier(
+                10, 8, 2, 12, decoder, activation, 3)), vocabulary: 10);
+        return
+        [
+            Bag("bag-sum-rows", EmbeddingBagMode.Sum, BagInput.Rows, false, 4, CeMean),
+            Bag("bag-mean-rows", EmbeddingBagMode.Mean, BagInput.Rows, false, 3, CeSum),
+            Bag("bag-sum-offsets", EmbeddingBagMode.Sum, BagInput.FlatWithOffsets, false, 4, CeSum),
+            Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 4, CeMean),
+            Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 1, CeMean),
+            Bag("bag-sum-weighted-rows", EmbeddingBagMode.Sum, BagInput.Rows, true, 3, CeMean),
+            Bag("bag-sum-weighted-offsets", EmbeddingBagMode.Sum, BagInput.FlatWithOffsets, true, 4, CeMean),
+            Bag("bag-mean-pad0-rows", EmbeddingBagMode.Mean, BagInput.Rows, false, 4, CeMean, padding: 0),
+            Attention(new AttentionOptions(), 4, CeMean),
+            Attention(new AttentionOptions(Heads: 1, Bias: false), 3, CeSum),
+            Attention(new AttentionOptions(KeyPadding: true, Causal: true), 4, CeMean),
+            Attention(new AttentionOptions(Heads: 4, UseWeights: true), 3, CeMean),
+            Attention(new AttentionOptions(CrossKeyValue: true, KeyPadding: true), 1, CeSum),
+            Transformer("transformer-encoder-relu", false, Activations.ReLU, 3, CeMean),
+            Transformer("transformer-encoder-gelu", false, Activations.GELU, 2, CeSum),
+            Transformer("transformer-decoder-relu", true, Activations.ReLU, 3, CeMean),
         ];
     }
 

@@ -91,6 +91,7 @@ internal sealed class PreparedCall : IDisposable
             BatchValidator.Validate(model, x, y, loss);
             var owners = EngineSupport.CheckSupported(model, capabilities.Layers, capabilities.Engine,
                 capabilities.RerunsUnsupportedLayers ? options.UnsupportedLayers : UnsupportedLayerPolicy.Refuse);
+            if (capabilities.TensorToTensorOnly) EngineSupport.RefuseOtherSignatures(owners, capabilities.Engine);
             if (capabilities.RefusesUserHooks) EngineSupport.RefuseUserHooks(owners, access, capabilities.Engine);
             var groups = ModelInspection.TrainableParameterGroups(model);
             var guard = ModelStateGuard.Capture(model);
@@ -130,8 +131,10 @@ internal sealed class PreparedCall : IDisposable
 /// fallback (when the options allow it).</param>
 /// <param name="SamplesFirstOnly">Whether it needs every trainable layer's input with the samples in dimension 0 and
 /// every parameter tensor used by one module only (the clipping method's norms are per module).</param>
+/// <param name="TensorToTensorOnly">Whether it hooks only <c>Module&lt;Tensor, Tensor&gt;</c> layers (the clipping
+/// method): a trainable module of another signature (<see cref="ModuleSignatures"/>) is then refused.</param>
 internal sealed record EngineCapabilities(string Engine, IReadOnlyCollection<Type> Layers, bool RefusesUserHooks,
-    bool RerunsUnsupportedLayers = true, bool SamplesFirstOnly = false);
+    bool RerunsUnsupportedLayers = true, bool SamplesFirstOnly = false, bool TensorToTensorOnly = false);
 
 /// <summary>What both engines do before and after computing: placement, the per-layer checks, the result.</summary>
 internal static class EngineSupport
@@ -143,6 +146,15 @@ internal static class EngineSupport
     public static IReadOnlySet<Type> PositionWise { get; } = new HashSet<Type>
     {
         typeof(Linear), typeof(Embedding), typeof(LayerNorm),
+    };
+
+    /// <summary>
+    /// Layers that hold the samples in a fixed dimension other than 0 (TorchSharp's sequence-first Transformer
+    /// layers, <c>[T, N, E]</c>): the engines move it to the front for them.
+    /// </summary>
+    public static IReadOnlyDictionary<Type, int> SamplesAlong { get; } = new Dictionary<Type, int>
+    {
+        [typeof(TransformerEncoderLayer)] = 1,
     };
 
     /// <summary>
@@ -177,7 +189,7 @@ internal static class EngineSupport
         if (policy == UnsupportedLayerPolicy.PerSampleRerun) owners = FallbackOwners.Apply(owners, supported);
         var missing = owners
             .Where(o => (!supported.Contains(o.Module.Module.GetType()) && policy == UnsupportedLayerPolicy.Refuse)
-                || o.Module.Module is not nn.Module<Tensor, Tensor>)
+                || ModuleSignatures.Find(o.Module.Module) is null)
             .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name}: " +
                 $"{string.Join(", ", o.TrainableLocalNames)})")
             .ToList();
@@ -196,6 +208,20 @@ internal static class EngineSupport
             if (named.Module is Embedding embedding)
                 EmbeddingInspection.Inspect(embedding, named.Display);
         return owners;
+    }
+
+    /// <summary>Refuses trainable modules whose signature is not <c>Module&lt;Tensor, Tensor&gt;</c>, for a method
+    /// that hooks only those.</summary>
+    public static void RefuseOtherSignatures(List<(NamedModule Module, List<string> Trainable)> owners,
+        string engine)
+    {
+        var others = owners.Where(o => o.Module.Module is not nn.Module<Tensor, Tensor>)
+            .Select(o => $"'{o.Module.Display}' ({o.Module.Module.GetType().Name})").ToList();
+        if (others.Count > 0)
+            throw new PerSampleGradientsException(Problem.UnsupportedLayers,
+                $"The {engine} method hooks only modules that map one tensor to one tensor, and " +
+                $"{string.Join(", ", others)} take or return more. Compute per-sample gradients with the hook or " +
+                "functional engine and clip them yourself, or freeze those parameters.");
     }
 
     public static void RefuseUserHooks(List<(NamedModule Module, List<string> Trainable)> owners, ModelAccess access,
@@ -224,6 +250,10 @@ internal static class EngineSupport
                     $"the {capabilities.Engine} method needs the samples in dimension 0 of every trainable layer's " +
                     "input. Use the hook or functional engine, or move the samples to dimension 0.");
             if (axis.IsShared || axis.Dimension == 0 || PositionWise.Contains(named.Module.GetType())) continue;
+            // Layers that take the samples in a dimension of their own (sequence-first attention), or read several
+            // slots whose layouts their rule checks (ModuleSignatures).
+            if (SamplesAlong.TryGetValue(named.Module.GetType(), out var own) && own == axis.Dimension) continue;
+            if (named.Module is not nn.Module<Tensor, Tensor>) continue;
             throw new PerSampleGradientsException(Problem.BatchLayout,
                 $"Module '{named.Display}' ({named.Module.GetType().Name}) receives its input with the {axis}, but " +
                 $"a {named.Module.GetType().Name} treats dimension 0 as the batch, so it mixes the samples' values " +
@@ -255,20 +285,20 @@ internal static class EngineSupport
     /// if the forward throws). Every use a hook sees then reaches the loss through the engine's own route only, so a
     /// parameter that still gets a gradient was used where no hook saw it (<see cref="RefuseBypassedParameters"/>).
     /// </summary>
-    public static void KeepOwnParametersOutOfGraph(nn.Module<Tensor, Tensor> layer, IEnumerable<string> trainable,
-        List<Action> removers)
+    public static void KeepOwnParametersOutOfGraph(nn.Module layer, ModuleSignature signature,
+        IEnumerable<string> trainable, List<Action> removers)
     {
         var own = trainable.Select(local => layer.get_parameter(local)!).ToList();
-        removers.Add(layer.register_forward_pre_hook((_, _) =>
+        removers.Add(signature.HookBefore(layer, _ =>
         {
             foreach (var p in own) p.requires_grad_(false);
-            return null!;
-        }).remove);
-        removers.Add(layer.register_forward_hook((_, _, _) =>
+            return null;
+        }));
+        removers.Add(signature.HookAfter(layer, (_, _) =>
         {
             foreach (var p in own) p.requires_grad_(true);
-            return null!;
-        }).remove);
+            return null;
+        }));
     }
 
     /// <summary>

@@ -1,12 +1,11 @@
-using static TorchSharp.torch;
-
 namespace PerSampleGrads.Engines;
 
 /// <summary>
 /// Which modules the per-sample rerun fallback takes: every module that owns trainable parameters, has no entry in
-/// the engine's table and maps a tensor to a tensor (a fallback root). A root is re-run with its whole subtree, so
-/// the root's entry lists every trainable parameter below it (names relative to the root) and the modules below it
-/// get no entry of their own (their rules would otherwise count their gradients twice).
+/// the engine's table and has a signature the engines can hook (<see cref="ModuleSignatures"/>): a fallback root. A
+/// root is re-run with its whole subtree, so the root's entry lists every trainable parameter below it (names
+/// relative to the root) and the modules below it get no entry of their own (their rules would otherwise count
+/// their gradients twice).
 /// </summary>
 internal static class FallbackOwners
 {
@@ -15,7 +14,8 @@ internal static class FallbackOwners
         List<(NamedModule Module, List<string> Trainable)> owners, IReadOnlyCollection<Type> supported)
     {
         var roots = owners
-            .Where(o => !supported.Contains(o.Module.Module.GetType()) && o.Module.Module is nn.Module<Tensor, Tensor>)
+            .Where(o => !supported.Contains(o.Module.Module.GetType())
+                && ModuleSignatures.Find(o.Module.Module) is not null)
             .Select(o => o.Module)
             .ToList();
         // Outermost roots only: a root inside another root is part of that one's subtree.

@@ -80,4 +80,35 @@ public static class PerSampleRerun
         }
         return (results, inputResult);
     }
+
+    /// <summary>
+    /// Per-sample gradients <c>[N, ...]</c> of <paramref name="parameters"/> for a module of any signature:
+    /// <paramref name="sample"/> runs the module on sample n alone and returns each output that reached the loss
+    /// with the gradient the batch's backward delivered there for that sample (same shapes); the result for sample n
+    /// is the gradient of <c>sum_j &lt;gradient_j, output_j&gt;</c>. Zeros where no output depends on a parameter.
+    /// </summary>
+    public static List<Tensor> Gradients(IReadOnlyList<Tensor> parameters, long n,
+        Func<long, IReadOnlyList<(Tensor Output, Tensor Gradient)>> sample)
+    {
+        var results = parameters.Select(p => zeros([n, .. p.shape], dtype: p.dtype, device: p.device)).ToList();
+        using var grad = enable_grad();
+        using var setAside = new SetAsideGradients(parameters);
+        for (long i = 0; i < n; i++)
+        {
+            using var scope = NewDisposeScope();
+            var pairs = sample(i).Where(p => p.Output.requires_grad).ToList();
+            if (pairs.Count == 0) continue;
+            autograd.backward(pairs.Select(p => p.Output).ToList(), pairs.Select(p => p.Gradient).ToList(),
+                inputs: parameters.ToList());
+            using var _ = no_grad();
+            for (int j = 0; j < parameters.Count; j++)
+            {
+                using var gradient = parameters[j].grad;
+                if (gradient is null || gradient.IsInvalid) continue;
+                results[j][i].copy_(gradient);
+                parameters[j].grad = null;
+            }
+        }
+        return results;
+    }
 }

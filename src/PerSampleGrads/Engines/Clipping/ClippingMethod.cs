@@ -83,7 +83,7 @@ public sealed class ClippingMethod
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
             new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_rules.Keys, RefusesUserHooks: false,
-                SamplesFirstOnly: true));
+                SamplesFirstOnly: true, TensorToTensorOnly: true));
         if (prepared.Groups.FirstOrDefault(g => g.Names.Count > 1) is { } tied)
             throw new PerSampleGradientsException(Problem.UnsupportedLayers,
                 $"Parameter '{tied.Names[0]}' is also used as '{string.Join("', '", tied.Names.Skip(1))}' (weight " +
@@ -162,7 +162,9 @@ public sealed class ClippingMethod
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
                 // The book-keeping sums need no parameter in the graph, so the bypass check applies; the second
                 // backward needs them there.
-                if (!keepGraph) EngineSupport.KeepOwnParametersOutOfGraph(layer, trainable, removers);
+                if (!keepGraph)
+                    EngineSupport.KeepOwnParametersOutOfGraph(layer, ModuleSignatures.TensorToTensor, trainable,
+                        removers);
                 removers.Add(layer.register_forward_hook((_, input, output) =>
                 {
                     var call = new CapturedCall(named, SampleAxis.First, input.detach().DetachFromDisposeScope());

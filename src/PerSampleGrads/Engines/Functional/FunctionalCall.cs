@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Functional;
@@ -56,8 +57,33 @@ public sealed class SampleParameters
 /// <param name="Input">The real input, <c>[k, ...]</c>.</param>
 /// <param name="Parameters">Per-sample parameters.</param>
 /// <param name="Convolution">The convolution strategy asked for.</param>
+/// <remarks>
+/// A module whose signature is not <c>Module&lt;Tensor, Tensor&gt;</c> (<see cref="ModuleSignatures"/>) also gets
+/// every argument slot; the forward returns output slot 0 and writes any further outputs into
+/// <see cref="OtherOutputs"/> (samples first, as the returned one).
+/// </remarks>
 public sealed record FunctionalCall(nn.Module Layer, string Path, Tensor Input, SampleParameters Parameters,
-    ConvolutionStrategy Convolution);
+    ConvolutionStrategy Convolution)
+{
+    /// <summary>
+    /// Every argument slot (<see cref="ModuleSignature.Arguments"/>): tensors with the samples moved to dimension 0
+    /// where <see cref="ArgumentAxes"/> puts them along a dimension, others as the module received them.
+    /// </summary>
+    public IReadOnlyList<object?> Arguments { get; init; } = [Input];
+
+    /// <summary>Where each argument slot kept the samples in the module's own call (null: not located).</summary>
+    public IReadOnlyList<SampleAxis?> ArgumentAxes { get; init; } = [SampleAxis.First];
+
+    /// <summary>Where each output slot keeps the samples in the module's own call (null: not located).</summary>
+    public IReadOnlyList<SampleAxis?> OutputAxes { get; init; } = [SampleAxis.First];
+
+    /// <summary>Output slots after the first, filled in by the forward (slot 0 unused); empty for one-output
+    /// modules.</summary>
+    public Tensor?[] OtherOutputs { get; init; } = [];
+
+    /// <summary>The tensor in argument slot <paramref name="slot"/>, or null.</summary>
+    public Tensor? Argument(int slot) => slot < Arguments.Count ? Arguments[slot] as Tensor : null;
+}
 
 /// <summary>
 /// A layer's forward for a batch in which sample i uses its own parameter copy i: a plain differentiable computation;

@@ -122,15 +122,23 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         using var setAside = new SetAsideGradients(parameters);
         var stash = new Dictionary<nn.Module, Stack<Tensor>>(ReferenceEqualityComparer.Instance);
         var removers = new List<Action>();
+        var realForwards = new Stack<IDisposable>();
         try
         {
             foreach (var (named, _) in prepared.Owners)
             {
-                var layer = (nn.Module<Tensor, Tensor>)named.Module;
                 var parameterCopies = Parameters(named, leaves, k);
                 // A module the table lacks reached here only because the fallback is allowed (EngineSupport).
-                var forward = _forwards.TryGetValue(layer.GetType(), out var batched)
+                var forward = _forwards.TryGetValue(named.Module.GetType(), out var batched)
                     ? batched : PerSampleRerunForward.Forward;
+                var signature = ModuleSignatures.Of(named.Module, named.Display);
+                if (!signature.IsTensorToTensor)
+                {
+                    HookSlots(named, signature, forward, parameterCopies, prepared.Layout.Axes(named.Module), k,
+                        removers, realForwards);
+                    continue;
+                }
+                var layer = (nn.Module<Tensor, Tensor>)named.Module;
                 var axis = prepared.Layout.InputAxis(layer);
                 stash[layer] = new Stack<Tensor>();
                 long standIn = StandInBatch(layer);
@@ -162,9 +170,58 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         finally
         {
             foreach (var remove in removers) remove();
+            while (realForwards.Count > 0) realForwards.Pop().Dispose();
         }
         return prepared.Groups.ToDictionary(g => g, g => leaves[ParameterIdentity.Of(g.Parameter)].grad
             ?? ModelInspection.PerSampleZeros(g.Parameter, k));
+    }
+
+    // A module of another signature (ModuleSignatures): its own forward runs on the real arguments without gradients
+    // (its outputs are discarded: no stand-in batch fits every signature), then the batched forward's outputs replace
+    // them, each moved back to where the module keeps the samples.
+    private void HookSlots(NamedModule named, ModuleSignature signature, BatchedForward forward,
+        SampleParameters parameterCopies, LayerAxes probed, long k, List<Action> removers,
+        Stack<IDisposable> realForwards)
+    {
+        var layer = named.Module;
+        var axis = probed.Primary;
+        var axes = SlotLayout.AfterExpansion(probed);
+        var stash = new Stack<object?[]>();
+        removers.Add(signature.HookBefore(layer, arguments =>
+        {
+            var given = axis.IsShared && arguments[0] is Tensor input
+                ? [axis.ExpandShared(input, k), .. arguments[1..]] : arguments;
+            stash.Push(SlotLayout.ArgumentsFirst(given, axes, t => t));
+            realForwards.Push(no_grad());
+            return null;
+        }));
+        removers.Add(signature.HookAfter(layer, (_, real) =>
+        {
+            realForwards.Pop().Dispose();
+            var arguments = stash.Pop();
+            var others = new Tensor?[real.Length];
+            var call = new FunctionalCall(layer, named.Display, (arguments[0] as Tensor)!, parameterCopies,
+                _options.Convolution)
+            {
+                Arguments = arguments,
+                ArgumentAxes = axes.Arguments,
+                OutputAxes = axes.Outputs,
+                OtherOutputs = others,
+            };
+            var outputs = new Tensor?[real.Length];
+            outputs[0] = forward(call);
+            for (int i = 1; i < real.Length; i++) outputs[i] = others[i];
+            for (int i = 0; i < real.Length; i++)
+            {
+                if (real[i] is not null && outputs[i] is null)
+                    throw new PerSampleGradientsException(Problem.UnsupportedLayers,
+                        $"Module '{named.Display}' ({layer.GetType().Name}): the functional engine's batched " +
+                        $"forward gave no '{signature.Outputs[i]}' output, which the module returns in this call. " +
+                        "Ask the module not to return it, or use the hook engine.");
+                if (outputs[i] is { } o && i < axes.Outputs.Count) outputs[i] = SlotLayout.Back(o, axes.Outputs[i]);
+            }
+            return outputs;
+        }));
     }
 
     // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an

@@ -29,5 +29,6 @@ public static class FunctionalRules
         [typeof(BatchNorm3d)] = BatchNormForward.Forward,
         [typeof(PReLU)] = PReLUForward.Forward,
         [typeof(Embedding)] = EmbeddingForward.Forward,
+        [typeof(EmbeddingBag)] = EmbeddingBagForward.Forward,
     };
 }

@@ -98,20 +98,28 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             foreach (var (named, trainable) in prepared.Owners)
             {
-                var layer = (nn.Module<Tensor, Tensor>)named.Module;
-                var axis = Bug == PlantedBug.BatchDimensionAssumedZero ? SampleAxis.First
-                    : prepared.Layout.InputAxis(layer);
-                EngineSupport.KeepOwnParametersOutOfGraph(layer, trainable, removers);
+                var layer = named.Module;
+                var signature = ModuleSignatures.Of(layer, named.Display);
+                var probed = prepared.Layout.Axes(layer);
+                if (Bug == PlantedBug.BatchDimensionAssumedZero)
+                    probed = new LayerAxes(probed.Arguments.Select(a => a is null ? (SampleAxis?)null
+                        : SampleAxis.First).ToList(), probed.Outputs.Select(a => a is null ? (SampleAxis?)null
+                        : SampleAxis.First).ToList());
+                var axis = probed.Primary;
+                var axes = SlotLayout.AfterExpansion(probed);
+                EngineSupport.KeepOwnParametersOutOfGraph(layer, signature, trainable, removers);
                 if (axis.IsShared)
-                    removers.Add(layer.register_forward_pre_hook((_, input) => axis.ExpandShared(input, n)).remove);
-                removers.Add(layer.register_forward_hook((_, input, output) =>
+                    removers.Add(signature.HookBefore(layer, arguments => arguments[0] is Tensor input
+                        ? [axis.ExpandShared(input, n), .. arguments[1..]] : null));
+                removers.Add(signature.HookAfter(layer, (arguments, outputs) =>
                 {
                     var sampleFirst = axis.IsShared ? SampleAxis.First : axis;
-                    var call = new CapturedCall(named, sampleFirst, input.detach().movedim([sampleFirst.Dimension], [0])
-                        .DetachFromDisposeScope());
+                    var call = new CapturedCall(named, sampleFirst, SlotLayout.ArgumentsFirst(arguments, axes,
+                        t => t.detach().DetachFromDisposeScope()), axes, outputs);
                     calls.Add(call);
-                    return GradientRecorder.apply(output, call, probe);
-                }).remove);
+                    return outputs.Select((o, i) => o is null ? null
+                        : GradientRecorder.apply(o, new RecordingSlot(call, i), probe)).ToArray();
+                }));
             }
             var output = model.call(x);
             loss.ValidateTargets(output, y);
@@ -138,14 +146,35 @@ public sealed class HookEngine : IPerSampleGradientMethod
         var sums = new Dictionary<ParameterGroup, Tensor>(ReferenceEqualityComparer.Instance);
         foreach (var call in calls)
         {
-            // A call whose output did not reach the loss contributes nothing.
-            if (call.OutputGradient is null) continue;
+            // A call none of whose outputs reached the loss contributes nothing.
+            if (!call.ReachedLoss) continue;
             var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug, buffer);
-            var gradient = call.OutputGradient.movedim([call.Axis.Dimension], [0]);
-            Rule(call.Layer.Module)(
-                new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, gradient), sink);
+            Rule(call.Layer.Module)(LayerCallOf(call), sink);
         }
         return sums;
+    }
+
+    // What a rule sees: every slot samples-first; a missing gradient at output 0 as zeros when another output got one.
+    internal static LayerCall LayerCallOf(CapturedCall call)
+    {
+        var gradients = call.OutputGradients.Select((g, i) => g is null ? null
+            : SlotLayout.First(g, i < call.Axes.Outputs.Count ? call.Axes.Outputs[i] : call.Axis)).ToList();
+        if (call.Arguments.Length == 1 && call.OutputGradients.Count == 1)
+            return new LayerCall(call.Layer.Module, call.Layer.Display, call.Input,
+                call.OutputGradient!.movedim([call.Axis.Dimension], [0]))
+            {
+                ArgumentAxes = call.Axes.Arguments,
+                OutputAxes = call.Axes.Outputs,
+            };
+        var primary = gradients[0] ?? zeros(call.OutputShapes[0]!, dtype: call.OutputTypes[0]!.Value,
+            device: call.Input.device).movedim([call.Axes.Outputs[0]?.Dimension ?? 0], [0]);
+        return new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, primary)
+        {
+            Arguments = call.Arguments,
+            ArgumentAxes = call.Axes.Arguments,
+            OutputGradients = gradients,
+            OutputAxes = call.Axes.Outputs,
+        };
     }
 
     // The table's rule; a module the table lacks reached here only because the fallback is allowed (EngineSupport).

@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Hooks;
@@ -9,8 +10,37 @@ namespace PerSampleGrads.Engines.Hooks;
 /// <param name="Path">Its path in the model, for messages.</param>
 /// <param name="Input">The layer's input, <c>[N, ...]</c>.</param>
 /// <param name="OutputGradient">Gradient of <c>sum_i L_i</c> with respect to the layer's output, <c>[N,
-/// ...]</c>.</param>
-public sealed record LayerCall(nn.Module Layer, string Path, Tensor Input, Tensor OutputGradient);
+/// ...]</c> (zeros when the layer has several outputs and only others reached the loss).</param>
+/// <remarks>
+/// A module whose signature is not <c>Module&lt;Tensor, Tensor&gt;</c> (<see cref="ModuleSignatures"/>) also gives
+/// every argument slot and the gradient at every output slot; <see cref="Input"/> and <see cref="OutputGradient"/>
+/// are slot 0 of each.
+/// </remarks>
+public sealed record LayerCall(nn.Module Layer, string Path, Tensor Input, Tensor OutputGradient)
+{
+    /// <summary>
+    /// Every argument slot of the call (<see cref="ModuleSignature.Arguments"/>): tensors with the samples moved to
+    /// dimension 0 where <see cref="ArgumentAxes"/> puts them along a dimension, others as the module received them
+    /// (a shared attention mask, EmbeddingBag's 1-d ids and offsets, <c>need_weights</c>).
+    /// </summary>
+    public IReadOnlyList<object?> Arguments { get; init; } = [Input];
+
+    /// <summary>Where each argument slot kept the samples in the module's own call (null: not located).</summary>
+    public IReadOnlyList<SampleAxis?> ArgumentAxes { get; init; } = [SampleAxis.First];
+
+    /// <summary>Gradient of <c>sum_i L_i</c> at every output slot, samples first; null where that output did not
+    /// reach the loss.</summary>
+    public IReadOnlyList<Tensor?> OutputGradients { get; init; } = [OutputGradient];
+
+    /// <summary>Where each output slot kept the samples in the module's own call (null: not located).</summary>
+    public IReadOnlyList<SampleAxis?> OutputAxes { get; init; } = [SampleAxis.First];
+
+    /// <summary>The tensor in argument slot <paramref name="slot"/>, or null.</summary>
+    public Tensor? Argument(int slot) => slot < Arguments.Count ? Arguments[slot] as Tensor : null;
+
+    /// <summary>The gradient at output slot <paramref name="slot"/>, or null.</summary>
+    public Tensor? Gradient(int slot) => slot < OutputGradients.Count ? OutputGradients[slot] : null;
+}
 
 /// <summary>Receives one layer call's per-sample gradients, by local parameter name (<c>weight</c>,
 /// <c>bias</c>).</summary>

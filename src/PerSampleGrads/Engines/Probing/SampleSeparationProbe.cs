@@ -4,19 +4,42 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Probing;
 
+/// <summary>
+/// Where one layer's argument and output slots keep the samples (see <see cref="ModuleSignature"/>): null for a slot
+/// the probe did not locate (not a tensor, null in the call, or left out by <see cref="ModuleSignature.SampleSlots"/>).
+/// </summary>
+/// <param name="Arguments">One entry per argument slot.</param>
+/// <param name="Outputs">One entry per output slot.</param>
+public sealed record LayerAxes(IReadOnlyList<SampleAxis?> Arguments, IReadOnlyList<SampleAxis?> Outputs)
+{
+    /// <summary>The primary axis: argument slot 0's, else output slot 0's (EmbeddingBag's bags), else samples in
+    /// dimension 0.</summary>
+    public SampleAxis Primary => Arguments.Count > 0 && Arguments[0] is { } a ? a
+        : Outputs.Count > 0 && Outputs[0] is { } o ? o : SampleAxis.First;
+
+    /// <summary>Samples in dimension 0 of a one-slot layer's input and output.</summary>
+    public static LayerAxes First { get; } = new([SampleAxis.First], [SampleAxis.First]);
+}
+
 /// <summary>Where each trainable layer's input keeps the samples, as the probe found it.</summary>
 public sealed class SampleLayout
 {
-    private readonly Dictionary<nn.Module, SampleAxis> _inputs;
+    private readonly Dictionary<nn.Module, LayerAxes> _layers;
 
-    internal SampleLayout(Dictionary<nn.Module, SampleAxis> inputs) => _inputs = inputs;
+    internal SampleLayout(Dictionary<nn.Module, LayerAxes> layers) => _layers = layers;
 
-    /// <summary>The axis of <paramref name="layer"/>'s input (samples in dimension 0 when it never ran).</summary>
-    public SampleAxis InputAxis(nn.Module layer) => _inputs.GetValueOrDefault(layer, SampleAxis.First);
+    /// <summary>The axis of <paramref name="layer"/>'s primary input (samples in dimension 0 when it never
+    /// ran).</summary>
+    public SampleAxis InputAxis(nn.Module layer) => _layers.TryGetValue(layer, out var axes)
+        ? axes.Primary : SampleAxis.First;
+
+    /// <summary>The axes of every slot of <paramref name="layer"/> (dimension 0 everywhere when it never
+    /// ran).</summary>
+    public LayerAxes Axes(nn.Module layer) => _layers.GetValueOrDefault(layer, LayerAxes.First);
 
     /// <summary>Layers whose input is not laid out with the samples in dimension 0.</summary>
     public IEnumerable<(nn.Module Layer, SampleAxis Axis)> Unusual =>
-        _inputs.Where(p => p.Value != SampleAxis.First).Select(p => (p.Key, p.Value));
+        _layers.Where(p => p.Value.Primary != SampleAxis.First).Select(p => (p.Key, p.Value.Primary));
 }
 
 /// <summary>
@@ -75,24 +98,29 @@ internal static class SampleSeparationProbe
                 "engines need the same layer calls for every batch size. Make the forward's control flow independent " +
                 "of the batch size.");
         var axes = new Dictionary<nn.Module, SampleAxis>(ReferenceEqualityComparer.Instance);
+        var slots = new Dictionary<nn.Module, LayerAxes>(ReferenceEqualityComparer.Instance);
         for (int c = 0; c < baseline.Calls.Count; c++)
         {
             var call = baseline.Calls[c];
-            var inputAxis = Decide(call.Input, resized.Calls[c].Input, one?.Calls[c].Input, n, m, j)
-                .OrThrow(call.Layer, "input", n, j);
-            var outputAxis = Decide(call.Output, resized.Calls[c].Output, one?.Calls[c].Output, n, m, j)
-                .OrThrow(call.Layer, "output", n, j);
-            if (!inputAxis.IsShared && !outputAxis.IsShared && inputAxis != outputAxis)
+            var arguments = Slots(call.Arguments, resized.Calls[c].Arguments, one?.Calls[c].Arguments, n, m, j,
+                call, "input");
+            var outputs = Slots(call.Outputs, resized.Calls[c].Outputs, one?.Calls[c].Outputs, n, m, j, call,
+                "output");
+            var layerAxes = new LayerAxes(arguments, outputs);
+            var inputAxis = layerAxes.Primary;
+            if (outputs.Length > 0 && outputs[0] is { } outputAxis && !inputAxis.IsShared && !outputAxis.IsShared
+                && inputAxis != outputAxis)
                 throw new PerSampleGradientsException(Problem.BatchLayout,
                     $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) receives {inputAxis} but " +
                     $"returns {outputAxis}: a layer with trainable parameters must keep the samples where it found " +
                     "them. Move the samples with a separate operation before or after the layer.");
-            if (axes.TryGetValue(call.Layer.Module, out var earlier) && earlier != inputAxis)
+            if (slots.TryGetValue(call.Layer.Module, out var earlier) && !earlier.Arguments.SequenceEqual(arguments))
                 throw new PerSampleGradientsException(Problem.BatchLayout,
                     $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) is called twice with " +
-                    $"different layouts ({earlier}, then {inputAxis}): the engines need one layout per layer. Use " +
-                    "two layers, or give both calls the same layout.");
+                    $"different layouts ({earlier.Primary}, then {inputAxis}): the engines need one layout per " +
+                    "layer. Use two layers, or give both calls the same layout.");
             axes[call.Layer.Module] = inputAxis;
+            slots[call.Layer.Module] = layerAxes;
         }
         var outputVerdict = Decide(baseline.Output, resized.Output, one?.Output, n, m, j);
         if (outputVerdict.Problem is not null || outputVerdict.Axis != SampleAxis.First)
@@ -103,7 +131,21 @@ internal static class SampleSeparationProbe
                 "layer that mixes or moves the samples, or use the oracle, which evaluates each sample alone.");
 
         if (axes.Values.Any(a => a.IsShared)) VerifyExpansion(model, x, baseline.Output, axes, layers, n);
-        return new SampleLayout(axes);
+        return new SampleLayout(slots);
+    }
+
+    // The axis of each slot the baseline run holds a tensor in (null elsewhere).
+    private static SampleAxis?[] Slots(Tensor?[] baseline, Tensor?[] resized, Tensor?[]? one, long n, long m, long j,
+        LayerCapture call, string what)
+    {
+        var result = new SampleAxis?[baseline.Length];
+        for (int s = 0; s < baseline.Length; s++)
+        {
+            if (baseline[s] is not { } tensor || resized[s] is not { } other) continue;
+            var name = baseline.Length == 1 ? what : $"{what} '{call.Slots[s]}'";
+            result[s] = Decide(tensor, other, one?[s], n, m, j).OrThrow(call.Layer, name, n, j);
+        }
+        return result;
     }
 
     // Giving each sample its own copy of a shared input must leave the model's output as it was; else the engines
@@ -117,8 +159,8 @@ internal static class SampleSeparationProbe
             foreach (var named in layers.Where(l => axes.TryGetValue(l.Module, out var a) && a.IsShared))
             {
                 var axis = axes[named.Module];
-                handles.Add(((nn.Module<Tensor, Tensor>)named.Module)
-                    .register_forward_pre_hook((_, input) => axis.ExpandShared(input, n)).remove);
+                handles.Add(ModuleSignatures.Of(named.Module, named.Display).HookBefore(named.Module, arguments =>
+                    arguments[0] is Tensor input ? [axis.ExpandShared(input, n), .. arguments[1..]] : null));
             }
             Tensor output;
             try
@@ -166,7 +208,7 @@ internal static class SampleSeparationProbe
                   "oracle (PerSampleGradientOracle), which evaluates each sample as a batch of one."
                 : $"Keep the N = {n} samples in one dimension of every trainable layer's input (dimension 0 for " +
                   "convolutions and normalisations).";
-            return problem == PerSampleGrads.Problem.SampleMixing && what == "input"
+            return problem == PerSampleGrads.Problem.SampleMixing && what.StartsWith("input", StringComparison.Ordinal)
                 ? throw new PerSampleGradientsException(problem,
                     $"Module '{layer.Display}' ({layer.Module.GetType().Name}) receives values that mix the samples: " +
                     $"{Reason}. {fix}")
@@ -206,7 +248,9 @@ internal static class SampleSeparationProbe
             : AxisVerdict.Of(SampleAxis.Along(d));
     }
 
-    private sealed record LayerCapture(NamedModule Layer, Tensor Input, Tensor Output);
+    // Tensors of the slots the probe locates (others null), and every output slot.
+    private sealed record LayerCapture(NamedModule Layer, IReadOnlyList<string> Slots, Tensor?[] Arguments,
+        Tensor?[] Outputs);
 
     private sealed class Captures : IDisposable
     {
@@ -216,10 +260,8 @@ internal static class SampleSeparationProbe
         public void Dispose()
         {
             foreach (var call in Calls)
-            {
-                call.Input.Dispose();
-                call.Output.Dispose();
-            }
+                foreach (var t in call.Arguments.Concat(call.Outputs))
+                    t?.Dispose();
             Output?.Dispose();
         }
     }
@@ -233,14 +275,19 @@ internal static class SampleSeparationProbe
         {
             foreach (var named in layers)
             {
-                var layer = (nn.Module<Tensor, Tensor>)named.Module;
+                var layer = named.Module;
+                var signature = ModuleSignatures.Of(layer, named.Display);
                 bool userHooks = access.UserHooks(layer).Post > 0;
-                handles.Add(layer.register_forward_hook((_, input, output) =>
+                handles.Add(signature.HookAfter(layer, (arguments, outputs) =>
                 {
-                    if (userHooks) CheckUserHooks(named, layer, input, output);
-                    captures.Calls.Add(new LayerCapture(named, Keep(input), Keep(output)));
-                    return null!;
-                }).remove);
+                    if (userHooks) CheckUserHooks(named, signature, arguments, outputs);
+                    var probed = signature.SampleSlots(arguments);
+                    var kept = arguments.Select((a, i) => a is Tensor t && probed.Contains(i) ? Keep(t) : null)
+                        .ToArray();
+                    captures.Calls.Add(new LayerCapture(named, signature.Arguments, kept,
+                        outputs.Select(o => o is null ? null : Keep(o)).ToArray()));
+                    return null;
+                }));
             }
             captures.Output = Keep(ModelAccess.Guard("the sample-separation probe", () => model.call(x)));
             return captures;
@@ -256,16 +303,18 @@ internal static class SampleSeparationProbe
         }
     }
 
-    private static void CheckUserHooks(NamedModule named, nn.Module<Tensor, Tensor> layer, Tensor input, Tensor output)
+    private static void CheckUserHooks(NamedModule named, ModuleSignature signature, object?[] arguments,
+        Tensor?[] outputs)
     {
         using var scope = NewDisposeScope();
-        var own = layer.forward(input);
-        if (own.shape.SequenceEqual(output.shape) && !Perturbation.Changed(own, output).any().item<bool>()) return;
+        var own = signature.Forward(named.Module, arguments);
+        if (own.Zip(outputs).All(p => p.First is null || p.Second is null
+            || p.First.shape.SequenceEqual(p.Second.shape) && !Perturbation.Changed(p.First, p.Second).any()
+                .item<bool>())) return;
         throw new PerSampleGradientsException(Problem.UserHooks,
-            $"A forward hook registered on '{named.Display}' ({layer.GetType().Name}) changes the layer's output: the "
-                +
-            "engines derive each sample's gradient from what the layer itself computes. Remove the hook while " +
-            "computing per-sample gradients, or move what it does into a module of its own.");
+            $"A forward hook registered on '{named.Display}' ({named.Module.GetType().Name}) changes the layer's " +
+            "output: the engines derive each sample's gradient from what the layer itself computes. Remove the hook " +
+            "while computing per-sample gradients, or move what it does into a module of its own.");
     }
 
     // Captured tensors outlive the model's own dispose scopes and in-place operations that follow the layer.

@@ -29,5 +29,6 @@ public static class HookRules
         [typeof(BatchNorm3d)] = BatchNormRule.Compute,
         [typeof(PReLU)] = PReLURule.Compute,
         [typeof(Embedding)] = EmbeddingRule.Compute,
+        [typeof(EmbeddingBag)] = EmbeddingBagRule.Compute,
     };
 }

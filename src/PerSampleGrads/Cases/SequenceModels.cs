@@ -1,0 +1,147 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PerSampleGrads.Cases;
+
+/// <summary>How <see cref="BagClassifier"/> hands its ids to the EmbeddingBag.</summary>
+public enum BagInput
+{
+    /// <summary>2-d ids <c>[N, bag]</c>: one bag per row.</summary>
+    Rows,
+    /// <summary>1-d ids <c>[N*bag]</c> and offsets <c>[N]</c>: one bag per sample.</summary>
+    FlatWithOffsets,
+}
+
+/// <summary>
+/// Token ids <c>[N, bag]</c> (Int64, 0 = padding) -> EmbeddingBag -> Linear head. With <c>weighted</c>, each id gets
+/// the per-sample weight <c>0.5 + (id mod 3) / 2</c> (sum mode only, as PyTorch requires).
+/// </summary>
+public sealed class BagClassifier : Module<Tensor, Tensor>
+{
+    private readonly EmbeddingBag bag;
+    private readonly Linear head;
+    private readonly BagInput _input;
+    private readonly bool _weighted;
+
+    /// <summary>Creates it with freshly initialised parameters.</summary>
+    public BagClassifier(long vocabulary, long width, EmbeddingBagMode mode, BagInput input, bool weighted,
+        long classes, long paddingIndex = -1) : base(nameof(BagClassifier))
+    {
+        bag = EmbeddingBag(vocabulary, width, mode: mode, padding_index: paddingIndex);
+        head = Linear(width, classes);
+        _input = input;
+        _weighted = weighted;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var weights = _weighted ? ids.remainder(3).to(bag.weight!.dtype).div(2).add(0.5) : null;
+        long n = ids.shape[0], width = ids.shape[1];
+        var pooled = _input == BagInput.Rows
+            ? bag.call(ids, null, weights)
+            : bag.call(ids.reshape(-1), arange(n, device: ids.device).mul(width), weights?.reshape(-1));
+        return scope.MoveToOuter(head.call(functional.tanh(pooled)));
+    }
+}
+
+/// <summary>Which options of MultiheadAttention an <see cref="AttentionClassifier"/> exercises.</summary>
+/// <param name="Heads">Number of heads.</param>
+/// <param name="Bias">The projections' biases.</param>
+/// <param name="KeyPadding">Pass <c>ids == 0</c> (never the first position) as <c>key_padding_mask</c>.</param>
+/// <param name="Causal">Pass a causal <c>[T, T]</c> boolean <c>attn_mask</c>.</param>
+/// <param name="UseWeights">Ask for the attention weights and feed them to the head.</param>
+/// <param name="CrossKeyValue">Keys and values from a second embedding of the ids (query differs from them).</param>
+public sealed record AttentionOptions(long Heads = 2, bool Bias = true, bool KeyPadding = false, bool Causal = false,
+    bool UseWeights = false, bool CrossKeyValue = false)
+{
+    /// <inheritdoc/>
+    public override string ToString() => $"h{Heads}" + (Bias ? "" : "-nobias") + (KeyPadding ? "-keypad" : "")
+        + (Causal ? "-causal" : "") + (UseWeights ? "-weights" : "") + (CrossKeyValue ? "-cross" : "");
+}
+
+/// <summary>
+/// Token ids <c>[N, T]</c> -> Embedding -> sequence-first <c>[T, N, E]</c> -> MultiheadAttention -> mean over
+/// positions (plus the flattened attention weights when asked for) -> Linear head.
+/// </summary>
+public sealed class AttentionClassifier : Module<Tensor, Tensor>
+{
+    private readonly Embedding embedding;
+    private readonly Embedding? memory;
+    private readonly MultiheadAttention attention;
+    private readonly Linear head;
+    private readonly AttentionOptions _options;
+
+    /// <summary>Creates it with freshly initialised parameters for sequences of <paramref name="length"/>.</summary>
+    public AttentionClassifier(long vocabulary, long width, long length, AttentionOptions options, long classes)
+        : base(nameof(AttentionClassifier))
+    {
+        _options = options;
+        embedding = Embedding(vocabulary, width);
+        memory = options.CrossKeyValue ? Embedding(vocabulary, width) : null;
+        attention = MultiheadAttention(width, options.Heads, bias: options.Bias);
+        head = Linear(width + (options.UseWeights ? length * length : 0), classes);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        long n = ids.shape[0], t = ids.shape[1];
+        var query = embedding.call(ids).transpose(0, 1);
+        var keys = memory is null ? query : memory.call(ids).transpose(0, 1);
+        Tensor? padding = null;
+        if (_options.KeyPadding)
+        {
+            padding = ids.eq(0);
+            padding.select(1, 0).fill_(false);
+        }
+        var causal = _options.Causal ? ones(t, t, dtype: ScalarType.Bool, device: ids.device).triu(1) : null;
+        var (output, weights) = attention.call(query, keys, keys, padding, _options.UseWeights, causal);
+        var pooled = output.mean([0]);
+        if (_options.UseWeights) pooled = cat([pooled, weights.reshape(n, -1)], 1);
+        return scope.MoveToOuter(head.call(pooled));
+    }
+}
+
+/// <summary>
+/// Token ids <c>[N, T]</c> -> Embedding -> sequence-first <c>[T, N, E]</c> -> TransformerEncoderLayer (or
+/// TransformerDecoderLayer attending to a second embedding) -> mean over positions -> Linear head. Dropout 0.
+/// </summary>
+public sealed class TransformerClassifier : Module<Tensor, Tensor>
+{
+    private readonly Embedding embedding;
+    private readonly Embedding? memory;
+    private readonly TransformerEncoderLayer? encoder;
+    private readonly TransformerDecoderLayer? decoder;
+    private readonly Linear head;
+
+    /// <summary>Creates it with freshly initialised parameters.</summary>
+    public TransformerClassifier(long vocabulary, long width, long heads, long feedForward, bool decoderLayer,
+        Activations activation, long classes) : base(nameof(TransformerClassifier))
+    {
+        embedding = Embedding(vocabulary, width);
+        if (decoderLayer)
+        {
+            memory = Embedding(vocabulary, width);
+            decoder = TransformerDecoderLayer(width, heads, feedForward, 0.0, activation);
+        }
+        else encoder = TransformerEncoderLayer(width, heads, feedForward, 0.0, activation);
+        head = Linear(width, classes);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var x = embedding.call(ids).transpose(0, 1);
+        var y = encoder is not null ? encoder.call(x) : decoder!.call(x, memory!.call(ids).transpose(0, 1));
+        return scope.MoveToOuter(head.call(y.mean([0])));
+    }
+}
