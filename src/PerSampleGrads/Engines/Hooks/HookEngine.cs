@@ -39,8 +39,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
         _rules = rules ?? HookRules.Default;
     }
 
-    internal PlantedBug Bug { get; init; }
-
     /// <inheritdoc/>
     public string Name => "hooks";
 
@@ -60,8 +58,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
             new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_rules.Keys, RefusesUserHooks: false));
-        using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
-            ? no_grad() : null;
         var (x, y) = (prepared.Inputs, prepared.Targets);
         using var buffer = into is null ? null
             : ResultBuffer.Lease(into, ModelInspection.TrainableParameters(model), x.shape[0], Name);
@@ -79,8 +75,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             foreach (var call in calls) call.Dispose();
         }
-        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares,
-            disposeOnFailure: buffer is null);
+        return EngineAudit.Attached(result, model, x, y, loss, _options, disposeOnFailure: buffer is null);
     }
 
     // One forward with hooks, one backward that reaches every recorder and asks for the real parameters' gradients,
@@ -99,8 +94,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             foreach (var (named, trainable) in prepared.Owners)
             {
                 var layer = (nn.Module<Tensor, Tensor>)named.Module;
-                var axis = Bug == PlantedBug.BatchDimensionAssumedZero ? SampleAxis.First
-                    : prepared.Layout.InputAxis(layer);
+                var axis = prepared.Layout.InputAxis(layer);
                 EngineSupport.KeepOwnParametersOutOfGraph(layer, trainable, removers);
                 if (axis.IsShared)
                     removers.Add(layer.register_forward_pre_hook((_, input) => axis.ExpandShared(input, n)).remove);
@@ -115,9 +109,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             }
             var output = model.call(x);
             loss.ValidateTargets(output, y);
-            var total = Bug == PlantedBug.MeanNotRescaled
-                ? loss.BatchLoss(output, y)
-                : loss.PerSampleLosses(output, y).sum();
+            var total = loss.PerSampleLosses(output, y).sum();
             // No trainable layer on the loss's path: no graph, and every gradient is zero.
             if (total.requires_grad) autograd.backward([total], inputs: [probe, .. parameters]);
             EngineSupport.RefuseBypassedParameters(prepared.Groups, Name);
@@ -140,7 +132,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             // A call whose output did not reach the loss contributes nothing.
             if (call.OutputGradient is null) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug, buffer);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, buffer);
             var gradient = call.OutputGradient.movedim([call.Axis.Dimension], [0]);
             Rule(call.Layer.Module)(
                 new LayerCall(call.Layer.Module, call.Layer.Display, call.Input, gradient), sink);
@@ -156,7 +148,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
     // one was handed in (under the tensor's first name; its other names are views of the same memory).
     private sealed class Accumulator(NamedModule layer, List<string> trainable,
         Dictionary<ParameterIdentity, ParameterGroup> groupOf, Dictionary<ParameterGroup, Tensor> sums,
-        PlantedBug bug, ResultBuffer? buffer) : ILayerGradientSink
+        ResultBuffer? buffer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
@@ -174,14 +166,12 @@ public sealed class HookEngine : IPerSampleGradientMethod
         public void Add(string parameter, Tensor perSampleGradient)
         {
             var group = GroupOf(parameter);
-            if (bug == PlantedBug.TiedParameterCountedOnce && group.Names[0] != layer.Qualify(parameter)) return;
-            bool overwrite = bug == PlantedBug.SharedModuleOverwritten;
             if (buffer is not null)
             {
-                buffer.Write(group.Names, perSampleGradient, overwrite);
+                buffer.Write(group.Names, perSampleGradient);
                 return;
             }
-            if (!overwrite && sums.TryGetValue(group, out var sum)) sum.add_(perSampleGradient);
+            if (sums.TryGetValue(group, out var sum)) sum.add_(perSampleGradient);
             else sums[group] = perSampleGradient;
         }
     }
