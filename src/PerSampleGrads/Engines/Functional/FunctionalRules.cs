@@ -30,5 +30,11 @@ public static class FunctionalRules
         [typeof(PReLU)] = PReLUForward.Forward,
         [typeof(Embedding)] = EmbeddingForward.Forward,
         [typeof(EmbeddingBag)] = EmbeddingBagForward.Forward,
+        [typeof(LSTM)] = RecurrentForward.Forward,
+        [typeof(GRU)] = RecurrentForward.Forward,
+        [typeof(RNN)] = RecurrentForward.Forward,
+        [typeof(LSTMCell)] = RecurrentForward.Forward,
+        [typeof(GRUCell)] = RecurrentForward.Forward,
+        [typeof(RNNCell)] = RecurrentForward.Forward,
     };
 }

@@ -114,13 +114,15 @@ internal static class SampleSeparationProbe
                     $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) receives {inputAxis} but " +
                     $"returns {outputAxis}: a layer with trainable parameters must keep the samples where it found " +
                     "them. Move the samples with a separate operation before or after the layer.");
-            if (slots.TryGetValue(call.Layer.Module, out var earlier) && !earlier.Arguments.SequenceEqual(arguments))
+            // An argument absent in one call (a recurrent cell's h0 on its first step) fits any layout in another.
+            if (slots.TryGetValue(call.Layer.Module, out var earlier) && !Compatible(earlier.Arguments, arguments))
                 throw new PerSampleGradientsException(Problem.BatchLayout,
                     $"Module '{call.Layer.Display}' ({call.Layer.Module.GetType().Name}) is called twice with " +
                     $"different layouts ({earlier.Primary}, then {inputAxis}): the engines need one layout per " +
                     "layer. Use two layers, or give both calls the same layout.");
             axes[call.Layer.Module] = inputAxis;
-            slots[call.Layer.Module] = layerAxes;
+            slots[call.Layer.Module] = earlier is null ? layerAxes : new LayerAxes(
+                Merge(earlier.Arguments, arguments), Merge(earlier.Outputs, outputs));
         }
         var outputVerdict = Decide(baseline.Output, resized.Output, one?.Output, n, m, j);
         if (outputVerdict.Problem is not null || outputVerdict.Axis != SampleAxis.First)
@@ -133,6 +135,15 @@ internal static class SampleSeparationProbe
         if (axes.Values.Any(a => a.IsShared)) VerifyExpansion(model, x, baseline.Output, axes, layers, n);
         return new SampleLayout(slots);
     }
+
+    // Equal wherever both calls located a slot.
+    private static bool Compatible(IReadOnlyList<SampleAxis?> earlier, IReadOnlyList<SampleAxis?> later) =>
+        earlier.Count == later.Count && earlier.Zip(later).All(p => p.First is null || p.Second is null
+            || p.First == p.Second);
+
+    // Each slot's axis from whichever call located it.
+    private static SampleAxis?[] Merge(IReadOnlyList<SampleAxis?> earlier, IReadOnlyList<SampleAxis?> later) =>
+        [.. earlier.Select((axis, i) => axis ?? (i < later.Count ? later[i] : null))];
 
     // The axis of each slot the baseline run holds a tensor in (null elsewhere).
     private static SampleAxis?[] Slots(Tensor?[] baseline, Tensor?[] resized, Tensor?[]? one, long n, long m, long j,

@@ -12,6 +12,23 @@ namespace PerSampleGrads.Engines.Functional.Layers;
 /// </summary>
 public static class RecurrentForward
 {
+    /// <summary>The batched forward: output slot 0 returned, the others written into <see
+    /// cref="FunctionalCall.OtherOutputs"/>, every slot samples-first.</summary>
+    public static Tensor Forward(FunctionalCall call)
+    {
+        var layout = RecurrentInspection.Inspect(call.Layer, call.Path);
+        // Back to the layer's own layout: input [T, N, I] unless batch-first, states [L*D, N, H].
+        Tensor? Argument(int slot) =>
+            call.Argument(slot) is { } t ? SlotLayout.Back(t, call.ArgumentAxes[slot]) : null;
+        var result = Run(layout, call.Parameters, Argument(0)!, Argument(1),
+            layout.HasCellState ? Argument(2) : null);
+        Tensor?[] outputs = layout.IsCell ? [result.FinalHidden, result.FinalCell]
+            : [result.Output, result.FinalHidden, result.FinalCell];
+        for (int slot = 1; slot < call.OtherOutputs.Length && slot < outputs.Length; slot++)
+            call.OtherOutputs[slot] = outputs[slot] is { } o ? SlotLayout.First(o, call.OutputAxes[slot]) : null;
+        return SlotLayout.First(outputs[0]!, call.OutputAxes[0]);
+    }
+
     /// <summary>
     /// The layer's outputs for <paramref name="input"/> (its own layout) from <paramref name="hidden"/> and
     /// <paramref name="cell"/> (null: zeros), with <paramref name="parameters"/> by local name.

@@ -30,5 +30,11 @@ public static class HookRules
         [typeof(PReLU)] = PReLURule.Compute,
         [typeof(Embedding)] = EmbeddingRule.Compute,
         [typeof(EmbeddingBag)] = EmbeddingBagRule.Compute,
+        [typeof(LSTM)] = RecurrentRule.Compute,
+        [typeof(GRU)] = RecurrentRule.Compute,
+        [typeof(RNN)] = RecurrentRule.Compute,
+        [typeof(LSTMCell)] = RecurrentRule.Compute,
+        [typeof(GRUCell)] = RecurrentRule.Compute,
+        [typeof(RNNCell)] = RecurrentRule.Compute,
     };
 }
