@@ -296,7 +296,7 @@ public static class CaseCatalogue
         const RecurrentCellKind tanh = RecurrentCellKind.RnnTanh, relu = RecurrentCellKind.RnnRelu;
         return
         [
-            Recurrent("lstm", new(lstm), 4, CeMean),
+            Recurrent("lstm-l1", new(lstm), 4, CeMean),
             Recurrent("lstm-l2-h0-final", new(lstm, Layers: 2, InitialState: true, ReadFinalState: true), 3, CeSum),
             Recurrent("lstm-bi-batchfirst", new(lstm, Bidirectional: true, BatchFirst: true), 3, CeMean),
             Recurrent("lstm-l2-bi-nobias-final",

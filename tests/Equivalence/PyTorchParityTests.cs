@@ -76,6 +76,13 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         "dilation=(2, 2, 2) not supported",
     ];
 
+    /// <summary>PyTorch limitations accepted for vmap(grad), as for ExpandedWeights.</summary>
+    private static readonly string[] KnownVmapLimitations =
+    [
+        // functorch 1.13 has no batching rule for nn.LSTM (_VF.lstm): its per-sample call fails on a shape check.
+        "doesn't match the broadcast shape",
+    ];
+
     public static TheoryData<string, string> CasesAndDTypes
     {
         get
@@ -100,7 +107,9 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         output.WriteLine($"{caseId} {dtypeName}: {versions}, {pytorch.Threads} thread(s)");
 
         var loop = pytorch[PyTorchReference.LoopFloat64];
-        var vmap = pytorch[PyTorchReference.Vmap];
+        var vmapResult = pytorch.Methods.Single(m => m.Method == PyTorchReference.Vmap);
+        // Where vmap is unsupported (a known limitation, asserted below), the engines are checked against the loop.
+        var vmap = vmapResult.Gradients ?? loop;
         var expandedWeights = pytorch.Methods.Single(m => m.Method == PyTorchReference.ExpandedWeights);
         using var hooks = problem.Run(new HookEngine());
         using var functional = problem.Run(new FunctionalEngine());
@@ -111,7 +120,7 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             comparisons.Add(GradientComparison.Compare(OracleCache.Float64(gradientCase), loop, tolerance));
             comparisons.Add(GradientComparison.Compare(hooks, vmap, tolerance));
             comparisons.Add(GradientComparison.Compare(functional, vmap, tolerance));
-            comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
+            if (vmapResult.Gradients is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
             if (expandedWeights.Gradients is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
         }
         else
@@ -120,10 +129,13 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             comparisons.Add(GradientComparison.Compare(oracle, loop, tolerance));
             comparisons.Add(GradientComparison.Compare(hooks, loop, tolerance));
             comparisons.Add(GradientComparison.Compare(functional, loop, tolerance));
-            comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
+            if (vmapResult.Gradients is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
             if (expandedWeights.Gradients is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
         }
         Report(comparisons, expandedWeights);
+        if (!vmapResult.Supported)
+            Assert.Contains(KnownVmapLimitations,
+                known => vmapResult.UnsupportedReason!.Contains(known, StringComparison.Ordinal));
         if (!expandedWeights.Supported)
             Assert.Contains(KnownExpandedWeightsLimitations,
                 known => expandedWeights.UnsupportedReason!.Contains(known, StringComparison.Ordinal));

@@ -298,7 +298,7 @@ CASES = {
     "nll-positions-conv1d": plain(lambda: [nn.Conv1d(3, 4, 3), nn.LogSoftmax(1)]),
     "ce-positions-conv2d": plain(lambda: [nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)]),
     # Recurrent layers (CaseCatalogue.RecurrentCases; training mode travels in the request)
-    "lstm": recurrent("lstm"),
+    "lstm-l1": recurrent("lstm"),
     "lstm-l2-h0-final": recurrent("lstm", layers=2, initial_state=True, read_final_state=True),
     "lstm-bi-batchfirst": recurrent("lstm", bidirectional=True, batch_first=True),
     "lstm-l2-bi-nobias-final": recurrent("lstm", layers=2, bidirectional=True, bias=False, read_final_state=True),

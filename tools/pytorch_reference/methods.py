@@ -102,7 +102,11 @@ def per_sample_vmap(model, x, y, loss, names):
         output = VMAP.functional_call(model, state, (xi.unsqueeze(0),))
         return loss(output, yi.unsqueeze(0))
 
-    gradients = VMAP.vmap(VMAP.grad(sample_loss), in_dims=(None, 0, 0))(trainable, x, y)
+    try:
+        gradients = VMAP.vmap(VMAP.grad(sample_loss), in_dims=(None, 0, 0))(trainable, x, y)
+    except RuntimeError as e:  # functorch 1.13 has no batching rule for some layers (nn.LSTM's _VF.lstm)
+        message = str(e).strip().splitlines()
+        raise Unsupported("%s: %s" % (type(e).__name__, message[0] if message else "(no message)"))
     return {n: gradients[n] for n in names}
 
 
