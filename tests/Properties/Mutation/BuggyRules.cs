@@ -76,4 +76,32 @@ internal static class BuggyRules
     {
         if (sink.Wants("weight")) sink.Add("weight", EmbeddingRule.Scatter(call, paddingIndex: null));
     }
+
+    /// <summary>LSTM/GRU/RNN: <c>dW_hh</c> pairs step t's pre-activation gradient with the state after the step
+    /// (h[t]) instead of the one before it (h[t-1]).</summary>
+    public static void RecurrentWithTheStateAfterTheStep(LayerCall call, ILayerGradientSink sink) =>
+        Recurrent(call, sink, step => step with
+        {
+            States = step.States.roll(step.Direction == 0 ? -1 : 1, 0),
+        });
+
+    /// <summary>GRU: <c>dz_hh = dz_ih</c> as for LSTM and RNN, forgetting that the candidate gate multiplies
+    /// <c>gh_n</c> by the reset gate r.</summary>
+    public static void RecurrentIgnoringTheResetGate(LayerCall call, ILayerGradientSink sink) =>
+        Recurrent(call, sink, step => step with { HiddenGradient = step.InputGradient });
+
+    /// <summary>Bidirectional layers: the reverse direction's inputs paired with the pre-activation gradients in
+    /// processing order (time reversed) rather than by time position.</summary>
+    public static void RecurrentReverseDirectionInProcessingOrder(LayerCall call, ILayerGradientSink sink) =>
+        Recurrent(call, sink, step => step.Direction == 0 ? step : step with { Inputs = step.Inputs.flip(0) });
+
+    // The shipped rule's maths with the recorded steps changed by `plant`.
+    private static void Recurrent(LayerCall call, ILayerGradientSink sink,
+        Func<RecurrentStepGradients, RecurrentStepGradients> plant)
+    {
+        var layout = RecurrentInspection.Inspect(call.Layer, call.Path);
+        var steps = RecurrentGradients.Backpropagate(layout, call.Layer, RecurrentRule.Arguments(call, layout));
+        foreach (var (name, gradient) in RecurrentGradients.WeightGradients(layout, steps.Select(plant), sink.Wants))
+            sink.Add(name, gradient);
+    }
 }
