@@ -197,7 +197,7 @@ public static class CaseCatalogue
                 () => [Linear(5, 4), Tanh(), Linear(4, 3)]),
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
             .. OptionCases(),
-            // SEQ
+            .. SequenceCases(),
         ];
     }
 

@@ -30,5 +30,6 @@ public static class FunctionalRules
         [typeof(PReLU)] = PReLUForward.Forward,
         [typeof(Embedding)] = EmbeddingForward.Forward,
         [typeof(EmbeddingBag)] = EmbeddingBagForward.Forward,
+        [typeof(MultiheadAttention)] = MultiheadAttentionForward.Forward,
     };
 }

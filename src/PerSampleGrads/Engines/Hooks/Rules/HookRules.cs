@@ -30,5 +30,6 @@ public static class HookRules
         [typeof(PReLU)] = PReLURule.Compute,
         [typeof(Embedding)] = EmbeddingRule.Compute,
         [typeof(EmbeddingBag)] = EmbeddingBagRule.Compute,
+        [typeof(MultiheadAttention)] = MultiheadAttentionRule.Compute,
     };
 }
