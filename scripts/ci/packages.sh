@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# CI: the packages work outside the repository. Packs the library, the oracle, the test kit and the psg tool into a
-# temporary folder (a CI-only version, so no stale copy in a NuGet cache can stand in for it); installs psg from it
-# into a temporary tool path and runs `psg compare`; builds and runs the kit sample (samples/KitSample) from the
-# packages; and has a fresh `dotnet new console` project add the library package and compute per-sample gradients.
+# CI: the packages work outside the repository. Packs the library, the oracle, the case catalogue, the test kit and the
+# psg tool into a temporary folder (a CI-only version, so no stale copy in a NuGet cache can stand in for it); installs
+# psg from it into a temporary tool path and runs `psg compare`; builds and runs the kit sample (samples/KitSample)
+# from the packages; and has a fresh `dotnet new console` project add the library package and compute per-sample
+# gradients.
 # Packages restore into a temporary folder, with the machine's NuGet cache as a read-only fallback (TorchSharp and
 # libtorch come from there, or from nuget.org).
 set -euo pipefail
@@ -36,11 +37,11 @@ step() { printf '\n== packages: %s\n' "$1"; }
 step "pack $version"
 dotnet build src/PerSampleGrads.Testing -c Release -v quiet -nologo
 dotnet build src/psg -c Release -v quiet -nologo
-for project in src/Oracle src/PerSampleGrads src/PerSampleGrads.Testing src/psg; do
+for project in src/Oracle src/PerSampleGrads src/PerSampleGrads.Cases src/PerSampleGrads.Testing src/psg; do
   dotnet pack "$project" -c Release --no-build -o "$feed" -p:PackageVersion="$version" -v quiet -nologo
 done
 ls -l "$feed"
-for id in PerSampleGrads.Oracle PerSampleGrads PerSampleGrads.Testing; do
+for id in PerSampleGrads.Oracle PerSampleGrads PerSampleGrads.Cases PerSampleGrads.Testing; do
   files=$(unzip -Z1 "$feed/$id.$version.nupkg")
   grep -qx "README.md" <<<"$files" || { echo "$id: no README in the package"; exit 1; }
   grep -qx "lib/net10.0/$id.xml" <<<"$files" || { echo "$id: no XML docs in the package"; exit 1; }

@@ -26,12 +26,11 @@ public sealed partial class ArchitectureTests
         ["Conversion"] = [],
         ["Runtime"] = [],
         ["Zoo"] = [],
-        ["Cases"] = ["Zoo"],
-        ["Interop"] = ["Zoo", "Cases", "Runtime"],
+        ["Interop"] = ["Zoo", "Runtime"],
         ["Runs"] = ["Checking", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
-            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Cases", "Interop"],
+            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Interop"],
         ["Benchmarking"] = ["Checking", "Maths", "Engines", "Engines.Hooks", "Engines.Functional",
-            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Cases", "Interop", "Runs"],
+            "Engines.Clipping", "Engines.Probing", "Conversion", "Runtime", "Zoo", "Interop", "Runs"],
     };
 
     private static readonly string[] EngineParts = ["Hooks", "Functional", "Clipping", "Probing"];
@@ -51,14 +50,48 @@ public sealed partial class ArchitectureTests
     }
 
     [Fact]
-    public void The_library_references_the_oracle_and_neither_the_test_kit_nor_the_command_line()
+    public void The_library_references_the_oracle_and_neither_the_test_kit_the_case_catalogue_nor_the_command_line()
     {
         var library = typeof(Engines.Hooks.HookEngine).Assembly;
         var names = library.GetReferencedAssemblies().Select(a => a.Name ?? "").ToList();
         Assert.Contains("PerSampleGrads.Oracle", names);
         Assert.DoesNotContain("PerSampleGrads.Testing", names);
+        Assert.DoesNotContain("PerSampleGrads.Cases", names);
         Assert.DoesNotContain("psg", names);
     }
+
+    [Fact]
+    public void The_case_catalogue_is_not_in_the_library_and_references_neither_the_test_kit_nor_the_command_line()
+    {
+        var catalogue = typeof(Cases.CaseCatalogue).Assembly;
+        Assert.NotEqual(typeof(Engines.Hooks.HookEngine).Assembly, catalogue);
+        var names = catalogue.GetReferencedAssemblies().Select(a => a.Name ?? "").ToList();
+        Assert.DoesNotContain("PerSampleGrads.Testing", names);
+        Assert.DoesNotContain("psg", names);
+    }
+
+    [Fact]
+    public void No_type_of_the_shipped_library_carries_a_planted_bug()
+    {
+        // Planted bugs reach the engines through their public seams (tests/TestSupport/PlantedBugs.cs), never
+        // through a switch inside a production type.
+        const BindingFlags everything = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance
+            | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        var library = typeof(Engines.Hooks.HookEngine).Assembly;
+        var planted = library.GetTypes()
+            .SelectMany(t => t.GetMembers(everything).Select(m => (Type: t, Name: m.Name, Of: MemberType(m)))
+                .Append((Type: t, Name: t.Name, Of: t)))
+            .Where(m => PlantedBugName().IsMatch(m.Name) || (m.Of is not null && PlantedBugName().IsMatch(m.Of.Name)))
+            .Select(m => $"{m.Type.FullName}.{m.Name}").Distinct().ToList();
+        Assert.True(planted.Count == 0, "Planted-bug members in the shipped library: " + string.Join(", ", planted));
+    }
+
+    private static Type? MemberType(MemberInfo member) => member switch
+    {
+        FieldInfo f => f.FieldType,
+        PropertyInfo p => p.PropertyType,
+        _ => null,
+    };
 
     [Fact]
     public void Every_library_file_sits_in_the_namespace_of_its_folder()
@@ -180,6 +213,9 @@ public sealed partial class ArchitectureTests
     }
 
     private sealed record LibraryFile(string Path, string Namespace, string FolderNamespace, string Text);
+
+    [GeneratedRegex(@"(?i)(planted|mutant|\bbug\b|^_bug)")]
+    private static partial Regex PlantedBugName();
 
     [GeneratedRegex(@"^namespace\s+([\w.]+)\s*;", RegexOptions.Multiline)]
     private static partial Regex FileNamespace();

@@ -1,5 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Checking;
 using static TorchSharp.torch;

@@ -95,17 +95,20 @@ public sealed class PatternMutationTests(ITestOutputHelper output)
         ("functional as shipped", "no_grad caller", () => new FunctionalEngine(), false),
         ("hooks with a wrong rule, audited", "audit of a wrong rule",
             () => new HookEngine(new HookEngineOptions { AuditSamples = 1 }, WrongLinearRule()), false),
-        ("tied-parameter-counted-once", "tied parameter",
-            () => new HookEngine { Bug = PlantedBug.TiedParameterCountedOnce }, true),
-        ("batch-dimension-assumed-zero", "sequence-first, T = N",
-            () => new HookEngine { Bug = PlantedBug.BatchDimensionAssumedZero }, true),
-        ("grad-mode-ignored (hooks)", "no_grad caller", () => new HookEngine { Bug = PlantedBug.GradModeIgnored },
+        ("tied-parameter-counted-once", "tied parameter", PlantedBugs.TiedParameterCountedOnce, true),
+        ("batch-dimension-assumed-zero", "sequence-first, T = N", PlantedBugs.BatchDimensionAssumedZero, true),
+        ("grad-mode-ignored (hooks)", "no_grad caller", () => PlantedBugs.GradModeIgnored(() => new HookEngine()),
             true),
         ("grad-mode-ignored (functional)", "no_grad caller",
-            () => new FunctionalEngine { Bug = PlantedBug.GradModeIgnored }, true),
-        ("audit-never-compares", "audit of a wrong rule",
-            () => new HookEngine(new HookEngineOptions { AuditSamples = 1 }, WrongLinearRule())
-                { Bug = PlantedBug.AuditNeverCompares }, true),
+            () => PlantedBugs.GradModeIgnored(() => new FunctionalEngine()), true),
+        // The audit's reference is the engine under test: it agrees with any result, like an audit that never
+        // compares.
+        ("audit-compares-with-itself", "audit of a wrong rule",
+            () => new HookEngine(new HookEngineOptions
+            {
+                AuditSamples = 1,
+                AuditReference = new HookEngine(rules: WrongLinearRule()),
+            }, WrongLinearRule()), true),
     ];
 
     [Fact]

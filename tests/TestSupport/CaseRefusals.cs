@@ -1,4 +1,4 @@
-using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 
 namespace PerSampleGrads.Tests;
 

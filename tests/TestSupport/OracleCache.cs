@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 using PerSampleGrads.Oracle;
 using static TorchSharp.torch;
 

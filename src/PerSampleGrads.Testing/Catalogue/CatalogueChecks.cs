@@ -1,4 +1,5 @@
 using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 using PerSampleGrads.Runs;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Testing.Checks;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Testing.Catalogue;

@@ -1,4 +1,5 @@
 using PerSampleGrads.Cases;
+using PerSampleGrads.Zoo;
 
 namespace PerSampleGrads.Testing.Specs;
 

@@ -26,6 +26,14 @@ public record EngineOptions
     /// <summary>Seed that chooses the audited samples.</summary>
     public int AuditSeed { get; init; }
 
+    /// <summary>
+    /// The method the audit recomputes the chosen samples with; null: the single-sample oracle in the model's dtype
+    /// (<see cref="Oracle.PerSampleGradientOracle"/>). Another reference (a second engine, a method under
+    /// development) makes the audit a comparison with that method; never the audited engine itself, which would
+    /// agree with any result it gives.
+    /// </summary>
+    public IPerSampleGradientMethod? AuditReference { get; init; }
+
     internal void Validate()
     {
         if (AuditSamples < 0)
@@ -70,7 +78,6 @@ internal sealed class PreparedCall : IDisposable
     public List<(NamedModule Module, List<string> Trainable)> Owners { get; }
     public List<ParameterGroup> Groups { get; }
     public SampleLayout Layout { get; }
-    public ModelAccess Access => _access;
 
     /// <summary>
     /// Everything an engine does before computing, in one place: load check, exclusive use of the model with

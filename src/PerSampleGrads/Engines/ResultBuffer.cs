@@ -79,19 +79,18 @@ internal sealed class ResultBuffer : IDisposable
     public bool IsWritten(string name) => _written.Contains(name);
 
     /// <summary>Writes (first time in this call) or adds (later times) a per-sample gradient.</summary>
-    public void Write(string name, Tensor perSampleGradient, bool overwrite = false) =>
-        Write([name], perSampleGradient, overwrite);
+    public void Write(string name, Tensor perSampleGradient) => Write([name], perSampleGradient);
 
     /// <summary>
     /// Writes or adds the per-sample gradient of a parameter tensor listed under several <paramref name="names"/>
     /// (weight tying) into the first name's tensor; the others are views of the same memory and count as written.
     /// </summary>
-    public void Write(IReadOnlyList<string> names, Tensor perSampleGradient, bool overwrite = false)
+    public void Write(IReadOnlyList<string> names, Tensor perSampleGradient)
     {
         var destination = _into[names[0]];
         bool first = _written.Add(names[0]);
         foreach (var alias in names.Skip(1)) _written.Add(alias);
-        if (!first && !overwrite) destination.add_(perSampleGradient);
+        if (!first) destination.add_(perSampleGradient);
         else if (!ReferenceEquals(perSampleGradient, destination)) destination.copy_(perSampleGradient);
     }
 

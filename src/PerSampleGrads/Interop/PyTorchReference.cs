@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using PerSampleGrads.Cases;
 using PerSampleGrads.Zoo;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -145,7 +144,7 @@ public static partial class PyTorchReference
     }
 
     /// <summary>
-    /// Times PyTorch on a zoo model with <see cref="CaseCatalogue.FromZoo"/>'s weights and batch (seed 7, CE/mean):
+    /// Times PyTorch on a zoo model with <see cref="ZooModel.Case"/>'s weights and batch (seed 7, CE/mean):
     /// the plain batch backward, vmap(grad), ExpandedWeights and the per-sample loop, each the median of
     /// <paramref name="repeats"/> runs after <paramref name="warmUp"/> untimed ones, on <paramref name="threads"/>
     /// PyTorch threads. The figures are data for a caller (<c>bench --peers pytorch</c>); run it on an idle machine.
@@ -154,7 +153,8 @@ public static partial class PyTorchReference
         ScalarType dtype = ScalarType.Float32,
         int warmUp = 1, PyTorchReferenceOptions? options = null)
     {
-        using var problem = CaseCatalogue.FromZoo(model, batchSize).Create(dtype);
+        ArgumentNullException.ThrowIfNull(model);
+        using var problem = model.Case(batchSize).Create(dtype);
         return Time(problem, repeats, threads, warmUp, options);
     }
 

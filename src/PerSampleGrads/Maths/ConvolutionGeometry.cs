@@ -77,7 +77,4 @@ public sealed record ConvolutionGeometry(
         var (padded, zeros) = Pad(As2d(input));
         return F.unfold(padded, Kernel, Dilation, zeros, Stride);
     }
-
-    /// <summary>The geometry with dilation 1 (a planted-bug seam: a rule that forgets dilation).</summary>
-    internal ConvolutionGeometry WithoutDilation() => this with { Dilation = (1, 1) };
 }

@@ -32,6 +32,18 @@ public sealed record ZooModel(string Name, string Description, Func<long, Module
         return (inputs, targets);
     }
 
+    /// <summary>
+    /// The model as a case: <paramref name="batchSize"/> samples, <paramref name="loss"/> (default: cross-entropy
+    /// with a mean), the model built and the batch drawn from <paramref name="seed"/>; id
+    /// <c>zoo-NAME-BN-LOSS-REDUCTION</c>.
+    /// </summary>
+    public GradientCase Case(long batchSize, LossFunction? loss = null, long seed = 7)
+    {
+        loss ??= LossFunction.CrossEntropy(LossReduction.Mean);
+        return new GradientCase(GradientCase.IdOf($"zoo-{Name}", batchSize, loss), () => Build(seed), InputShape,
+            loss, batchSize, InputKind == ZooInputKind.Tokens ? Vocabulary : 0, seed);
+    }
+
     internal static Tensor TokenIds(long[] shape, long vocabulary, Generator generator)
     {
         var ids = randint(1, vocabulary, shape, generator: generator);

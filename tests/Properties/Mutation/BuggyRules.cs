@@ -15,7 +15,8 @@ internal static class BuggyRules
 {
     /// <summary>Convolution: unfolds the input with dilation 1 whatever the layer's dilation.</summary>
     public static void ConvolutionIgnoringDilation(LayerCall call, ILayerGradientSink sink) =>
-        ConvolutionRule.Compute(call, sink, ConvolutionGeometry.Of((Convolution)call.Layer).WithoutDilation());
+        ConvolutionRule.Compute(call, sink,
+            ConvolutionGeometry.Of((Convolution)call.Layer) with { Dilation = (1, 1) });
 
     /// <summary>Convolution: contracts every output channel with the first group's input channels.</summary>
     public static void ConvolutionIgnoringGroups(LayerCall call, ILayerGradientSink sink)

@@ -1,5 +1,4 @@
 using TorchSharp.Modules;
-using PerSampleGrads.Engines;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Engines.Hooks.Rules;
@@ -19,10 +18,8 @@ public enum EngineKind
 public sealed record EngineSet(Func<IPerSampleGradientMethod> Hooks, Func<int?, IPerSampleGradientMethod> Functional)
 {
     /// <summary>The engines as shipped.</summary>
-    public static EngineSet Correct { get; } = new(() => new HookEngine(), Chunked(PlantedBug.None));
-
-    internal static Func<int?, IPerSampleGradientMethod> Chunked(PlantedBug bug) =>
-        chunk => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = chunk }) { Bug = bug };
+    public static EngineSet Correct { get; } = new(() => new HookEngine(),
+        chunk => new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = chunk }));
 }
 
 /// <summary>
@@ -43,9 +40,9 @@ public sealed record Mutant(string Name, string Bug, EngineKind Engine, EngineSe
 }
 
 /// <summary>
-/// Every planted bug, one at a time: engine-level ones through the internal <c>Bug</c> seam of the engines
-/// (<see cref="PlantedBug"/>), rule-level ones through a hook-engine rule table with one entry replaced by a rule of
-/// <see cref="BuggyRules"/>.
+/// Every planted bug, one at a time: engine-level ones through the engines' public seams (<see cref="PlantedBugs"/>:
+/// a decorated rule or forward table, a test-only loss), rule-level ones through a hook-engine rule table with one
+/// entry replaced by a rule of <see cref="BuggyRules"/>.
 /// </summary>
 public static class Mutants
 {
@@ -57,7 +54,7 @@ public static class Mutants
     public static IReadOnlyList<Mutant> All { get; } =
     [
         Hooks("mean-not-rescaled", "hooks differentiate the declared mean loss and never rescale by N",
-            () => new HookEngine { Bug = PlantedBug.MeanNotRescaled }),
+            PlantedBugs.MeanNotRescaled),
         Hooks("conv2d-ignores-dilation", "the Conv2d rule unfolds with dilation 1",
             () => new HookEngine(rules: Replacing((typeof(Conv2d), BuggyRules.ConvolutionIgnoringDilation)))),
         Hooks("conv-ignores-groups", "the Conv1d/Conv2d rule contracts every group with the first group's input " +
@@ -68,7 +65,7 @@ public static class Mutants
             "positions only",
             () => new HookEngine(rules: Replacing((typeof(Linear), BuggyRules.LinearBiasSummedOverTheBatch)))),
         Hooks("shared-module-overwritten", "a module called twice keeps only its last call's gradient",
-            () => new HookEngine { Bug = PlantedBug.SharedModuleOverwritten }),
+            PlantedBugs.SharedModuleOverwritten),
         Hooks("linear-transposed-operands", "the Linear weight rule computes x g^T and reshapes it to [out, in]",
             () => new HookEngine(rules: Replacing((typeof(Linear), BuggyRules.LinearWithTransposedOperands)))),
         Hooks("groupnorm-wrong-axis", "the GroupNorm rule groups channels with stride G instead of in blocks",
@@ -76,8 +73,7 @@ public static class Mutants
         Hooks("embedding-padding-not-zeroed", "the Embedding rule leaves gradient in the padding_idx row",
             () => new HookEngine(rules: Replacing((typeof(Embedding), BuggyRules.EmbeddingKeepingThePaddingRow)))),
         new("functional-shared-parameter-copy", "the functional engine gives samples 0 and 1 one parameter copy",
-            EngineKind.Functional, EngineSet.Correct with { Functional =
-                EngineSet.Chunked(PlantedBug.SharedParameterCopy) }),
+            EngineKind.Functional, EngineSet.Correct with { Functional = PlantedBugs.SharedParameterCopy() }),
     ];
 
     private static Mutant Hooks(string name, string bug, Func<IPerSampleGradientMethod> hooks) =>

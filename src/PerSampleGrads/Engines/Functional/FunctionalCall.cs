@@ -29,15 +29,25 @@ public enum ConvolutionStrategy
 /// </summary>
 public sealed class SampleParameters
 {
-    private readonly Dictionary<string, Tensor> _byLocalName;
+    private readonly IReadOnlyDictionary<string, Tensor> _byLocalName;
+    private readonly IReadOnlyDictionary<string, Tensor> _sharedByLocalName;
 
-    internal SampleParameters(Dictionary<string, Tensor> byLocalName, Dictionary<string, Tensor> sharedByLocalName)
+    /// <summary>
+    /// The parameters of one call, for calling a <see cref="BatchedForward"/> directly (a test of a new layer's
+    /// forward, or a forward that wraps another).
+    /// </summary>
+    /// <param name="perSample">By local name, <c>[k, ...parameter shape]</c>: slice i is sample i's copy.</param>
+    /// <param name="shared">By local name, the parameter's own value (equal to every per-sample copy).</param>
+    public SampleParameters(IReadOnlyDictionary<string, Tensor> perSample, IReadOnlyDictionary<string, Tensor> shared)
     {
-        _byLocalName = byLocalName;
-        _sharedByLocalName = sharedByLocalName;
+        ArgumentNullException.ThrowIfNull(perSample);
+        ArgumentNullException.ThrowIfNull(shared);
+        _byLocalName = perSample;
+        _sharedByLocalName = shared;
     }
 
-    private readonly Dictionary<string, Tensor> _sharedByLocalName;
+    /// <summary>The local names of the parameters.</summary>
+    public IEnumerable<string> Names => _byLocalName.Keys;
 
     /// <summary>The parameter by local name (<c>weight</c>, <c>bias</c>), or null when the layer has none.</summary>
     public Tensor? this[string local] => _byLocalName.GetValueOrDefault(local);

@@ -52,8 +52,6 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         _forwards = forwards ?? FunctionalRules.Default;
     }
 
-    internal PlantedBug Bug { get; init; }
-
     /// <inheritdoc/>
     public string Name => "functional";
 
@@ -75,8 +73,6 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
             new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_forwards.Keys, RefusesUserHooks: true));
-        using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
-            ? no_grad() : null;
         var (x, y) = (prepared.Inputs, prepared.Targets);
         long n = x.shape[0];
         long chunk = Math.Min(_options.ChunkSize ?? n, n);
@@ -105,8 +101,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             }
             result = buffer?.Result ?? EngineSupport.Result(Name, n, prepared.Groups, g => results[g]);
         }
-        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares,
-            disposeOnFailure: buffer is null);
+        return EngineAudit.Attached(result, model, x, y, loss, _options, disposeOnFailure: buffer is null);
     }
 
     // One vectorised forward and backward for k samples; returns each distinct parameter's [k, ...] gradient. The
@@ -240,17 +235,9 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         {
             shared[local] = p.detach();
             byLocal[local] = p.requires_grad && leaves.TryGetValue(ParameterIdentity.Of(p), out var leaf)
-                ? Bug == PlantedBug.SharedParameterCopy && k > 1 ? SharedCopy(leaf, k) : leaf
+                ? leaf
                 : p.detach().unsqueeze(0).expand([k, .. p.shape]);
         }
         return new SampleParameters(byLocal, shared);
-    }
-
-    // Planted bug: sample 1 reads sample 0's copy.
-    private static Tensor SharedCopy(Tensor leaf, long k)
-    {
-        var rows = arange(k, device: leaf.device);
-        rows[1] = 0;
-        return leaf.index_select(0, rows);
     }
 }

@@ -39,8 +39,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
         _rules = rules ?? HookRules.Default;
     }
 
-    internal PlantedBug Bug { get; init; }
-
     /// <inheritdoc/>
     public string Name => "hooks";
 
@@ -60,8 +58,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
         using var scope = NewDisposeScope();
         using var prepared = PreparedCall.Begin(model, inputs, targets, loss, _options,
             new EngineCapabilities(Name, (IReadOnlyCollection<Type>)_rules.Keys, RefusesUserHooks: false));
-        using var ignoredGradMode = Bug == PlantedBug.GradModeIgnored && !prepared.Access.CallerGradEnabled
-            ? no_grad() : null;
         var (x, y) = (prepared.Inputs, prepared.Targets);
         using var buffer = into is null ? null
             : ResultBuffer.Lease(into, ModelInspection.TrainableParameters(model), x.shape[0], Name);
@@ -79,8 +75,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             foreach (var call in calls) call.Dispose();
         }
-        return EngineAudit.Attached(result, model, x, y, loss, _options, Bug == PlantedBug.AuditNeverCompares,
-            disposeOnFailure: buffer is null);
+        return EngineAudit.Attached(result, model, x, y, loss, _options, disposeOnFailure: buffer is null);
     }
 
     // One forward with hooks, one backward that reaches every recorder and asks for the real parameters' gradients,
@@ -101,10 +96,6 @@ public sealed class HookEngine : IPerSampleGradientMethod
                 var layer = named.Module;
                 var signature = ModuleSignatures.Of(layer, named.Display);
                 var probed = prepared.Layout.Axes(layer);
-                if (Bug == PlantedBug.BatchDimensionAssumedZero)
-                    probed = new LayerAxes(probed.Arguments.Select(a => a is null ? (SampleAxis?)null
-                        : SampleAxis.First).ToList(), probed.Outputs.Select(a => a is null ? (SampleAxis?)null
-                        : SampleAxis.First).ToList());
                 var axis = probed.Primary;
                 var axes = SlotLayout.AfterExpansion(probed);
                 EngineSupport.KeepOwnParametersOutOfGraph(layer, signature, trainable, removers);
@@ -123,9 +114,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             }
             var output = model.call(x);
             loss.ValidateTargets(output, y);
-            var total = Bug == PlantedBug.MeanNotRescaled
-                ? loss.BatchLoss(output, y)
-                : loss.PerSampleLosses(output, y).sum();
+            var total = loss.PerSampleLosses(output, y).sum();
             // No trainable layer on the loss's path: no graph, and every gradient is zero.
             if (total.requires_grad) autograd.backward([total], inputs: [probe, .. parameters]);
             EngineSupport.RefuseBypassedParameters(prepared.Groups, Name);
@@ -148,7 +137,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
         {
             // A call none of whose outputs reached the loss contributes nothing.
             if (!call.ReachedLoss) continue;
-            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, Bug, buffer);
+            var sink = new Accumulator(call.Layer, trainableByModule[call.Layer.Module], groupOf, sums, buffer);
             Rule(call.Layer.Module)(LayerCallOf(call), sink);
         }
         return sums;
@@ -185,7 +174,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
     // one was handed in (under the tensor's first name; its other names are views of the same memory).
     private sealed class Accumulator(NamedModule layer, List<string> trainable,
         Dictionary<ParameterIdentity, ParameterGroup> groupOf, Dictionary<ParameterGroup, Tensor> sums,
-        PlantedBug bug, ResultBuffer? buffer) : ILayerGradientSink
+        ResultBuffer? buffer) : ILayerGradientSink
     {
         public bool Wants(string parameter) => trainable.Contains(parameter);
 
@@ -203,14 +192,12 @@ public sealed class HookEngine : IPerSampleGradientMethod
         public void Add(string parameter, Tensor perSampleGradient)
         {
             var group = GroupOf(parameter);
-            if (bug == PlantedBug.TiedParameterCountedOnce && group.Names[0] != layer.Qualify(parameter)) return;
-            bool overwrite = bug == PlantedBug.SharedModuleOverwritten;
             if (buffer is not null)
             {
-                buffer.Write(group.Names, perSampleGradient, overwrite);
+                buffer.Write(group.Names, perSampleGradient);
                 return;
             }
-            if (!overwrite && sums.TryGetValue(group, out var sum)) sum.add_(perSampleGradient);
+            if (sums.TryGetValue(group, out var sum)) sum.add_(perSampleGradient);
             else sums[group] = perSampleGradient;
         }
     }

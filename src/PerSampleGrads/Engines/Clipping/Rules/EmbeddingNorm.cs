@@ -1,6 +1,7 @@
 using TorchSharp.Modules;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Engines.Hooks.Rules;
+using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Maths;
 
 namespace PerSampleGrads.Engines.Clipping.Rules;

@@ -1,5 +1,5 @@
 using TorchSharp.Modules;
-using PerSampleGrads.Maths;
+using PerSampleGrads.Engines.Probing;
 using static TorchSharp.torch;
 
 namespace PerSampleGrads.Engines.Hooks.Rules;

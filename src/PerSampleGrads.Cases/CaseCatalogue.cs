@@ -36,17 +36,11 @@ public static class CaseCatalogue
         All.FirstOrDefault(c => c.Id == id) ?? throw new ArgumentException($"Unknown case '{id}'. Known: " +
             $"{string.Join(", ", All.Select(c => c.Id))}.");
 
-    /// <summary>A zoo model as a case with CE/mean.</summary>
-    public static GradientCase FromZoo(ZooModel model, long batchSize, LossFunction? loss = null, long seed = 7)
-    {
-        loss ??= CeMean;
-        return new GradientCase(Id($"zoo-{model.Name}", batchSize, loss), () => model.Build(seed), model.InputShape,
-            loss,
-            batchSize, model.InputKind == ZooInputKind.Tokens ? model.Vocabulary : 0, seed);
-    }
+    /// <summary>A zoo model as a case with CE/mean (<see cref="ZooModel.Case"/>).</summary>
+    public static GradientCase FromZoo(ZooModel model, long batchSize, LossFunction? loss = null, long seed = 7) =>
+        model.Case(batchSize, loss ?? CeMean, seed);
 
-    private static string Id(string name, long n, LossFunction loss) =>
-        $"{name}-B{n}-{loss.Name.ToLowerInvariant()}-{(loss.Reduction == LossReduction.Sum ? "sum" : "mean")}";
+    private static string Id(string name, long n, LossFunction loss) => GradientCase.IdOf(name, n, loss);
 
     private static GradientCase Case(string name, long[] inputShape, LossFunction loss, long n,
         Func<Module<Tensor, Tensor>> build, long vocabulary = 0) =>

@@ -1,12 +1,12 @@
 using TorchSharp;
-using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Cases;
+namespace PerSampleGrads.Zoo;
 
 /// <summary>
-/// A named test problem: a model factory, the shape of one sample's input, a loss, a batch size and a seed. Data, not
-/// code: the oracle, every engine, the snapshots and the PyTorch cross-check all consume the same cases.
+/// A named workload: a model factory, the shape of one sample's input, a loss, a batch size and a seed. Data, not
+/// code: the oracle, every engine, the snapshots and the PyTorch cross-check all consume the same cases (the zoo's,
+/// <see cref="ZooModel.Case"/>, and those of the test catalogue, an assembly of its own).
 /// </summary>
 /// <param name="Id">Readable id, also the test id: <c>conv2d-k3-s2-d2-g2-B5-ce-mean</c>.</param>
 /// <param name="Build">Builds the model deterministically (float32, CPU, its final train/eval mode).</param>
@@ -54,6 +54,15 @@ public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Bui
             ? randint(0, output[1], [BatchSize, .. output[2..]], generator: generator)
             : randn([BatchSize, .. output[1..]], generator: generator).to(dtype);
         return (inputs, targets.to(device));
+    }
+
+    /// <summary>The id of a case: <c>conv2d-k3-s2-d2-g2-B5-ce-mean</c> for <paramref name="name"/>
+    /// <c>conv2d-k3-s2-d2-g2</c>, 5 samples and cross-entropy with a mean.</summary>
+    public static string IdOf(string name, long batchSize, LossFunction loss)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        return $"{name}-B{batchSize}-{loss.Name.ToLowerInvariant()}-" +
+            $"{(loss.Reduction == LossReduction.Sum ? "sum" : "mean")}";
     }
 
     /// <inheritdoc/>

@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Maths;
+namespace PerSampleGrads.Engines.Probing;
 
 /// <summary>What an Embedding does to gradients, which TorchSharp 0.107 does not expose as properties.</summary>
 /// <param name="PaddingIndex">The row that receives no gradient, if any.</param>
