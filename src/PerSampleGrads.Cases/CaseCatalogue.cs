@@ -192,7 +192,7 @@ public static class CaseCatalogue
             Classifier("dropout-eval", [8], 4, CeMean, () => [Linear(8, 8), Dropout(0.5), ReLU()]),
             .. OptionCases(),
             .. RecurrentCases(),
-            // SEQ
+            .. SequenceCases(),
         ];
     }
 

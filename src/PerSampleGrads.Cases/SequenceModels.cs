@@ -53,7 +53,7 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
 /// <param name="Heads">Number of heads.</param>
 /// <param name="Bias">The projections' biases.</param>
 /// <param name="KeyPadding">Pass <c>ids == 0</c> (never the first position) as <c>key_padding_mask</c>.</param>
-/// <param name="Causal">Pass a causal <c>[T, T]</c> boolean <c>attn_mask</c>.</param>
+/// <param name="Causal">Pass a causal <c>[T, T]</c> additive <c>attn_mask</c> (-inf above the diagonal).</param>
 /// <param name="UseWeights">Ask for the attention weights and feed them to the head.</param>
 /// <param name="CrossKeyValue">Keys and values from a second embedding of the ids (query differs from them).</param>
 public sealed record AttentionOptions(long Heads = 2, bool Bias = true, bool KeyPadding = false, bool Causal = false,
@@ -101,7 +101,9 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
             padding = ids.eq(0);
             padding.select(1, 0).fill_(false);
         }
-        var causal = _options.Causal ? ones(t, t, dtype: ScalarType.Bool, device: ids.device).triu(1) : null;
+        // Additive: libtorch's C++ layer adds even a boolean mask (1 where true), unlike PyTorch's Python layer.
+        var causal = _options.Causal
+            ? full(t, t, double.NegativeInfinity, dtype: query.dtype, device: ids.device).triu(1) : null;
         var (output, weights) = attention.call(query, keys, keys, padding, _options.UseWeights, causal);
         var pooled = output.mean([0]);
         if (_options.UseWeights) pooled = cat([pooled, weights.reshape(n, -1)], 1);

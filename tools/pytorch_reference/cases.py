@@ -154,6 +154,98 @@ def classifier(classes, layers, tokens=False):
     return build
 
 
+class BagClassifier(nn.Module):
+    """SequenceModels.cs BagClassifier: ids [N, bag] -> EmbeddingBag (2-d rows, or 1-d ids with offsets; optional
+    per-sample weights 0.5 + (id mod 3) / 2) -> tanh -> Linear head. Names as TorchSharp's: bag.weight, head.*."""
+
+    def __init__(self, mode, flat, weighted, padding=None):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(12, 5, mode=mode, padding_idx=padding)
+        self.head = nn.Linear(5, 3)
+        self.flat, self.weighted = flat, weighted
+
+    def forward(self, ids):
+        weights = (ids % 3).to(self.bag.weight.dtype) / 2 + 0.5 if self.weighted else None
+        if self.flat:
+            offsets = torch.arange(ids.shape[0], device=ids.device) * ids.shape[1]
+            pooled = self.bag(ids.reshape(-1), offsets, None if weights is None else weights.reshape(-1))
+        else:
+            pooled = self.bag(ids, None, weights)
+        return self.head(torch.tanh(pooled))
+
+
+class AttentionClassifier(nn.Module):
+    """SequenceModels.cs AttentionClassifier: ids [N, T] -> Embedding -> [T, N, E] -> MultiheadAttention (key padding
+    ids == 0 except position 0; additive causal mask; weights fed to the head; keys and values from a second
+    embedding) -> mean over positions -> Linear head. Same parameter names as TorchSharp (in_proj_weight, ...)."""
+
+    def __init__(self, heads=2, bias=True, key_padding=False, causal=False, use_weights=False, cross=False):
+        super().__init__()
+        self.embedding = nn.Embedding(10, 8)
+        self.memory = nn.Embedding(10, 8) if cross else None
+        self.attention = nn.MultiheadAttention(8, heads, bias=bias)
+        self.head = nn.Linear(8 + (25 if use_weights else 0), 3)
+        self.key_padding, self.causal, self.use_weights = key_padding, causal, use_weights
+
+    def forward(self, ids):
+        n, t = ids.shape
+        query = self.embedding(ids).transpose(0, 1)
+        keys = query if self.memory is None else self.memory(ids).transpose(0, 1)
+        padding = None
+        if self.key_padding:
+            padding = ids.eq(0)
+            padding[:, 0] = False
+        causal = torch.full((t, t), float("-inf"), dtype=query.dtype).triu(1) if self.causal else None
+        output, weights = self.attention(query, keys, keys, key_padding_mask=padding, need_weights=self.use_weights,
+                                         attn_mask=causal)
+        pooled = output.mean(0)
+        if self.use_weights:
+            pooled = torch.cat([pooled, weights.reshape(n, -1)], 1)
+        return self.head(pooled)
+
+
+class TransformerClassifier(nn.Module):
+    """SequenceModels.cs TransformerClassifier: ids [N, T] -> Embedding -> [T, N, E] -> TransformerEncoderLayer (or
+    TransformerDecoderLayer attending to a second embedding), dropout 0 -> mean over positions -> Linear head."""
+
+    def __init__(self, decoder, activation):
+        super().__init__()
+        self.embedding = nn.Embedding(10, 8)
+        if decoder:
+            self.memory = nn.Embedding(10, 8)
+            self.decoder = nn.TransformerDecoderLayer(8, 2, 12, 0.0, activation)
+        else:
+            self.encoder = nn.TransformerEncoderLayer(8, 2, 12, 0.0, activation)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        x = self.embedding(ids).transpose(0, 1)
+        y = self.decoder(x, self.memory(ids).transpose(0, 1)) if hasattr(self, "decoder") else self.encoder(x)
+        return self.head(y.mean(0))
+
+
+def sequence_cases():
+    """CaseCatalogue.SequenceCases: EmbeddingBag, MultiheadAttention and the Transformer layers."""
+    cases = {
+        "bag-sum-rows": lambda s: BagClassifier("sum", False, False),
+        "bag-mean-rows": lambda s: BagClassifier("mean", False, False),
+        "bag-sum-offsets": lambda s: BagClassifier("sum", True, False),
+        "bag-mean-offsets": lambda s: BagClassifier("mean", True, False),
+        "bag-sum-weighted-rows": lambda s: BagClassifier("sum", False, True),
+        "bag-sum-weighted-offsets": lambda s: BagClassifier("sum", True, True),
+        "bag-mean-pad0-rows": lambda s: BagClassifier("mean", False, False, padding=0),
+        "attention-h2": lambda s: AttentionClassifier(),
+        "attention-h1-nobias": lambda s: AttentionClassifier(heads=1, bias=False),
+        "attention-h2-keypad-causal": lambda s: AttentionClassifier(key_padding=True, causal=True),
+        "attention-h4-weights": lambda s: AttentionClassifier(heads=4, use_weights=True),
+        "attention-h2-keypad-cross": lambda s: AttentionClassifier(key_padding=True, cross=True),
+        "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
+        "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
+        "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
+    }
+    return cases
+
+
 # Architecture name -> builder(one sample's input shape). Catalogue cases go by their id without the batch and loss
 # suffix ('conv2d-k3-s2-d2-g2-B5-ce-mean' -> 'conv2d-k3-s2-d2-g2'). Each entry restates CaseCatalogue.cs's
 # definition; frozen parameters come from the request's requires_grad flags.
@@ -315,3 +407,5 @@ CASES = {
     "rnncell-tanh-h0": recurrent("rnn-tanh", cell=True, initial_state=True),
     "rnncell-relu": recurrent("rnn-relu", cell=True),
 }
+
+CASES.update(sequence_cases())

@@ -151,7 +151,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
                 removers.Add(layer.register_forward_hook((_, _, _) =>
                 {
                     var output = forward(new FunctionalCall(layer, named.Display, stash[layer].Pop(), parameterCopies,
-                        _options.Convolution));
+                        _options.Convolution) { ArgumentAxes = [axis.IsShared ? SampleAxis.First : axis] });
                     return axis.IsShared ? output : output.movedim([0], [axis.Dimension]);
                 }).remove);
             }

@@ -36,5 +36,6 @@ public static class FunctionalRules
         [typeof(LSTMCell)] = RecurrentForward.Forward,
         [typeof(GRUCell)] = RecurrentForward.Forward,
         [typeof(RNNCell)] = RecurrentForward.Forward,
+        [typeof(MultiheadAttention)] = MultiheadAttentionForward.Forward,
     };
 }

@@ -24,7 +24,13 @@ public static class PerSampleRerunForward
     /// <summary>The batched forward.</summary>
     public static Tensor Forward(FunctionalCall call)
     {
-        var module = (nn.Module<Tensor, Tensor>)call.Layer;
+        if (call.Layer is not nn.Module<Tensor, Tensor> module || call.Arguments.Count != 1
+            || call.ArgumentAxes[0] is not { IsShared: false, Dimension: 0 })
+            throw new PerSampleGradientsException(Problem.UnsupportedLayers,
+                $"Module '{call.Path}' ({call.Layer.GetType().Name}) has no batched forward, and the functional " +
+                "engine's fallback re-runs only modules that map one tensor with the samples in dimension 0 to one " +
+                "tensor. Use the hook engine (its fallback re-runs any module in ModuleSignatures), add a batched " +
+                "forward, or freeze its parameters.");
         var input = call.Input;
         using (no_grad())
         {

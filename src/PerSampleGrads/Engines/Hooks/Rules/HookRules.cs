@@ -36,5 +36,6 @@ public static class HookRules
         [typeof(LSTMCell)] = RecurrentRule.Compute,
         [typeof(GRUCell)] = RecurrentRule.Compute,
         [typeof(RNNCell)] = RecurrentRule.Compute,
+        [typeof(MultiheadAttention)] = MultiheadAttentionRule.Compute,
     };
 }

@@ -1,0 +1,67 @@
+using TorchSharp.Modules;
+using PerSampleGrads.Cases;
+using PerSampleGrads.Engines.Hooks;
+using PerSampleGrads.Engines.Hooks.Rules;
+using PerSampleGrads.Maths;
+using static TorchSharp.torch;
+
+namespace PerSampleGrads.Tests;
+
+/// <summary>
+/// Planted bugs in the EmbeddingBag and MultiheadAttention rules, injected through the hook engine's rule table:
+/// each must disagree with the float64 oracle on at least one catalogue case of its layer, and the shipped rules
+/// must agree on every one of those cases (else a kill would prove nothing).
+/// </summary>
+[Trait("Category", "Mutation")]
+public sealed class SequenceMutationTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Bugs => new(PlantedBugs.Keys);
+
+    private static readonly Dictionary<string, (Type Layer, string CasePrefix, PerSampleRule Rule)> PlantedBugs = new()
+    {
+        // The attention core without the 1/sqrt(d) score scale.
+        ["attention-forgets-scale"] = (typeof(MultiheadAttention), "attention-",
+            (call, sink) => MultiheadAttentionRule.Compute(call, sink, 1.0)),
+        // The attention core recomputed without the key padding and attention masks.
+        ["attention-ignores-masks"] = (typeof(MultiheadAttention), "attention-",
+            (call, sink) => MultiheadAttentionRule.Compute(call with { Arguments = [.. call.Arguments.Take(3), null,
+                call.Arguments[4], null] }, sink)),
+        // The bag rule in mean mode adds every row with coefficient 1, as in sum mode.
+        ["bag-ignores-mean-mode"] = (typeof(EmbeddingBag), "bag-", BagAsSum),
+    };
+
+    [Theory]
+    [MemberData(nameof(Bugs))]
+    public void A_planted_bug_disagrees_with_the_oracle_on_a_case_of_its_layer_where_the_shipped_rule_agrees(
+        string bug)
+    {
+        TestSettings.RequireTorch();
+        var (layer, prefix, rule) = PlantedBugs[bug];
+        var rules = new Dictionary<Type, PerSampleRule>(HookRules.Default) { [layer] = rule };
+        var kills = new List<string>();
+        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith(prefix, StringComparison.Ordinal)))
+        {
+            var expected = OracleCache.Float64(gradientCase);
+            using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
+            using (var shipped = problem.Run(new HookEngine())) GradientAssert.Agree(shipped, expected,
+                ScalarType.Float64);
+            using var mutated = problem.Run(new HookEngine(rules: rules));
+            var tolerance = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64);
+            if (!Checking.GradientComparison.Compare(mutated, expected, tolerance).Passed) kills.Add(gradientCase.Id);
+        }
+        output.WriteLine($"{bug}: killed by {string.Join(", ", kills)}");
+        Assert.True(kills.Count > 0, $"No '{prefix}*' catalogue case catches '{bug}'.");
+    }
+
+    private static void BagAsSum(LayerCall call, ILayerGradientSink sink)
+    {
+        var bag = (EmbeddingBag)call.Layer;
+        var behaviour = EmbeddingBagInspection.Inspect(bag, call.Path) with { Reduction = BagReduction.Sum };
+        var g = call.OutputGradient;
+        var positions = BagPositions.Of(call.Input, call.Argument(1), call.Argument(2), behaviour, g.dtype);
+        long rows = bag.weight!.shape[0], n = positions.Bags;
+        var values = g.index_select(0, positions.Sample) * positions.Coefficient.unsqueeze(1);
+        sink.Add("weight", zeros([n * rows, g.shape[1]], dtype: g.dtype).index_add_(0,
+            positions.Sample * rows + positions.Ids, values, 1).reshape(n, rows, g.shape[1]));
+    }
+}
