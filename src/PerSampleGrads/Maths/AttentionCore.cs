@@ -9,8 +9,8 @@ namespace PerSampleGrads.Maths;
 /// <c>d = E / H</c>; with <c>add_zero_attn</c> a zero key and value appended per head; scores
 /// <c>q_h k_h^T / sqrt(d)</c> plus the attention mask (added, as libtorch's C++ layer does, even when boolean) and
 /// the key padding mask (<c>[N, S]</c>, true = ignored), softmax over keys; context <c>[N, L, E]</c> = weights
-/// times values, heads concatenated; weights <c>[N, L, S']</c> averaged over heads. Every input may carry a per-sample autograd
-/// leaf: the maths is plain differentiable tensor code.
+/// times values, heads concatenated; weights <c>[N, L, S']</c> averaged over heads. Every input may carry a
+/// per-sample autograd leaf: the maths is plain differentiable tensor code.
 /// </summary>
 public static class AttentionCore
 {
