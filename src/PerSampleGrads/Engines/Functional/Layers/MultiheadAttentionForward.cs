@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines.Probing;
 using TorchSharp.Modules;
 using PerSampleGrads.Maths;
 using static TorchSharp.torch;

@@ -1,27 +1,10 @@
 using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Maths;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Maths;
-
-/// <summary>How an EmbeddingBag reduces a bag.</summary>
-public enum BagReduction
-{
-    /// <summary>Sum of the rows (times the per-sample weights when given).</summary>
-    Sum,
-    /// <summary>Mean of the rows that are not padding.</summary>
-    Mean,
-    /// <summary>Element-wise maximum of the rows.</summary>
-    Max,
-}
-
-/// <summary>What an EmbeddingBag does, which TorchSharp 0.107 (a native module) does not expose as
-/// properties.</summary>
-/// <param name="Reduction">Sum, mean or max.</param>
-/// <param name="PaddingIndex">The row that neither counts in a bag nor receives a gradient, if any.</param>
-/// <param name="IncludeLastOffset">Whether 1-d offsets carry one extra, final entry (CSR layout).</param>
-public sealed record EmbeddingBagBehaviour(BagReduction Reduction, long? PaddingIndex, bool IncludeLastOffset);
+namespace PerSampleGrads.Engines.Probing;
 
 /// <summary>
 /// Finds an EmbeddingBag's mode, <c>padding_idx</c> and <c>include_last_offset</c> by running it (<c>forward</c>,

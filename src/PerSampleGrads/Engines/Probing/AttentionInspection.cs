@@ -1,9 +1,10 @@
 using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
+using PerSampleGrads.Maths;
 using static TorchSharp.torch;
 
-namespace PerSampleGrads.Maths;
+namespace PerSampleGrads.Engines.Probing;
 
 /// <summary>What a MultiheadAttention does that TorchSharp 0.107 (a native module) does not expose.</summary>
 /// <param name="Heads">Number of heads H.</param>
