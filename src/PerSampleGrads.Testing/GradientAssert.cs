@@ -9,8 +9,21 @@ public static class GradientAssert
 {
     /// <summary>Names, then shapes, then values within <paramref name="tolerance"/>; returns the comparison.</summary>
     public static GradientComparison Agree(PerSampleGradients actual, PerSampleGradients expected, Tolerance tolerance)
+        => Agree(actual, expected, tolerance, 0);
+
+    /// <summary>
+    /// A sum over samples (<paramref name="expected"/>) within the policy's tolerance for <paramref name="dtype"/>, its
+    /// errors scaled by at least <paramref name="termMagnitude"/>, the summed norms of its terms (see
+    /// <see cref="GradientComparison.Compare"/>).
+    /// </summary>
+    public static GradientComparison AgreeAsSums(PerSampleGradients actual, PerSampleGradients expected,
+        ScalarType dtype, double termMagnitude) =>
+        Agree(actual, expected, TolerancePolicy.ToleranceFor(dtype), termMagnitude);
+
+    private static GradientComparison Agree(PerSampleGradients actual, PerSampleGradients expected,
+        Tolerance tolerance, double termMagnitude)
     {
-        var comparison = GradientComparison.Compare(actual, expected, tolerance);
+        var comparison = GradientComparison.Compare(actual, expected, tolerance, termMagnitude);
         if (!comparison.Passed) Assert.Fail(comparison.Describe());
         return comparison;
     }

@@ -63,6 +63,22 @@ public sealed class GradientComparisonTests
         Assert.Contains("w: relative error", failing.Describe(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_sum_whose_terms_cancel_is_scaled_by_its_terms_and_still_fails_on_an_error_of_their_size()
+    {
+        // Two terms of norm ~0.7 that cancel: the sums differ by rounding (2.8e-17, the CI failure of a clipping
+        // property) and, without the terms' magnitude, that rounding is "relative error 2" against the sum itself.
+        using var expected = Gradients("sum", P("w", R(1.4e-17)));
+        using var rounded = Gradients("sum reordered", P("w", R(4.2e-17)));
+        Assert.False(GradientComparison.Compare(rounded, expected, Float64).Passed);
+        Assert.True(GradientComparison.Compare(rounded, expected, Float64, termMagnitude: 1.4).Passed);
+        // A wrong clip factor on one term leaves an error of the terms' size: still order 1 against them.
+        using var wrong = Gradients("sum with a wrong factor", P("w", R(0.35)));
+        var comparison = GradientComparison.Compare(wrong, expected, Float64, termMagnitude: 1.4);
+        Assert.False(comparison.Passed);
+        Assert.InRange(comparison.MaxRelativeError, 1, 100);
+    }
+
     [Theory]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]

@@ -30,7 +30,19 @@ public sealed record ClippingComparison(GradientComparison Norms, GradientCompar
         using var actualSums = SumsOf(actual);
         using var expectedSums = SumsOf(expected);
         return new ClippingComparison(GradientComparison.Compare(actualNorms, expectedNorms, tolerance),
-            GradientComparison.Compare(actualSums, expectedSums, tolerance));
+            GradientComparison.Compare(actualSums, expectedSums, tolerance, ClippedMagnitude(expected)));
+    }
+
+    /// <summary>
+    /// <c>sum_i f_i |g_i|</c>: the sum of the clipped per-sample gradients' norms, the magnitude of the terms a clipped
+    /// sum adds up (the scale its rounding follows when the terms cancel; see
+    /// <see cref="GradientComparison.Compare"/>).
+    /// </summary>
+    public static double ClippedMagnitude(ClippedGradients result)
+    {
+        using var scope = NewDisposeScope();
+        return (result.Norms.to(ScalarType.Float64) * result.ClipFactors.to(ScalarType.Float64)).sum()
+            .item<double>();
     }
 
     /// <summary>The norms as a result with one entry per parameter and <see cref="Total"/> first (views, no

@@ -61,12 +61,22 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     /// <summary>
     /// Compares <paramref name="actual"/> with <paramref name="expected"/> under <paramref name="tolerance"/>.
     /// </summary>
+    /// <param name="actual">The result checked.</param>
+    /// <param name="expected">The reference.</param>
+    /// <param name="tolerance">The bound.</param>
+    /// <param name="termMagnitude">
+    /// When the reference is a sum over samples (a batch gradient, a clipped sum): <c>sum_i |x_i|</c>, the sum of the
+    /// L2 norms of the terms summed. Rounding in a sum follows the terms, not the sum
+    /// (<c>|fl(sum x_i) - sum x_i| &lt;= gamma_n sum |x_i|</c>), and terms can cancel to a sum that is rounding noise
+    /// only; the scale floor then applies to this magnitude when it exceeds the reference's largest value. 0 otherwise.
+    /// </param>
     public static GradientComparison Compare(PerSampleGradients actual, PerSampleGradients expected,
-        Tolerance tolerance)
+        Tolerance tolerance, double termMagnitude = 0)
     {
         var missing = expected.Names.Where(n => !actual.Contains(n)).ToList();
         var unexpected = actual.Names.Where(n => !expected.Contains(n)).ToList();
-        double largest = expected.Entries.Select(e => MaxAbs(e.Gradient)).DefaultIfEmpty(0).Max();
+        double largest = Math.Max(termMagnitude,
+            expected.Entries.Select(e => MaxAbs(e.Gradient)).DefaultIfEmpty(0).Max());
         var parameters = new List<ParameterComparison>();
         foreach (var name in expected.Names.Where(actual.Contains))
             parameters.Add(CompareOne(name, actual[name], expected[name], tolerance, largest));

@@ -50,7 +50,7 @@ public static class ClippingChecks
         using var result = Run(method, problem, double.PositiveInfinity);
         using var sums = Checking.ClippingComparison.SumsOf(result);
         using var batch = GradientChecks.BatchGradientOfTheSummedLoss(problem);
-        GradientAssert.Agree(sums, batch, Exact);
+        GradientAssert.AgreeAsSums(sums, batch, Exact, Checking.ClippingComparison.ClippedMagnitude(result));
     }
 
     /// <summary>(c3) Permuting the batch permutes the norms (total and per parameter) and leaves the clipped
@@ -73,7 +73,8 @@ public static class ClippingChecks
         GradientAssert.Agree(actualNorms, expectedNorms, Exact);
         using var expectedSums = Checking.ClippingComparison.SumsOf(original);
         using var actualSums = Checking.ClippingComparison.SumsOf(permuted);
-        GradientAssert.Agree(actualSums, expectedSums, Exact);
+        GradientAssert.AgreeAsSums(actualSums, expectedSums, Exact,
+            Checking.ClippingComparison.ClippedMagnitude(original));
     }
 
     /// <summary>
@@ -100,7 +101,8 @@ public static class ClippingChecks
         var expectedSums = original.Names.Select(name => (name, (original[name] + single[name]).unsqueeze(0))).ToList();
         using var expected = new PerSampleGradients($"clipped sum + sample {i}'s clipped gradient", 1, expectedSums);
         using var actual = Checking.ClippingComparison.SumsOf(duplicated);
-        GradientAssert.Agree(actual, expected, Exact);
+        GradientAssert.AgreeAsSums(actual, expected, Exact,
+            Checking.ClippingComparison.ClippedMagnitude(duplicated));
     }
 
     /// <summary>(c5) The per-parameter norms combine into the total: <c>|g_i| = sqrt(sum_p |g_{i,p}|^2)</c>.</summary>
