@@ -1,5 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Testing.Checks;
 using PerSampleGrads.Engines.Clipping;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
@@ -29,6 +30,8 @@ public sealed class ClippingEquivalenceTests
     {
         var dtype = TestSettings.ParseDType(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
+        PlatformArithmetic.SkipWhereFloat32IsWrong(gradientCase, dtype, TestSettings.Device,
+            OracleCache.Float64(gradientCase));
         var oracle = OracleCache.Float64(gradientCase);
         double bound = ClippingAssert.MedianBound(oracle);
         using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);

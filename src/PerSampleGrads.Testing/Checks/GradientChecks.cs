@@ -26,8 +26,12 @@ public static class GradientChecks
     public static void MatchesOracle(Func<IPerSampleGradientMethod> engine, CaseSpec spec, ScalarType dtype,
         Tolerance? tolerance = null, Device? device = null)
     {
-        using var problem = spec.ToGradientCase().Create(dtype, device);
+        var gradientCase = spec.ToGradientCase();
+        using var problem = gradientCase.Create(dtype, device);
         using var expected = problem.Run(Float64Oracle(problem));
+        // A model whose plain float32 training step this machine computes wrong judges no method: discarded.
+        if (dtype == ScalarType.Float32 && PlatformArithmetic.Float32Defect(gradientCase, device, expected) is not null)
+            FsCheck.Fluent.Prop.Discard<bool>();
         using var actual = problem.Run(engine());
         GradientAssert.Agree(actual, expected, tolerance ?? TolerancePolicy.ToleranceFor(dtype));
     }

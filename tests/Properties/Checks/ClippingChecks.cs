@@ -35,6 +35,8 @@ public static class ClippingChecks
         var gradientCase = spec.ToGradientCase();
         using var reference = gradientCase.Create(Exact);
         using var oracle = reference.Run(new PerSampleGradientOracle());
+        if (dtype == ScalarType.Float32 && PlatformArithmetic.Float32Defect(gradientCase, null, oracle) is not null)
+            FsCheck.Fluent.Prop.Discard<bool>();
         double bound = ClippingAssert.MedianBound(oracle);
         using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);
         using var problem = gradientCase.Create(dtype);
