@@ -32,9 +32,10 @@ public enum TargetKind
 /// <c>(x_i, y_i)</c> with the declared reduction. For the built-in losses the batch loss is then exactly
 /// <c>sum_i L_i</c> (<see cref="LossReduction.Sum"/>) or <c>(1/N) sum_i L_i</c> (<see cref="LossReduction.Mean"/>),
 /// and a per-sample gradient is always the gradient of <c>L_i</c>, whatever the reduction: the engines drop the
-/// batch mean's <c>1/N</c> (equivalently, they rescale by N). For losses with several elements per sample (MSE or
-/// L1 on <c>[N, D]</c> outputs) the within-sample mean stays: with <c>Mean</c>, <c>L_i</c> is the mean over the
-/// sample's D elements, with <c>Sum</c> their sum, so the two reductions differ by exactly the factor D.
+/// batch mean's <c>1/N</c> (equivalently, they rescale by N). For losses with several target elements per sample (MSE
+/// or L1 on <c>[N, D]</c> outputs, CE or NLL with a class index per position, <c>[N, L]</c> targets) the within-sample
+/// mean stays: with <c>Mean</c>, <c>L_i</c> is the mean over the sample's D elements, with <c>Sum</c> their sum, so
+/// the two reductions differ by exactly the factor D.
 /// </para>
 /// <para>Class weights and ignored indices are not offered: with them the batch mean is no longer a mean of the
 /// samples' own losses.</para>

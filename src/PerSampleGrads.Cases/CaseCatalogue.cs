@@ -228,6 +228,12 @@ public static class CaseCatalogue
                 () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Replicate)]),
             Classifier("conv1d-circular-p1-s2", [2, 9], 3, CeSum,
                 () => [Conv1d(2, 3, 3, stride: 2, padding: 1, padding_mode: PaddingModes.Circular)]),
+            // 'same' in another mode: an even kernel on one axis, and equal amounts on every axis (TorchSharp 0.107
+            // pads the axes in reverse order, which only unequal amounts reveal; those are refused, BadInputTests).
+            Classifier("conv1d-same-k4-replicate", [2, 8], 3, CeMean,
+                () => [Conv1d(2, 3, 4, Padding.Same, padding_mode: PaddingModes.Replicate)]),
+            Classifier("conv2d-same-k3-reflect", [2, 5, 6], 3, CeSum,
+                () => [Conv2d(2, 3, 3, Padding.Same, padding_mode: PaddingModes.Reflect)]),
             Classifier("conv2d-replicate-p1x2", [2, 6, 5], 3, CeMean,
                 () => [Conv2d(2, 3, (3, 3), padding: (1, 2), padding_mode: PaddingModes.Replicate)]),
             Classifier("conv2d-reflect-p2x1-d2", [2, 7, 6], 2, CeMean,

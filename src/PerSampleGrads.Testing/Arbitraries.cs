@@ -1,6 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
 using PerSampleGrads.Testing.Specs;
+using TorchSharp;
 using TorchSharp.Modules;
 
 namespace PerSampleGrads.Testing;
@@ -129,7 +130,35 @@ public sealed class CaseGenerators
 
     private bool Has(ModelPatterns patterns) => _claims.Claims(patterns);
 
-    private bool Convolves(SampleShape shape) => Has(shape.Kind == ShapeKind.Signal ? typeof(Conv1d) : typeof(Conv2d));
+    private bool Convolves(SampleShape shape) => shape.Kind switch
+    {
+        ShapeKind.Signal => Has(typeof(Conv1d)),
+        ShapeKind.Image => Has(typeof(Conv2d)),
+        ShapeKind.Volume => Has(typeof(Conv3d)),
+        _ => false,
+    };
+
+    private bool ConvolvesTransposed(SampleShape shape) => shape.Kind switch
+    {
+        ShapeKind.Signal => Has(typeof(ConvTranspose1d)),
+        ShapeKind.Image => Has(typeof(ConvTranspose2d)),
+        ShapeKind.Volume => Has(typeof(ConvTranspose3d)),
+        _ => false,
+    };
+
+    private bool HasBatchNorm(SampleShape shape) => shape.Spatial.Length switch
+    {
+        0 or 1 => Has(typeof(BatchNorm1d)),
+        2 => Has(typeof(BatchNorm2d)),
+        _ => Has(typeof(BatchNorm3d)),
+    };
+
+    private bool HasInstanceNorm(SampleShape shape) => shape.Spatial.Length switch
+    {
+        1 => Has(typeof(InstanceNorm1d)),
+        2 => Has(typeof(InstanceNorm2d)),
+        _ => Has(typeof(InstanceNorm3d)),
+    };
 
     // Whether a fault is one this method must refuse.
     private bool Planted(Fault fault) =>
@@ -147,10 +176,14 @@ public sealed class CaseGenerators
         from outputs in loss is LossKind.CrossEntropy or LossKind.NegativeLogLikelihood
             ? Gen.Choose(2, 5)
             : Gen.Choose(1, 4)
+        let last = LayerSpec.Walk(input, body)![^1]
+        from positionwise in loss != LossKind.Custom && last.IsSpatial && Convolves(last)
+            ? Gen.Frequency((2, Gen.Constant(false)), (1, Gen.Constant(true)))
+            : Gen.Constant(false)
         from n in Gen.Choose(1, budget.Batch)
         from seed in Gen.Choose(0, int.MaxValue)
-        select new CaseSpec(new ArchitectureSpec(input, body, outputs, loss == LossKind.NegativeLogLikelihood), n, loss,
-            reduction, seed);
+        select new CaseSpec(new ArchitectureSpec(input, body, outputs, loss == LossKind.NegativeLogLikelihood,
+            positionwise), n, loss, reduction, seed);
 
     // Token ids only for a method that claims Embedding (they always go through one first).
     private Gen<SampleShape> InputShape(Budget budget)
@@ -166,6 +199,13 @@ public sealed class CaseGenerators
             from w in Gen.Choose(3, budget.Spatial)
             select new SampleShape(ShapeKind.Image, [c, h, w]),
         };
+        if (Has(typeof(Conv3d)) || Has(typeof(ConvTranspose3d)))
+            shapes.Add(
+                from c in Gen.Elements(Channels.Where(c => c <= 4).ToArray())
+                from d in Gen.Choose(2, 4)
+                from h in Gen.Choose(2, 4)
+                from w in Gen.Choose(2, 4)
+                select new SampleShape(ShapeKind.Volume, [c, d, h, w]));
         if (Has(typeof(Embedding)))
             shapes.Add(
                 from t in Gen.Choose(2, 6)
@@ -205,6 +245,14 @@ public sealed class CaseGenerators
         if (layerNorm) options.Add((1, Gen.Constant((LayerSpec)new LayerNormSpec())));
         bool linear = Has(typeof(Linear));
         bool sharing = Has(ModelPatterns.WeightSharing);
+        if (shape.Kind == ShapeKind.Features || shape.IsSpatial)
+        {
+            if (HasBatchNorm(shape))
+                options.Add((1, Gen.Frequency((3, Gen.Constant(true)), (1, Gen.Constant(false)))
+                    .Select(affine => (LayerSpec)new BatchNormEvalSpec(affine))));
+            if (Has(typeof(PReLU)))
+                options.Add((1, Gen.Elements(true, false).Select(perChannel => (LayerSpec)new PReLUSpec(perChannel))));
+        }
         switch (shape.Kind)
         {
             case ShapeKind.Features:
@@ -234,6 +282,9 @@ public sealed class CaseGenerators
             default:
                 bool convolution = Convolves(shape);
                 if (convolution) options.Add((4, Convolution(shape, budget)));
+                if (ConvolvesTransposed(shape)) options.Add((1, TransposedConvolution(shape, budget)));
+                if (HasInstanceNorm(shape) && new InstanceNormSpec(true, false, false).Apply(shape) is not null)
+                    options.Add((1, InstanceNorm(normalizationAllowed)));
                 if (normalizationAllowed && Has(typeof(GroupNorm)) && GroupCounts(shape).Length > 0)
                     options.Add((3, GroupNorm(shape)));
                 if (convolution) options.Add((1, Residual(shape)));
@@ -258,24 +309,70 @@ public sealed class CaseGenerators
     private static long[] GroupCounts(SampleShape shape) =>
         [.. Divisors(shape.Channels).Where(g => new GroupNormSpec(g).Apply(shape) is not null)];
 
-    // Every (kernel, dilation, padding, stride) that leaves an output position on every spatial axis.
-    private static Gen<LayerSpec> Convolution(SampleShape shape, Budget budget)
-    {
-        var geometries = (
-            from k in new long[] { 1, 2, 3 }
-            from d in new long[] { 1, 2 }
-            from p in new long[] { 0, 1, 2 }
-            from s in new long[] { 1, 2 }
-            where !(k == 1 && d > 1) && p <= d * (k - 1) && shape.Spatial.All(size => ConvSpec.Fits(size, k, p, d))
-            select (k, d, p, s)).ToArray();
-        return
-            from groups in Gen.Elements(Divisors(shape.Channels))
-            from perGroup in OutputsPerGroup(groups, budget)
-            from geometry in Gen.Elements(geometries)
-            from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
-            select (LayerSpec)new ConvSpec(shape.Spatial.Length, groups * perGroup, geometry.k, geometry.s, geometry.p,
-                geometry.d, groups, bias);
-    }
+    // Per axis, independently: every (kernel, dilation, padding, stride) that leaves an output position on that axis;
+    // explicit padding in any mode, 'same' (stride 1, even kernels included) or 'valid'.
+    private static Gen<LayerSpec> Convolution(SampleShape shape, Budget budget) =>
+        from groups in Gen.Elements(Divisors(shape.Channels))
+        from perGroup in OutputsPerGroup(groups, budget)
+        from padding in Gen.Frequency((4, Gen.Constant(ConvPadding.Explicit)), (1, Gen.Constant(ConvPadding.Same)),
+            (1, Gen.Constant(ConvPadding.Valid)))
+        from axes in Axes(shape.Spatial, size => ConvolutionAxes(size, padding))
+        from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
+        let zeros = new ConvSpec(groups * perGroup, axes, groups, bias, PaddingModes.Zeros, padding)
+        // Padding modes with explicit padding only: TorchSharp 0.107 pads 'same' in another mode along the wrong axes.
+        from mode in Gen.Frequency(new[] { PaddingModes.Zeros, PaddingModes.Reflect, PaddingModes.Replicate,
+                PaddingModes.Circular }
+            .Where(m => m == PaddingModes.Zeros || padding == ConvPadding.Explicit)
+            .Where(m => (zeros with { Mode = m }).Apply(shape) is not null)
+            .Select(m => (m == PaddingModes.Zeros ? 3 : 1, Gen.Constant(m))).ToArray())
+        select (LayerSpec)(zeros with { Mode = mode });
+
+    private static ConvAxis[] ConvolutionAxes(long size, ConvPadding padding) =>
+    [
+        .. from k in new long[] { 1, 2, 3 }
+           from d in new long[] { 1, 2 }
+           from p in padding == ConvPadding.Explicit ? new long[] { 0, 1, 2 } : [0]
+           from s in padding == ConvPadding.Same ? new long[] { 1 } : [1, 2]
+           let axis = new ConvAxis(k, s, p, d)
+           where !(k == 1 && d > 1) && p <= d * (k - 1)
+               && (padding == ConvPadding.Same || size + 2 * p >= axis.Span)
+           select axis,
+    ];
+
+    // Transposed: per axis (kernel, stride, padding, dilation) with a positive output size; output padding 1 where
+    // every axis allows it.
+    private static Gen<LayerSpec> TransposedConvolution(SampleShape shape, Budget budget) =>
+        from groups in Gen.Elements(Divisors(shape.Channels))
+        from perGroup in OutputsPerGroup(groups, budget)
+        from axes in Axes(shape.Spatial, size =>
+        [
+            .. from k in new long[] { 1, 2, 3 }
+               from d in new long[] { 1, 2 }
+               from p in new long[] { 0, 1 }
+               from s in new long[] { 1, 2 }
+               let axis = new ConvAxis(k, s, p, d)
+               where !(k == 1 && d > 1) && (size - 1) * s - 2 * p + axis.Span >= 1
+               select axis,
+        ])
+        from outputPadding in axes.All(a => Math.Max(a.Stride, a.Dilation) > 1) ? Gen.Elements(0L, 1L)
+            : Gen.Constant(0L)
+        from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
+        select (LayerSpec)new ConvTransposeSpec(groups * perGroup, axes, groups, outputPadding, bias);
+
+    // One axis per spatial size, each drawn independently from its own options.
+    private static Gen<ConvAxis[]> Axes(long[] sizes, Func<long, ConvAxis[]> options) =>
+        sizes.Aggregate(Gen.Constant(Array.Empty<ConvAxis>()), (prefix, size) =>
+            from axes in prefix
+            from axis in Gen.Elements(options(size))
+            select (ConvAxis[])[.. axes, axis]);
+
+    // InstanceNorm: with instance statistics only where a normalisation is allowed (see Body); tracked statistics in
+    // eval mode (a fixed affine map) anywhere.
+    private static Gen<LayerSpec> InstanceNorm(bool normalizationAllowed) =>
+        from affine in Gen.Elements(true, false)
+        from tracked in normalizationAllowed ? Gen.Elements(true, false) : Gen.Constant(true)
+        from training in normalizationAllowed ? Gen.Elements(true, false) : Gen.Constant(false)
+        select (LayerSpec)new InstanceNormSpec(affine, tracked, training);
 
     // Output channels per group; totals with a divisor other than 1 and themselves (room for GroupNorm groups of
     // several channels) twice as often.
@@ -289,8 +386,8 @@ public sealed class CaseGenerators
     private static Gen<ConvSpec> ShapeKeepingConvolution(SampleShape shape) =>
         from groups in Gen.Elements(Divisors(shape.Channels))
         from geometry in Gen.Elements((1L, 1L), (3L, 1L), (3L, 2L))
-        select new ConvSpec(shape.Spatial.Length, shape.Channels, geometry.Item1, 1,
-            geometry.Item2 * (geometry.Item1 - 1) / 2, geometry.Item2, groups);
+        let axis = new ConvAxis(geometry.Item1, 1, geometry.Item2 * (geometry.Item1 - 1) / 2, geometry.Item2)
+        select new ConvSpec(shape.Channels, [.. Enumerable.Repeat(axis, shape.Spatial.Length)], groups);
 
     // A residual block around a Linear or a shape-keeping convolution, with a claimed normalisation now and then.
     private Gen<LayerSpec> Residual(SampleShape shape)

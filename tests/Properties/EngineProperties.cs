@@ -71,8 +71,8 @@ public abstract class EngineProperties
     internal static Property Classified(Action check, CaseSpec c)
     {
         var property = Prop.ToProperty(check);
-        foreach (var exercised in c.Architecture.Exercises()) property = property.Classify(true, exercised);
-        return property.Classify(c.BatchSize == 1, "N=1");
+        foreach (var exercised in c.Exercises()) property = property.Classify(true, exercised);
+        return property;
     }
 }
 

@@ -107,8 +107,9 @@ public static class GradientChecks
 
     /// <summary>
     /// (5) The documented relation between the reductions (<see cref="LossFunction"/>): the per-sample gradients with
-    /// <c>Mean</c> and <c>Sum</c> are identical for CE, NLL and a custom per-sample loss; for MSE and L1 with D output
-    /// elements per sample, mean = sum / D exactly.
+    /// <c>Mean</c> and <c>Sum</c> are identical for a custom per-sample loss; for the built-in losses with D target
+    /// elements per sample (D = 1 for CE and NLL with one class index per sample; positions for class targets per
+    /// position; output elements for MSE and L1), mean = sum / D exactly.
     /// </summary>
     public static void MeanAndSumFollowTheDocumentedRelation(Func<IPerSampleGradientMethod> engine, CaseSpec spec,
         Device? device = null)
@@ -120,8 +121,7 @@ public static class GradientChecks
             loss.WithReduction(LossReduction.Sum));
         using var mean = engine().Compute(problem.Model, problem.Inputs, problem.Targets,
             loss.WithReduction(LossReduction.Mean));
-        bool withinSampleMean = !loss.IsCustom && loss.Targets == TargetKind.Values;
-        long elementsPerSample = withinSampleMean ? problem.Targets[0].numel() : 1;
+        long elementsPerSample = loss.IsCustom ? 1 : problem.Targets[0].numel();
         using var scaled = Map(mean, $"{mean.Method} with mean x {elementsPerSample}", g => g * elementsPerSample);
         GradientAssert.Agree(scaled, sum, Exact);
     }

@@ -10,13 +10,17 @@ namespace PerSampleGrads.Testing.Specs;
 /// <summary>
 /// A generated architecture as data: an input shape, a body of layers, and a head that flattens what the body leaves
 /// (when it is not already a feature vector), maps it to <paramref name="Outputs"/> with a Linear layer and, for NLL,
-/// applies LogSoftmax. Built deterministically from a seed.
+/// applies LogSoftmax; or, with <paramref name="PositionwiseHead"/>, a 1x1 convolution to <paramref name="Outputs"/>
+/// channels at every position of a spatial output (class or value targets per position). Built deterministically
+/// from a seed.
 /// </summary>
 /// <param name="Input">One sample's input.</param>
 /// <param name="Body">The layers, in order.</param>
 /// <param name="Outputs">Classes (CE, NLL) or values per sample (MSE, L1, the custom loss).</param>
 /// <param name="LogSoftmax">Whether the head ends with LogSoftmax (for NLL).</param>
-public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec> Body, long Outputs, bool LogSoftmax)
+/// <param name="PositionwiseHead">Whether the head keeps the positions of a spatial output.</param>
+public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec> Body, long Outputs, bool LogSoftmax,
+    bool PositionwiseHead = false)
 {
     /// <summary>The shapes through the body (input first), or null when a layer does not fit.</summary>
     public List<SampleShape>? Shapes() => LayerSpec.Walk(Input, Body);
@@ -24,7 +28,7 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
     /// <summary>Every layer fits, the body ends in floating values, and every size is positive.</summary>
     public bool IsValid =>
         Outputs >= 1 && Input.Dims.All(d => d >= 1) && (Input.Kind != ShapeKind.TokenIds || Input.Vocabulary >= 2)
-        && Shapes() is { } shapes && shapes[^1].IsFloating;
+        && Shapes() is { } shapes && shapes[^1].IsFloating && (!PositionwiseHead || shapes[^1].IsSpatial);
 
     /// <summary>
     /// Builds the model in float32 on the CPU, in eval mode (fault layers excepted), with the global generator seeded
@@ -46,8 +50,12 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
                 if (Body[i].StaysInTraining) training.Add(module);
             }
             var last = shapes[^1];
-            if (last.Kind != ShapeKind.Features) modules.Add(("flatten", Flatten()));
-            modules.Add(("head", Linear(last.Elements, Outputs)));
+            if (PositionwiseHead) modules.Add(("head", PositionwiseConvolution(last)));
+            else
+            {
+                if (last.Kind != ShapeKind.Features) modules.Add(("flatten", Flatten()));
+                modules.Add(("head", Linear(last.Elements, Outputs)));
+            }
             if (LogSoftmax) modules.Add(("logsoftmax", nn.LogSoftmax(1)));
             var model = Sequential(modules.ToArray());
             Seeded.InitializeGroupNorms(model);
@@ -73,7 +81,8 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
     private static bool SmoothBeforeNormalizations(IReadOnlyList<LayerSpec> layers, bool startsAtTheInput) =>
         layers.Select((layer, i) => layer switch
         {
-            GroupNormSpec or LayerNormSpec or SequenceFirstSpec { Inner: LayerNormSpec } => i == 0
+            GroupNormSpec or LayerNormSpec or SequenceFirstSpec { Inner: LayerNormSpec }
+                or InstanceNormSpec { Training: true } or InstanceNormSpec { TrackRunningStats: false } => i == 0
                 ? startsAtTheInput
                 : layers[i - 1] is ActivationSpec { Kind: ActivationKind.Tanh or ActivationKind.GELU },
             ResidualSpec residual => SmoothBeforeNormalizations(residual.Body, startsAtTheInput: false),
@@ -88,6 +97,13 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
         return Body.SelectMany((layer, i) => layer.Exercises(shapes[i])).Distinct();
     }
 
+    private Module<Tensor, Tensor> PositionwiseConvolution(SampleShape last) => last.Spatial.Length switch
+    {
+        1 => Conv1d(last.Channels, Outputs, 1),
+        2 => Conv2d(last.Channels, Outputs, 1),
+        _ => Conv3d(last.Channels, Outputs, 1),
+    };
+
     /// <summary>
     /// <c>[3x8x8] Conv2d(3->4,k3,s2,p1,d1,g1)+GroupNorm(2,4)+ReLU+Flatten+Linear(36->5)</c>.
     /// </summary>
@@ -97,8 +113,12 @@ public sealed record ArchitectureSpec(SampleShape Input, IReadOnlyList<LayerSpec
         if (shapes is null) return $"{Input} (invalid: {string.Join("+", Body.Select(l => l.GetType().Name))})";
         var parts = Body.Select((layer, i) => layer.Describe(shapes[i])).ToList();
         var last = shapes[^1];
-        if (last.Kind != ShapeKind.Features) parts.Add("Flatten");
-        parts.Add($"Linear({last.Elements}->{Outputs})");
+        if (PositionwiseHead) parts.Add($"Conv{last.Spatial.Length}d({last.Channels}->{Outputs},k1)");
+        else
+        {
+            if (last.Kind != ShapeKind.Features) parts.Add("Flatten");
+            parts.Add($"Linear({last.Elements}->{Outputs})");
+        }
         if (LogSoftmax) parts.Add("LogSoftmax");
         return $"{Input} {string.Join("+", parts)}";
     }

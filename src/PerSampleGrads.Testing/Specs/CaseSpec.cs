@@ -36,7 +36,20 @@ public sealed record CaseSpec(ArchitectureSpec Architecture, long BatchSize, Los
     /// NLL.</summary>
     public bool IsValid =>
         Architecture.IsValid && BatchSize >= 1 && (!ClassTargets || Architecture.Outputs >= 2)
-        && Architecture.LogSoftmax == (Loss == LossKind.NegativeLogLikelihood);
+        && Architecture.LogSoftmax == (Loss == LossKind.NegativeLogLikelihood)
+        && !(Architecture.PositionwiseHead && Loss == LossKind.Custom);
+
+    /// <summary>What the case exercises: its layers' options, then its loss's target layout and N = 1.</summary>
+    public IEnumerable<string> Exercises()
+    {
+        foreach (var exercised in Architecture.Exercises()) yield return exercised;
+        string targets = ClassTargets ? "class" : "value";
+        yield return Architecture.PositionwiseHead ? $"loss: {targets} targets per position"
+            : ClassTargets || Architecture.Outputs == 1 ? $"loss: {targets} targets"
+            : "loss: several values per sample";
+        yield return $"loss: {Loss}/{Reduction}";
+        if (BatchSize == 1) yield return "batch: N = 1";
+    }
 
     /// <summary>The case as a catalogue case: the same model factory, batch maker and loss as the named
     /// cases.</summary>

@@ -33,62 +33,6 @@ public sealed record LinearSpec(long Out, bool Bias = true) : LayerSpec
         input.Kind == ShapeKind.Tokens ? ["linear-3d"] : Out != input.Channels ? ["linear-nonsquare"] : [];
 }
 
-/// <summary>Conv1d on signals <c>[C, L]</c> or Conv2d on images <c>[C, H, W]</c>, square kernel, zero
-/// padding.</summary>
-public sealed record ConvSpec(int SpatialDims, long Out, long Kernel, long Stride, long Padding, long Dilation,
-    long Groups,
-    bool Bias = true) : LayerSpec
-{
-    /// <summary>Whether a spatial size leaves at least one output position.</summary>
-    public static bool Fits(long size, long kernel, long padding, long dilation) => size + 2 * padding >= dilation
-        * (kernel - 1) + 1;
-
-    /// <summary>PyTorch's output size.</summary>
-    public static long OutputSize(long size, long kernel, long stride, long padding, long dilation) =>
-        (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
-
-    /// <inheritdoc/>
-    public override SampleShape? Apply(SampleShape input)
-    {
-        var kind = SpatialDims == 1 ? ShapeKind.Signal : ShapeKind.Image;
-        if (input.Kind != kind || Groups < 1 || input.Channels % Groups != 0 || Out % Groups != 0) return null;
-        if (input.Spatial.Any(s => !Fits(s, Kernel, Padding, Dilation))) return null;
-        return input.With([Out, .. input.Spatial.Select(s => OutputSize(s, Kernel, Stride, Padding, Dilation))]);
-    }
-
-    /// <inheritdoc/>
-    public override Module<Tensor, Tensor> Build(SampleShape input) => SpatialDims == 1
-        ? Conv1d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups,
-            bias: Bias)
-        : Conv2d(input.Channels, Out, Kernel, stride: Stride, padding: Padding, dilation: Dilation, groups: Groups,
-            bias: Bias);
-
-    /// <inheritdoc/>
-    public override string Describe(SampleShape input) =>
-        $"Conv{SpatialDims}d({input.Channels}->{Out},k{Kernel},s{Stride},p{Padding},d{Dilation},g{Groups}" +
-        $"{(Bias ? "" : ",nobias")})";
-
-    /// <inheritdoc/>
-    public override IEnumerable<LayerSpec> Simpler()
-    {
-        if (Groups > 1) yield return this with { Groups = 1 };
-        if (Dilation > 1) yield return this with { Dilation = 1 };
-        if (Stride > 1) yield return this with { Stride = 1 };
-        if (Padding > 0) yield return this with { Padding = Padding - 1 };
-        if (Kernel > 1) yield return this with { Kernel = Kernel - 1 };
-        if (Out > Groups) yield return this with { Out = Groups };
-        if (Out > 2 * Groups) yield return this with { Out = Out - Groups };
-    }
-
-    /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input)
-    {
-        yield return $"conv{SpatialDims}d";
-        if (Dilation > 1 && Kernel > 1) yield return $"conv{SpatialDims}d-dilated";
-        if (Groups > 1) yield return "conv-grouped";
-    }
-}
-
 /// <summary>
 /// GroupNorm over the channel dimension of signals or images (TorchSharp's GroupNorm refuses 2-d inputs), each group
 /// normalising at least <see cref="LayerSpec.MinimumNormalizedValues"/> values.
@@ -97,7 +41,7 @@ public sealed record GroupNormSpec(long Groups) : LayerSpec
 {
     /// <inheritdoc/>
     public override SampleShape? Apply(SampleShape input) =>
-        input.Kind is ShapeKind.Signal or ShapeKind.Image && Groups >= 1 && input.Channels % Groups == 0
+        input.IsSpatial && Groups >= 1 && input.Channels % Groups == 0
         && input.Elements / Groups >= LayerSpec.MinimumNormalizedValues
             ? input
             : null;
@@ -116,7 +60,8 @@ public sealed record GroupNormSpec(long Groups) : LayerSpec
 
     /// <inheritdoc/>
     public override IEnumerable<string> Exercises(SampleShape input) =>
-        Groups > 1 && Groups < input.Channels ? ["groupnorm-several-groups-of-several-channels"] : ["groupnorm"];
+        Groups > 1 && Groups < input.Channels ? ["groupnorm", "groupnorm: several groups of several channels"]
+        : Groups == input.Channels ? ["groupnorm", "groupnorm: one channel per group"] : ["groupnorm"];
 }
 
 /// <summary>
@@ -201,12 +146,12 @@ public sealed record ActivationSpec(ActivationKind Kind) : LayerSpec
     }
 }
 
-/// <summary>Max or average pooling with kernel and stride 2 over a signal's or an image's spatial dimensions.</summary>
+/// <summary>Max or average pooling with kernel and stride 2 over the spatial dimensions.</summary>
 public sealed record PoolSpec(bool Max) : LayerSpec
 {
     /// <inheritdoc/>
     public override SampleShape? Apply(SampleShape input) =>
-        input.Kind is ShapeKind.Signal or ShapeKind.Image && input.Spatial.All(s => s >= 2)
+        input.IsSpatial && input.Spatial.All(s => s >= 2)
             ? input.With([input.Channels, .. input.Spatial.Select(s => s / 2)])
             : null;
 
@@ -215,8 +160,10 @@ public sealed record PoolSpec(bool Max) : LayerSpec
     {
         (ShapeKind.Signal, true) => MaxPool1d(2),
         (ShapeKind.Signal, false) => AvgPool1d(2),
-        (_, true) => MaxPool2d(2),
-        _ => AvgPool2d(2),
+        (ShapeKind.Image, true) => MaxPool2d(2),
+        (ShapeKind.Image, false) => AvgPool2d(2),
+        (_, true) => MaxPool3d(2),
+        _ => AvgPool3d(2),
     };
 
     /// <inheritdoc/>
@@ -316,15 +263,14 @@ public sealed record BatchNormInTrainingSpec : LayerSpec
 {
     /// <inheritdoc/>
     public override SampleShape? Apply(SampleShape input) =>
-        input.Kind is ShapeKind.Features or ShapeKind.Signal or ShapeKind.Image ? input : null;
+        input.Kind == ShapeKind.Features || input.IsSpatial ? input : null;
 
     /// <inheritdoc/>
-    public override Module<Tensor, Tensor> Build(SampleShape input) =>
-        input.Kind == ShapeKind.Image ? BatchNorm2d(input.Channels) : BatchNorm1d(input.Channels);
+    public override Module<Tensor, Tensor> Build(SampleShape input) => NormLayers.BatchNorm(input, affine: true);
 
     /// <inheritdoc/>
     public override string Describe(SampleShape input) =>
-        $"BatchNorm{(input.Kind == ShapeKind.Image ? 2 : 1)}d({input.Channels},train)";
+        $"BatchNorm{Math.Max(1, input.Spatial.Length)}d({input.Channels},train)";
 
     /// <inheritdoc/>
     public override bool StaysInTraining => true;

@@ -13,6 +13,8 @@ public enum ShapeKind
     Signal,
     /// <summary><c>[C, H, W]</c>: an image (Conv2d).</summary>
     Image,
+    /// <summary><c>[C, D, H, W]</c>: a volume (Conv3d).</summary>
+    Volume,
 }
 
 /// <summary>
@@ -26,11 +28,22 @@ public sealed record SampleShape(ShapeKind Kind, long[] Dims, long Vocabulary = 
     /// <summary>A feature vector of <paramref name="features"/> values.</summary>
     public static SampleShape Features(long features) => new(ShapeKind.Features, [features]);
 
-    /// <summary>The channel dimension: the first for signals and images, the last otherwise.</summary>
-    public long Channels => Kind is ShapeKind.Signal or ShapeKind.Image ? Dims[0] : Dims[^1];
+    /// <summary>A signal, an image or a volume: channels first, then spatial dimensions.</summary>
+    public bool IsSpatial => Kind is ShapeKind.Signal or ShapeKind.Image or ShapeKind.Volume;
 
-    /// <summary>The spatial sizes of a signal or an image (empty otherwise).</summary>
-    public long[] Spatial => Kind is ShapeKind.Signal or ShapeKind.Image ? Dims[1..] : [];
+    /// <summary>The channel dimension: the first for signals, images and volumes, the last otherwise.</summary>
+    public long Channels => IsSpatial ? Dims[0] : Dims[^1];
+
+    /// <summary>The spatial sizes of a signal, an image or a volume (empty otherwise).</summary>
+    public long[] Spatial => IsSpatial ? Dims[1..] : [];
+
+    /// <summary>The kind of a sample with <paramref name="spatialDims"/> spatial dimensions (1 to 3).</summary>
+    public static ShapeKind SpatialKind(int spatialDims) => spatialDims switch
+    {
+        1 => ShapeKind.Signal,
+        2 => ShapeKind.Image,
+        _ => ShapeKind.Volume,
+    };
 
     /// <summary>Number of values in one sample.</summary>
     public long Elements => Dims.Aggregate(1L, (a, b) => a * b);

@@ -212,9 +212,35 @@ internal static class EngineSupport
                     "PerSampleRerun).");
         }
         foreach (var (named, _) in owners)
-            if (named.Module is Embedding embedding)
-                EmbeddingInspection.Inspect(embedding, named.Display);
+        {
+            if (named.Module is Embedding embedding) EmbeddingInspection.Inspect(embedding, named.Display);
+            if (named.Module is Convolution convolution) RefuseMisappliedSamePadding(convolution, named.Display);
+        }
         return owners;
+    }
+
+    /// <summary>
+    /// Refuses a convolution with <c>'same'</c> padding in a mode other than zeros whose axes need different
+    /// (before, after) amounts: TorchSharp 0.107's module then pads the axes with each other's amounts (measured: a
+    /// <c>(1, 2)</c> kernel on a 1x1 input pads the first axis; a <c>(2, 3)</c> kernel turns 6x7 into 7x6), so it
+    /// computes something other than PyTorch's <c>'same'</c> convolution that no rule follows. Equal amounts on every
+    /// axis are unaffected.
+    /// </summary>
+    private static void RefuseMisappliedSamePadding(Convolution convolution, string path)
+    {
+        if (convolution.transposed || convolution.padding_type != Padding.Same
+            || convolution.padding_mode == PaddingModes.Zeros)
+            return;
+        var windows = ConvolutionWindows.Of(convolution);
+        var pairs = windows.PadBefore.Zip(windows.PadAfter).Distinct().ToList();
+        if (pairs.Count <= 1) return;
+        string amounts = string.Join(", ",
+            windows.PadBefore.Zip(windows.PadAfter).Select(p => $"({p.First}, {p.Second})"));
+        throw new PerSampleGradientsException(Problem.UnsupportedLayers,
+            $"Convolution '{path}' pads 'same' in {convolution.padding_mode} mode with different amounts per axis " +
+            $"({amounts}, before and after): TorchSharp 0.107's module applies them to the axes in reverse order, " +
+            "so it computes something other than a 'same' convolution and no per-sample rule follows it. Pad " +
+            "explicitly (F.pad in that mode, then the convolution with padding 0), or use zeros padding.");
     }
 
     /// <summary>Refuses trainable modules whose signature is not <c>Module&lt;Tensor, Tensor&gt;</c>, for a method
