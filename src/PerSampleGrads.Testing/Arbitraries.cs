@@ -14,8 +14,11 @@ namespace PerSampleGrads.Testing;
 /// </summary>
 public static class Arbitraries
 {
-    private static readonly CaseGenerators Everything =
-        CaseGenerators.For(MethodClaims.Everything with { RefusesCustomModules = true });
+    /// <summary>What the repository's engines claim: every layer and pattern, custom modules refused among the
+    /// faults.</summary>
+    public static MethodClaims Claims { get; } = MethodClaims.Everything with { RefusesCustomModules = true };
+
+    private static readonly CaseGenerators Everything = CaseGenerators.For(Claims);
 
     /// <summary>Valid cases, shrinking towards N = 1, fewer and smaller layers, smaller inputs.</summary>
     public static Arbitrary<CaseSpec> Cases() => Everything.Cases();
@@ -256,7 +259,7 @@ public sealed class CaseGenerators
         switch (shape.Kind)
         {
             case ShapeKind.Features:
-                options.Add((4, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
+                options.Add((4, Linear(budget)));
                 options.Add((1, Residual(shape)));
                 if (sharing)
                 {
@@ -265,7 +268,7 @@ public sealed class CaseGenerators
                 }
                 break;
             case ShapeKind.Tokens:
-                options.Add((3, Gen.Choose(1, budget.Width).Select(o => (LayerSpec)new LinearSpec(o))));
+                options.Add((3, Linear(budget)));
                 options.Add((1, Residual(shape)));
                 if (sharing)
                     options.Add((1, Gen.Constant((LayerSpec)new SharedTwiceSpec(new LinearSpec(shape.Channels)))));
@@ -297,6 +300,12 @@ public sealed class CaseGenerators
         }
         return Gen.Frequency(options.Select(o => (o.Item1, o.Item2)).ToArray());
     }
+
+    // A Linear layer, without bias now and then.
+    private static Gen<LayerSpec> Linear(Budget budget) =>
+        from outputs in Gen.Choose(1, budget.Width)
+        from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
+        select (LayerSpec)new LinearSpec(outputs, bias);
 
     // A group count that divides the channels and leaves enough values per group; several groups of several channels
     // (the case where grouping matters) three times as often as one group or one channel per group.

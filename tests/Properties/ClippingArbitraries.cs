@@ -11,11 +11,14 @@ namespace PerSampleGrads.Tests;
 /// </summary>
 public static class ClippingArbitraries
 {
-    private static readonly CaseGenerators Generators = CaseGenerators.For(MethodClaims.Everything with
+    /// <summary>What the clipping method claims.</summary>
+    public static MethodClaims Claims { get; } = MethodClaims.Everything with
     {
         RefusesCustomModules = true,
         Patterns = ModelPatterns.WeightSharing,
-    });
+    };
+
+    private static readonly CaseGenerators Generators = CaseGenerators.For(Claims);
 
     /// <summary>Valid cases within the clipping method's claims.</summary>
     public static Arbitrary<CaseSpec> Cases() => Generators.Cases();

@@ -24,13 +24,19 @@ public sealed record LinearSpec(long Out, bool Bias = true) : LayerSpec
     /// <inheritdoc/>
     public override IEnumerable<LayerSpec> Simpler()
     {
+        if (!Bias) yield return this with { Bias = true };
         if (Out > 1) yield return this with { Out = 1 };
         if (Out > 2) yield return this with { Out = Out - 1 };
     }
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) =>
-        input.Kind == ShapeKind.Tokens ? ["linear-3d"] : Out != input.Channels ? ["linear-nonsquare"] : [];
+    public override IEnumerable<string> Exercises(SampleShape input)
+    {
+        yield return "linear";
+        if (input.Kind == ShapeKind.Tokens) yield return "linear: 3-d input";
+        if (Out != input.Channels) yield return "linear: non-square";
+        if (!Bias) yield return "linear: no bias";
+    }
 }
 
 /// <summary>
@@ -108,7 +114,7 @@ public sealed record EmbeddingSpec(long Width, bool PaddingZero) : LayerSpec
 
     /// <inheritdoc/>
     public override IEnumerable<string> Exercises(SampleShape input)
-        => [PaddingZero ? "embedding-padding" : "embedding"];
+        => PaddingZero ? ["embedding", "embedding: padding_idx"] : ["embedding"];
 }
 
 /// <summary>An elementwise activation.</summary>
@@ -234,7 +240,7 @@ public sealed record ResidualSpec(IReadOnlyList<LayerSpec> Body) : LayerSpec
     public override IEnumerable<string> Exercises(SampleShape input)
     {
         var shapes = Walk(input, Body)!;
-        return ["residual", .. Body.SelectMany((layer, i) => layer.Exercises(shapes[i]))];
+        return ["pattern: residual block", .. Body.SelectMany((layer, i) => layer.Exercises(shapes[i]))];
     }
 }
 
@@ -255,7 +261,8 @@ public sealed record SharedTwiceSpec(LayerSpec Shared) : LayerSpec
     public override IEnumerable<LayerSpec> Simpler() => Shared.Simpler().Select(s => new SharedTwiceSpec(s));
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) => ["shared-module", .. Shared.Exercises(input)];
+    public override IEnumerable<string> Exercises(SampleShape input) =>
+        ["pattern: module called twice", .. Shared.Exercises(input)];
 }
 
 /// <summary>Fault: BatchNorm in training mode (invalid for every method).</summary>

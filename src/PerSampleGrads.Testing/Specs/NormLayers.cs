@@ -118,7 +118,7 @@ public sealed record InstanceNormSpec(bool Affine, bool TrackRunningStats, bool 
     }
 }
 
-/// <summary>PReLU with one slope or one per channel (features <c>[F]</c> or the channels of a spatial sample).</summary>
+/// <summary>PReLU with one slope or one per channel (features <c>[F]</c> or a spatial sample's channels).</summary>
 public sealed record PReLUSpec(bool PerChannel) : LayerSpec
 {
     /// <inheritdoc/>

@@ -23,7 +23,8 @@ public sealed record SequenceFirstSpec(LayerSpec Inner) : LayerSpec
     public override IEnumerable<LayerSpec> Simpler() => Inner.Simpler().Select(s => new SequenceFirstSpec(s));
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) => ["sequence-first", .. Inner.Exercises(input)];
+    public override IEnumerable<string> Exercises(SampleShape input) =>
+        ["pattern: sequence-first", .. Inner.Exercises(input)];
 }
 
 /// <summary>One Linear(C->C) instance registered under two parents, <c>b.m(tanh(a.m(x)))</c>, so
@@ -46,7 +47,7 @@ public sealed record TwoParentsSpec(bool Bias = true) : LayerSpec
         $"TwoParents[Linear({input.Channels}->{input.Channels}{(Bias ? "" : ",nobias")})]";
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) => ["module-under-two-parents"];
+    public override IEnumerable<string> Exercises(SampleShape input) => ["pattern: module under two parents"];
 }
 
 /// <summary>A token front end with weight tying, as in language models: <c>tanh(E[ids]) E^T</c>, an Embedding(V, D)
@@ -76,7 +77,7 @@ public sealed record TiedEmbeddingSpec(long Width, bool PaddingZero) : LayerSpec
 
     /// <inheritdoc/>
     public override IEnumerable<string> Exercises(SampleShape input) =>
-        ["tied-parameter", .. PaddingZero ? new[] { "embedding-padding" } : []];
+        ["pattern: tied parameter", "embedding", .. PaddingZero ? new[] { "embedding: padding_idx" } : []];
 }
 
 /// <summary>Learned positions added to tokens <c>[T, D]</c>: an Embedding(T, D) called on <c>arange(T)</c>, shared by
@@ -98,7 +99,7 @@ public sealed record PositionsSpec(bool UnitBatch) : LayerSpec
     public override IEnumerable<LayerSpec> Simpler() => UnitBatch ? [new PositionsSpec(false)] : [];
 
     /// <inheritdoc/>
-    public override IEnumerable<string> Exercises(SampleShape input) => ["shared-input"];
+    public override IEnumerable<string> Exercises(SampleShape input) => ["pattern: shared input"];
 }
 
 /// <summary><c>inner(x^T)^T</c> over the first two dimensions.</summary>

@@ -16,7 +16,10 @@ namespace PerSampleGrads.Tests.Snapshots;
 public static class SnapshotFolder
 {
     /// <summary>The repository's <c>snapshots/</c> folder (found by walking up to <c>PerSampleGrads.sln</c>).</summary>
-    public static string Path { get; } = System.IO.Path.Combine(RepositoryRoot(), "snapshots");
+    public static string Path { get; } = System.IO.Path.Combine(Repository, "snapshots");
+
+    /// <summary>The repository's root (the folder holding <c>PerSampleGrads.sln</c>).</summary>
+    public static string Repository => RepositoryRoot();
 
     /// <summary>
     /// Compares <paramref name="result"/>, serialised as JSON, with <c>snapshots/NAME.json</c>. A missing file is
