@@ -41,8 +41,15 @@ public abstract class PerSampleGradientMethodTests
     {
         var gradientCase = CaseCatalogue.Get(caseId);
         if (CatalogueChecks.Excluded(gradientCase, Options) is { } reason) Assert.Skip($"{caseId}: {reason}.");
-        PlatformArithmetic.SkipWhereFloat32IsWrong(gradientCase, Options.DType, Options.Device);
-        CatalogueChecks.AgreesWithTheOracle(CreateMethod, gradientCase, Options);
+        try
+        {
+            CatalogueChecks.AgreesWithTheOracle(CreateMethod, gradientCase, Options);
+        }
+        catch (Exception) when (PlatformArithmetic.ExcuseForFailure(gradientCase, Options.DType, Options.Device)
+            is { } excuse)
+        {
+            Assert.Skip(excuse);
+        }
     }
 
     /// <summary>(1) Generated models: the method in the options' dtype agrees with the float64 oracle.</summary>

@@ -1,5 +1,6 @@
 using TorchSharp;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Checking;
 using PerSampleGrads.Testing.Checks;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Hooks;
@@ -21,6 +22,15 @@ public abstract class EngineEquivalenceTests
 
     /// <summary>Whether the engine refuses the case by design (<see cref="CaseRefusals"/>).</summary>
     protected virtual bool Refuses(string caseId) => false;
+
+    /// <summary>A failed float32 comparison on a case this machine computes wrong in plain float32 is skipped, with
+    /// the measured error (<see cref="PlatformArithmetic"/>).</summary>
+    internal static void SkipWhereTheMachineIsAtFault(bool passed, GradientCase gradientCase, ScalarType dtype)
+    {
+        if (!passed && PlatformArithmetic.ExcuseForFailure(gradientCase, dtype, TestSettings.Device,
+            OracleCache.Float64(gradientCase)) is { } excuse)
+            Assert.Skip(excuse);
+    }
 
     public static TheoryData<string, string> CasesAndDTypes => CasesAndDTypesWhere(_ => true);
 
@@ -45,8 +55,6 @@ public abstract class EngineEquivalenceTests
         if (Refuses(caseId)) Assert.Skip("The engine refuses this case by design (CaseRefusals; SignatureTests).");
         var dtype = TestSettings.ParseDType(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
-        PlatformArithmetic.SkipWhereFloat32IsWrong(gradientCase, dtype, TestSettings.Device,
-            OracleCache.Float64(gradientCase));
         var expected = OracleCache.Float64(gradientCase);
         using var problem = gradientCase.Create(dtype, TestSettings.Device);
         using var snapshot = new ModelSnapshot(problem.Model, problem.Inputs);
@@ -54,6 +62,8 @@ public abstract class EngineEquivalenceTests
         using var actual = problem.Run(CreateEngine());
 
         Assert.Equal(dtype, actual.Entries.First().Gradient.dtype);
+        SkipWhereTheMachineIsAtFault(GradientComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(dtype))
+            .Passed, gradientCase, dtype);
         GradientAssert.Agree(actual, expected, dtype);
         Assert.Empty(snapshot.Differences());
     }
@@ -107,11 +117,11 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
     public void Agrees_with_the_hook_engine(string caseId, string dtypeName)
     {
         var dtype = TestSettings.ParseDType(dtypeName);
-        PlatformArithmetic.SkipWhereFloat32IsWrong(CaseCatalogue.Get(caseId), dtype, TestSettings.Device,
-            OracleCache.Float64(CaseCatalogue.Get(caseId)));
         using var problem = CaseCatalogue.Get(caseId).Create(dtype, TestSettings.Device);
         using var functional = problem.Run(new FunctionalEngine());
         using var hooks = problem.Run(new HookEngine());
+        SkipWhereTheMachineIsAtFault(GradientComparison.Compare(functional, hooks, TolerancePolicy.ToleranceFor(dtype))
+            .Passed, CaseCatalogue.Get(caseId), dtype);
         GradientAssert.Agree(functional, hooks, dtype);
     }
 

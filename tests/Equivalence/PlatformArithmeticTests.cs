@@ -32,11 +32,26 @@ public sealed class PlatformArithmeticTests
         var defect = PlatformArithmetic.Float32Defect(skewed);
         Assert.NotNull(defect);
         Assert.Contains("skewed's plain float32 batch gradient wrong", defect, StringComparison.Ordinal);
+        Assert.Null(PlatformArithmetic.ExcuseForFailure(skewed, ScalarType.Float64));
     }
 
-    private sealed class Float32Skew() : Module<Tensor, Tensor>(nameof(Float32Skew))
+    [Fact]
+    public void A_defect_that_shows_in_one_run_of_several_is_found_after_a_failure()
+    {
+        // Off by 1% on every third float32 forward, like a kernel that reads uninitialised memory now and then.
+        var calls = 0;
+        var flaky = new GradientCase("flaky", () => Seeded.Build(3, () => Sequential(Linear(4, 3),
+            new Float32Skew(() => ++calls % 3 == 0))), [4], LossFunction.CrossEntropy(LossReduction.Sum), 3);
+        Assert.Null(PlatformArithmetic.Float32Defect(flaky));
+        calls = 0;
+        var excuse = PlatformArithmetic.ExcuseForFailure(flaky, ScalarType.Float32);
+        Assert.NotNull(excuse);
+        Assert.Contains($"of {PlatformArithmetic.Repeats}", excuse, StringComparison.Ordinal);
+    }
+
+    private sealed class Float32Skew(Func<bool>? now = null) : Module<Tensor, Tensor>(nameof(Float32Skew))
     {
         public override Tensor forward(Tensor input) =>
-            input.dtype == ScalarType.Float32 ? input * 1.01 : input.alias();
+            input.dtype == ScalarType.Float32 && (now?.Invoke() ?? true) ? input * 1.01 : input.alias();
     }
 }

@@ -28,12 +28,30 @@ public static class GradientChecks
     {
         var gradientCase = spec.ToGradientCase();
         using var problem = gradientCase.Create(dtype, device);
-        using var expected = problem.Run(Float64Oracle(problem));
-        // A model whose plain float32 training step this machine computes wrong judges no method: discarded.
-        if (dtype == ScalarType.Float32 && PlatformArithmetic.Float32Defect(gradientCase, device, expected) is not null)
+        if (dtype == ScalarType.Float32 && PlatformArithmetic.Float32ConvolutionExcuse(problem.Model) is not null)
             FsCheck.Fluent.Prop.Discard<bool>();
-        using var actual = problem.Run(engine());
-        GradientAssert.Agree(actual, expected, tolerance ?? TolerancePolicy.ToleranceFor(dtype));
+        using var expected = problem.Run(Float64Oracle(problem));
+        tolerance ??= TolerancePolicy.ToleranceFor(dtype);
+        // A model whose plain float32 training step this machine computes wrong judges no method: discarded. (Such
+        // a machine can also make a batch look mixed to an engine's sample-separation probe.)
+        PerSampleGradients actual;
+        try
+        {
+            actual = problem.Run(engine());
+        }
+        catch (PerSampleGradientsException)
+            when (PlatformArithmetic.ExcuseForFailure(gradientCase, dtype, device, expected) is not null)
+        {
+            FsCheck.Fluent.Prop.Discard<bool>();
+            return;
+        }
+        using (actual)
+        {
+            if (!GradientComparison.Compare(actual, expected, tolerance).Passed
+                && PlatformArithmetic.ExcuseForFailure(gradientCase, dtype, device, expected) is not null)
+                FsCheck.Fluent.Prop.Discard<bool>();
+            GradientAssert.Agree(actual, expected, tolerance);
+        }
     }
 
     /// <summary>

@@ -4,7 +4,10 @@ using PerSampleGrads.Checking;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Zoo;
 using Xunit;
+using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace PerSampleGrads.Testing.Checks;
 
@@ -17,45 +20,109 @@ namespace PerSampleGrads.Testing.Checks;
 /// An engine that captures the model's own forward (hooks, clipping) inherits any float32 kernel defect of the
 /// machine, while the oracle (one sample at a time) and the functional engine (one grouped call) take other kernels.
 /// One CI machine gave a float32 <c>ConvTranspose1d(3, 4, 3)</c> over a batch of 4 results off by 19% to 129%, NaN
-/// in one run, while every float64 test and the same test on other machines passed. A case whose plain float32
-/// training step is already wrong cannot judge an engine in float32: the test is skipped, with the measured error, and
-/// never passed. The check runs before every float32 comparison (a defect that reads uninitialised memory need not
-/// show every time), on fresh copies of the case, so the model under test is not touched. The kit's catalogue tests
-/// (<see cref="PerSampleGradientMethodTests"/>) run it too.
+/// in one run, while every float64 test and the same test on other machines passed (docs/testing.md). A float32
+/// comparison that fails on a case whose plain float32 training step this machine computes wrong says nothing about
+/// the method: it is skipped (a property's case discarded) with the measured error, never passed. The check runs only
+/// after a float32 failure, <see cref="Repeats"/> times (a defect that reads uninitialised memory need not show every
+/// time), on fresh copies of the case, so the model under test is not touched.
 /// </remarks>
 public static class PlatformArithmetic
 {
-    /// <summary>Skips the calling test where <paramref name="dtype"/> is float32 and this machine computes the case's
-    /// float32 batch gradient wrong (see <see cref="Float32Defect"/>).</summary>
-    public static void SkipWhereFloat32IsWrong(GradientCase gradientCase, ScalarType dtype, Device? device = null,
-        PerSampleGradients? float64Oracle = null)
+    private static readonly Lazy<string?> ConvolutionProbe = new(ProbeConvolutions);
+
+    /// <summary>
+    /// What this machine's libtorch computes wrong among small float32 transposed convolutions over batches of several
+    /// samples (the kernel behind every convolution's input gradient), or null when it computes them right: 1-d, 2-d
+    /// and 3-d, 3 to 4 channels, N = 4, ten times each against float64. On the AVX-512 EPYC machines of
+    /// docs/testing.md this finds errors of 20% to 130% (NaN in some runs) in the first runs.
+    /// </summary>
+    public static string? Float32ConvolutionDefect => ConvolutionProbe.Value;
+
+    /// <summary>
+    /// Why a float32 comparison on <paramref name="model"/> cannot judge a method here: the model holds a
+    /// convolution and <see cref="Float32ConvolutionDefect"/> found this machine's float32 convolutions wrong (a
+    /// defect that shows only in some runs and only along some paths, so no single run of the model can rule it out).
+    /// Null where the model has no convolution or the machine computes them right.
+    /// </summary>
+    public static string? Float32ConvolutionExcuse(nn.Module model) =>
+        Float32ConvolutionDefect is { } defect && ModelInspection.AllModules(model).Any(m => m.Module is Convolution)
+            ? $"This machine's libtorch computes float32 convolutions wrong ({defect}): no method can be judged on " +
+              "a model with convolutions in float32 here (PlatformArithmetic)."
+            : null;
+
+    private static string? ProbeConvolutions()
     {
-        if (dtype != ScalarType.Float32) return;
-        var defect = Float32Defect(gradientCase, device, float64Oracle);
-        if (defect is not null) Assert.Skip(defect);
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(7, CPU);
+        long[][] inputs = [[4, 3, 5], [4, 3, 5, 5], [4, 3, 4, 4, 4]];
+        for (int run = 1; run <= 10; run++)
+            foreach (var shape in inputs)
+            {
+                var x = randn(shape, generator: generator);
+                var w = randn([3, 4, .. Enumerable.Repeat(3L, shape.Length - 2)], generator: generator);
+                Tensor Transposed(Tensor a, Tensor b) => shape.Length switch
+                {
+                    3 => F.conv_transpose1d(a, b),
+                    4 => F.conv_transpose2d(a, b),
+                    _ => F.conv_transpose3d(a, b),
+                };
+                var exact = Transposed(x.to(ScalarType.Float64), w.to(ScalarType.Float64));
+                double error = ((Transposed(x, w).to(ScalarType.Float64) - exact).abs().max()
+                    / exact.abs().max()).item<double>();
+                if (error <= 1e-4) continue;
+                string measured = error.ToString("0.###e0", CultureInfo.InvariantCulture);
+                return $"conv_transpose{shape.Length - 2}d of [{string.Join(", ", shape)}] by " +
+                    $"[{string.Join(", ", w.shape)}], run {run}: relative error {measured} against float64";
+            }
+        return null;
     }
 
-    /// <summary>Why this machine's float32 batch gradient of the case is wrong, or null when it is right.</summary>
+    /// <summary>How many times the plain float32 batch gradient is recomputed before a float32 failure is put down to
+    /// the machine: an intermittent defect shows in at least one run.</summary>
+    public const int Repeats = 50;
+
+    /// <summary>
+    /// Why a failed comparison in <paramref name="dtype"/> says nothing about the method: float32, and this machine
+    /// computes the case's plain float32 batch gradient wrong in at least one of <see cref="Repeats"/> runs. Null when
+    /// the failure stands (float64, or the machine computed it right every time).
+    /// </summary>
+    /// <remarks>The case is also checked with two more samples: engines run larger batches of it too (the
+    /// sample-separation probe), and a defect may need more than one sample to show.</remarks>
+    public static string? ExcuseForFailure(GradientCase gradientCase, ScalarType dtype, Device? device = null,
+        PerSampleGradients? float64Oracle = null) =>
+        dtype != ScalarType.Float32 ? null
+        : Float32Defect(gradientCase, device, float64Oracle, Repeats)
+            ?? Float32Defect(gradientCase with { BatchSize = gradientCase.BatchSize + 2 }, device, null, Repeats);
+
+    /// <summary>Why this machine's float32 batch gradient of the case is wrong in one of <paramref name="repeats"/>
+    /// runs, or null when it is right every time.</summary>
     /// <param name="gradientCase">The case.</param>
     /// <param name="device">Where to compute (CPU when null).</param>
     /// <param name="float64Oracle">The case's float64 oracle when the caller has it (computed here when null): its
     /// per-sample norms give the scale of the batch gradient's terms.</param>
+    /// <param name="repeats">Runs of the float32 batch gradient.</param>
     public static string? Float32Defect(GradientCase gradientCase, Device? device = null,
-        PerSampleGradients? float64Oracle = null)
+        PerSampleGradients? float64Oracle = null, int repeats = 1)
     {
-        using var single = gradientCase.Create(ScalarType.Float32, device);
         using var exact = gradientCase.Create(ScalarType.Float64, device);
-        using var actual = GradientChecks.BatchGradientOfTheSummedLoss(single);
         using var expected = GradientChecks.BatchGradientOfTheSummedLoss(exact);
         using var computed = float64Oracle is null ? exact.Run(GradientChecks.Float64Oracle(exact)) : null;
         using var unclipped = ClippedGradients.FromPerSampleGradients(float64Oracle ?? computed!,
             double.PositiveInfinity);
-        var comparison = GradientComparison.Compare(actual, expected,
-            TolerancePolicy.ToleranceFor(ScalarType.Float32), ClippingComparison.ClippedMagnitude(unclipped));
-        if (comparison.Passed) return null;
-        string error = comparison.MaxRelativeError.ToString("0.###e0", CultureInfo.InvariantCulture);
-        return $"This machine's libtorch computes {gradientCase.Id}'s plain float32 batch gradient wrong (relative " +
-            $"error {error} against float64, in {comparison.Worst?.Name}): a platform defect that no method can be " +
-            "judged against in float32 (PlatformArithmetic).";
+        double magnitude = ClippingComparison.ClippedMagnitude(unclipped);
+        using var single = gradientCase.Create(ScalarType.Float32, device);
+        for (int run = 1; run <= repeats; run++)
+        {
+            using var actual = GradientChecks.BatchGradientOfTheSummedLoss(single);
+            var comparison = GradientComparison.Compare(actual, expected,
+                TolerancePolicy.ToleranceFor(ScalarType.Float32), magnitude);
+            if (comparison.Passed) continue;
+            string error = comparison.MaxRelativeError.ToString("0.###e0", CultureInfo.InvariantCulture);
+            return $"This machine's libtorch computes {gradientCase.Id}'s plain float32 batch gradient wrong (N = " +
+                $"{gradientCase.BatchSize}, run {run} of {repeats}: relative error {error} against float64, in " +
+                $"{comparison.Worst?.Name}): a platform defect that no method can be judged against in float32 " +
+                "(PlatformArithmetic).";
+        }
+        return null;
     }
 }

@@ -19,7 +19,7 @@ namespace PerSampleGrads.Tests.Mutation;
 public sealed class PlantedBugTests(ITestOutputHelper output)
 {
     /// <summary>Generated cases per property and mutant.</summary>
-    public const int CasesPerProperty = 40;
+    public const int CasesPerProperty = 80;
 
     /// <summary>
     /// FsCheck size of the first case (the suite starts at 1): sizes grow from here to 100, so that most cases have
