@@ -29,7 +29,8 @@ public sealed class GeneratorCoverageTests
         string text = $"""
             # Generator coverage
 
-            Produced by `PSG_WRITE_COVERAGE=1 dotnet test tests/Properties --filter "FullyQualifiedName~GeneratorCoverage"`
+            Produced by
+            `PSG_WRITE_COVERAGE=1 dotnet test tests/Properties --filter "FullyQualifiedName~GeneratorCoverage"`
             (without the variable the test checks that this file is current). Each cell: how many of
             {GeneratorCoverage.Draws} cases, drawn with a fixed seed over FsCheck sizes 0 to 100 by the generators a
             method's properties use (`Arbitraries` for the hook and functional engines, `ClippingArbitraries` for the

@@ -354,6 +354,8 @@ CASES = {
                                        dilation=(1, 1, 2))]),
     "conv1d-replicate-p2": classifier(5, lambda: [nn.Conv1d(2, 3, 3, padding=2, padding_mode="replicate")]),
     "conv1d-circular-p1-s2": classifier(5, lambda: [nn.Conv1d(2, 3, 3, stride=2, padding=1, padding_mode="circular")]),
+    "conv1d-same-k4-replicate": classifier(5, lambda: [nn.Conv1d(2, 3, 4, padding="same", padding_mode="replicate")]),
+    "conv2d-same-k3-reflect": classifier(5, lambda: [nn.Conv2d(2, 3, 3, padding="same", padding_mode="reflect")]),
     "conv2d-replicate-p1x2": classifier(5, lambda: [nn.Conv2d(2, 3, 3, padding=(1, 2), padding_mode="replicate")]),
     "conv2d-reflect-p2x1-d2": classifier(
         5, lambda: [nn.Conv2d(2, 3, (2, 3), padding=(2, 1), dilation=(2, 1), padding_mode="reflect")]),
