@@ -48,6 +48,15 @@ public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, 
 public sealed record EngineOutcome(string Engine, GradientComparison Comparison, TimeSpan Elapsed,
     AuditReport? Audit = null);
 
+/// <summary>
+/// An engine that refused the problem with a <see cref="PerSampleGradientsException"/> instead of computing: no
+/// answer, so no wrong answer (the clipping method refuses the LSTM's multi-tensor signature by design).
+/// </summary>
+/// <param name="Engine">Engine name.</param>
+/// <param name="Problem">What the engine named.</param>
+/// <param name="Message">The engine's message: the problem, the module and the fix.</param>
+public sealed record EngineRefusal(string Engine, Problem Problem, string Message);
+
 /// <summary>The result of a comparison run.</summary>
 /// <param name="Settings">What was compared.</param>
 /// <param name="OracleElapsed">Wall time of the float64 oracle.</param>
@@ -55,12 +64,17 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// <param name="Parameters">Names and shapes of the trainable parameters, in order.</param>
 /// <param name="PyTorch">The cross-check against PyTorch, when asked for.</param>
 /// <param name="ClipBound">The bound C the clipping method ran with, when it ran.</param>
+/// <param name="Refusals">The engines that refused the problem (not in <paramref name="Engines"/>).</param>
 public sealed record CompareOutcome(CompareSettings Settings, TimeSpan OracleElapsed,
     IReadOnlyList<EngineOutcome> Engines, IReadOnlyList<(string Name, long[] Shape)> Parameters,
-    PyTorchCrossCheck? PyTorch = null, double? ClipBound = null)
+    PyTorchCrossCheck? PyTorch = null, double? ClipBound = null, IReadOnlyList<EngineRefusal>? Refusals = null)
 {
-    /// <summary>Every engine within tolerance (and, when PyTorch was asked, every PyTorch method that ran).</summary>
+    /// <summary>Every engine that computed is within tolerance (and, when PyTorch was asked, every PyTorch method
+    /// that ran); a refusal is no wrong answer.</summary>
     public bool Passed => Engines.All(e => e.Comparison.Passed) && (PyTorch?.Passed ?? true);
+
+    /// <summary>The engines that refused the problem.</summary>
+    public IReadOnlyList<EngineRefusal> Refused => Refusals ?? [];
 }
 
 /// <summary>Models built from one <see cref="CompareSettings"/>, lent to several runs.</summary>
@@ -105,38 +119,60 @@ public static class CompareRun
             pytorch with { Architecture = settings.Model.Name });
         var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
+        var refusals = new List<EngineRefusal>();
         foreach (var name in settings.PerSampleEngines)
         {
-            AuditReport? auditReport = null;
-            if (audit)
-                using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
-                           .Compute(model, x, y, settings.Loss))
-                    auditReport = audited.Audit;
-            var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
-            Synchronize(settings.Device);
-            stopwatch.Restart();
-            var result = engine.Compute(model, x, y, settings.Loss);
-            Synchronize(settings.Device);
-            var elapsed = stopwatch.Elapsed;
-            kept.Add(result);
-            outcomes.Add(new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed,
-                auditReport));
+            try
+            {
+                outcomes.Add(RunEngine(name, settings, model, x, y, oracle, tolerance, audit, kept));
+            }
+            catch (PerSampleGradientsException refused)
+            {
+                refusals.Add(new EngineRefusal(name, refused.Problem, refused.Message));
+            }
         }
         double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
             ? settings.ClipBound ?? MedianNorm(oracle)
             : null;
-        if (bound is { } c) outcomes.AddRange(Clipping(settings, c, model, x, y, oracle));
+        try
+        {
+            if (bound is { } c) outcomes.AddRange(Clipping(settings, c, model, x, y, oracle));
+        }
+        catch (PerSampleGradientsException refused)
+        {
+            refusals.Add(new EngineRefusal(EngineCatalogue.Clipping, refused.Problem, refused.Message));
+        }
         try
         {
             var crossCheck = reference is null ? null : PyTorchCrossCheck.Compare(reference, oracle, kept, tolerance);
             var parameters = ModelInspection.TrainableParameters(model).Select(p => (p.Name, p.Parameter.shape))
                 .ToList();
-            return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck, bound);
+            return new CompareOutcome(settings, oracleElapsed, outcomes, parameters, crossCheck, bound, refusals);
         }
         finally
         {
             foreach (var result in kept) result.Dispose();
         }
+    }
+
+    // One per-sample engine: an audited call when asked, then the timed call, compared with the oracle; the result
+    // joins `kept` (for the PyTorch cross-check).
+    private static EngineOutcome RunEngine(string name, CompareSettings settings, nn.Module<Tensor, Tensor> model,
+        Tensor x, Tensor y, PerSampleGradients oracle, Tolerance tolerance, bool audit, List<PerSampleGradients> kept)
+    {
+        AuditReport? auditReport = null;
+        if (audit)
+            using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
+                       .Compute(model, x, y, settings.Loss))
+                auditReport = audited.Audit;
+        var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
+        Synchronize(settings.Device);
+        var stopwatch = Stopwatch.StartNew();
+        var result = engine.Compute(model, x, y, settings.Loss);
+        Synchronize(settings.Device);
+        var elapsed = stopwatch.Elapsed;
+        kept.Add(result);
+        return new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, auditReport);
     }
 
     /// <summary>Row names of the clipping method's two comparisons: its norms and its clipped sums.</summary>

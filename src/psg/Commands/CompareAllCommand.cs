@@ -38,6 +38,10 @@ internal static class CompareAllCommand
         var elapsed = stopwatch.Elapsed;
 
         AnsiConsole.Write(Table(outcomes, template.Engines));
+        // One line per engine, model and problem (the losses of one model are refused alike).
+        CompareCommand.WriteRefusals(outcomes
+            .SelectMany(o => o.Refused.Select(r => (Refusal: r, Where: $"on {o.Settings.Model.Name}")))
+            .DistinctBy(r => (r.Refusal.Engine, r.Where, r.Refusal.Problem)));
         var failed = outcomes.SelectMany(o => o.Engines.Where(e => !e.Comparison.Passed)
             .Select(e => $"{e.Engine} on {o.Settings.Model.Name} {o.Settings.Loss}")).ToList();
         string total = CompareCommand.Ms(elapsed.TotalMilliseconds);
@@ -55,7 +59,11 @@ internal static class CompareAllCommand
     {
         var table = new Table().Title("every zoo model and loss against the float64 oracle")
             .AddColumns("model", "N", "loss");
-        foreach (var engine in engines) table.AddColumn($"{engine} max rel. error");
+        // The clipping method reports two rows, its norms and its clipped sums.
+        var columns = engines.SelectMany(e => e == EngineCatalogue.Clipping
+            ? new[] { (Engine: e, Row: CompareRun.ClippingNorms), (Engine: e, Row: CompareRun.ClippingSums) }
+            : [(Engine: e, Row: e)]).ToList();
+        foreach (var column in columns) table.AddColumn($"{column.Row} max rel. error");
         table.AddColumns("tolerance", "verdict", "time");
         foreach (var outcome in outcomes)
         {
@@ -65,12 +73,16 @@ internal static class CompareAllCommand
                 s.Model.Name, s.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 s.Loss.ToString(),
             };
-            foreach (var engine in outcome.Engines)
+            foreach (var column in columns)
             {
-                string error = CompareCommand.Sci(engine.Comparison.MaxRelativeError);
-                cells.Add(engine.Comparison.Passed ? error : $"[red]{error}[/]");
+                var engine = outcome.Engines.FirstOrDefault(e => e.Engine == column.Row);
+                string error = engine is null ? "" : CompareCommand.Sci(engine.Comparison.MaxRelativeError);
+                cells.Add(engine is null
+                    ? outcome.Refused.Any(r => r.Engine == column.Engine) ? "[yellow]refused[/]" : "-"
+                    : engine.Comparison.Passed ? error : $"[red]{error}[/]");
             }
-            cells.Add(CompareCommand.Sci(outcome.Engines[0].Comparison.Tolerance.Relative));
+            cells.Add(outcome.Engines.Count == 0 ? "-"
+                : CompareCommand.Sci(outcome.Engines[0].Comparison.Tolerance.Relative));
             cells.Add(outcome.Passed ? "[green]agrees[/]" : "[red]DISAGREES[/]");
             var time = outcome.OracleElapsed + outcome.Engines.Aggregate(TimeSpan.Zero, (t, e) => t + e.Elapsed);
             cells.Add(CompareCommand.Ms(time.TotalMilliseconds));

@@ -70,7 +70,7 @@ internal static class CompareCommand
                 if (given.Count > 0)
                     throw new UsageException("--all runs every model and loss with its own batch and no report: "
                         + $"drop {string.Join(", ", given)}.");
-                var engineNames = Choices.ParseList(parse.GetValue(engines)!, Choices.EngineNames, "engine");
+                var engineNames = Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames, "engine");
                 var template = workload.Settings(parse, 1, engineNames);
                 workload.ApplyToProcess(parse);
                 return CompareAllCommand.Run(template);
@@ -113,7 +113,8 @@ internal static class CompareCommand
             });
 
         AnsiConsole.Write(ResultTable(outcome));
-        if (outcome.ClipBound is { } bound)
+        WriteRefusals(outcome.Refused.Select(r => (r, "")));
+        if (outcome.ClipBound is { } bound && outcome.Engines.Any(e => e.Engine == CompareRun.ClippingNorms))
             AnsiConsole.MarkupLine($"clipping: C = {bound.ToString("0.####e0", CultureInfo.InvariantCulture)}; "
                 + "its norms (total and per parameter) and clipped sums against the definition on the float64 "
                 + "oracle.");
@@ -132,13 +133,26 @@ internal static class CompareCommand
             AnsiConsole.MarkupLine($"Report: {string.Join(", ", files.Select(f => Markup.Escape(f)))}");
         }
         AnsiConsole.MarkupLine(outcome.Passed
-            ? "[green]Every engine agrees with the oracle within tolerance.[/]"
+            ? outcome.Refused.Count == 0
+                ? "[green]Every engine agrees with the oracle within tolerance.[/]"
+                : "[green]Every engine that computed agrees with the oracle within tolerance[/] (refused: "
+                    + $"{Markup.Escape(string.Join(", ", outcome.Refused.Select(r => r.Engine)))})."
             : "[red]Disagreement:[/] "
                 + Markup.Escape(string.Join(", ", outcome.Engines.Where(e => !e.Comparison.Passed).Select(e => e.Engine)
                     .Concat(outcome.PyTorch?.Rows.Where(r => r.Unsupported is null && !r.Passed).Select(r => r.Method)
                         ?? [])))
                 + " outside tolerance.");
         return outcome.Passed ? ExitCodes.Agree : ExitCodes.Disagree;
+    }
+
+    /// <summary>One line per refusal: the engine, where (a run's label, or empty), the problem and the engine's own
+    /// message (which names the module and the fix).</summary>
+    internal static void WriteRefusals(IEnumerable<(EngineRefusal Refusal, string Where)> refusals)
+    {
+        foreach (var (refusal, where) in refusals)
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(refusal.Engine)} refused[/]"
+                + $"{(where.Length > 0 ? " " + Markup.Escape(where) : "")} ({refusal.Problem}): "
+                + Markup.Escape(refusal.Message));
     }
 
     private static Table ResultTable(CompareOutcome outcome)

@@ -49,6 +49,10 @@ internal static class CompareReport
                     actualShape = p.ShapesMatch ? null : p.ActualShape,
                 }),
             }),
+            refusals = outcome.Refused.Select(r => new
+            {
+                engine = r.Engine, problem = r.Problem.ToString(), message = r.Message,
+            }),
             pytorch = outcome.PyTorch is not { } cross ? null : new
             {
                 versions = cross.Versions.ToString(),
@@ -117,6 +121,11 @@ internal static class CompareReport
                 + $"{w?.WorstSample} | {Commands.CompareCommand.Sci(e.Comparison.Tolerance.Relative)} | "
                 + $"{(e.Comparison.Passed ? "agrees" : "**disagrees**")} | "
                 + $"{Commands.CompareCommand.Ms(e.Elapsed.TotalMilliseconds)} |");
+        }
+        foreach (var r in outcome.Refused)
+        {
+            md.AppendLine();
+            md.AppendLine(inv, $"**{r.Engine} refused** ({r.Problem}): {r.Message}");
         }
         if (outcome.PyTorch is { } cross)
         {
