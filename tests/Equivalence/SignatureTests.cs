@@ -96,6 +96,8 @@ public sealed class SignatureTests
     [InlineData("transformer-decoder-relu-B3-ce-mean", "clipping")]
     [InlineData("bag-sum-rows-B4-ce-mean", "clipping")]
     [InlineData("attention-h2-B4-ce-mean", "clipping")]
+    [InlineData("zoo-transformer-B4-ce-mean", "clipping")]
+    [InlineData("zoo-lstm-B4-ce-mean", "clipping")]
     public void Refused_catalogue_cases_are_refused_with_a_reason_and_leave_the_model_unchanged(string caseId,
         string method)
     {

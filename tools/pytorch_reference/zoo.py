@@ -97,6 +97,31 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class TransformerEncoderClassifier(nn.Module):
+    """Zoo 'transformer' (ZooModels.cs, TransformerEncoderClassifier): token and position embeddings, one post-norm
+    encoder block of separate layers (MultiheadAttention on the sequence-first layout, LayerNorm, ReLU feed-forward,
+    LayerNorm), mean over tokens, head. The same parameter names as TorchSharp's modules (in_proj_weight, ...)."""
+
+    def __init__(self, vocabulary=50, length=12, width=16, heads=2, feed_forward=32, classes=5):
+        super().__init__()
+        self.tokens = nn.Embedding(vocabulary, width, padding_idx=0)
+        self.positions = nn.Embedding(length, width)
+        self.attention = nn.MultiheadAttention(width, heads)
+        self.norm1 = nn.LayerNorm(width)
+        self.feedforward1 = nn.Linear(width, feed_forward)
+        self.feedforward2 = nn.Linear(feed_forward, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, ids):
+        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))
+        s = x.transpose(0, 1)
+        attended, _ = self.attention(s, s, s, need_weights=False)
+        h = self.norm1(x + attended.transpose(0, 1))
+        h = self.norm2(h + self.feedforward2(F.relu(self.feedforward1(h))))
+        return self.head(h.mean(1))
+
+
 def group_norm_min32(channels):
     """The zoo's norm layer: GroupNorm(min(32, C), C)."""
     return nn.GroupNorm(min(32, channels), channels)
@@ -109,5 +134,6 @@ ZOO = {
         nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10)),
     "sequence": lambda sample_shape: TokenClassifier(),
     "lstm": lambda sample_shape: LstmClassifier(),
+    "transformer": lambda sample_shape: TransformerEncoderClassifier(),
     "resnet18-gn": lambda sample_shape: ResNet18(10, group_norm_min32),
 }

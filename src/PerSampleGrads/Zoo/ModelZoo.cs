@@ -103,8 +103,17 @@ public static class ModelZoo
         "Embedding(50,16,padding_idx=0)+LSTM(16->32, batch-first)+Linear(32->5) on h_n, 12 tokens",
         seed => Prepared(seed, () => new LstmClassifier()), [12], ZooInputKind.Tokens, 5, Vocabulary: 50);
 
+    /// <summary>A Transformer encoder classifier, <see cref="Zoo.TransformerEncoderClassifier"/>: 12 tokens from a
+    /// vocabulary of 50, 5 classes.</summary>
+    public static ZooModel Transformer { get; } = new("transformer",
+        "Embedding(50,16,padding_idx=0)+position Embedding(12,16), encoder block (MultiheadAttention(16, 2 heads)+" +
+            "LayerNorm, Linear(16->32)+ReLU+Linear(32->16)+LayerNorm), mean, Linear(16->5), 12 tokens",
+        seed => Prepared(seed, () => new TransformerEncoderClassifier()), [12], ZooInputKind.Tokens, 5,
+        Vocabulary: 50);
+
     /// <summary>Every model, the default (<c>small-cnn</c>) first.</summary>
-    public static IReadOnlyList<ZooModel> All { get; } = [SmallCnn, Mlp, Sequence, Lstm, ResNet18GroupNorm];
+    public static IReadOnlyList<ZooModel> All { get; } =
+        [SmallCnn, Mlp, Sequence, Lstm, Transformer, ResNet18GroupNorm];
 
     /// <summary>The model named <paramref name="name"/>; the error lists the names.</summary>
     public static ZooModel Get(string name) =>

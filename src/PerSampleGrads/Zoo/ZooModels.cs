@@ -96,3 +96,49 @@ public sealed class LstmClassifier : Module<Tensor, Tensor>
         return scope.MoveToOuter(_head.call(finalHidden[-1]));
     }
 }
+
+/// <summary>
+/// A Transformer encoder classifier: token embedding (padding id 0) plus a learned position embedding called on the
+/// positions <c>[T]</c> (shared by every sample), one post-norm encoder block of managed layers (MultiheadAttention
+/// with 2 heads on the sequence-first layout, residual, LayerNorm; Linear(16→32), ReLU, Linear(32→16), residual,
+/// LayerNorm), the mean over tokens and Linear(16→5). Ids <c>[N, T]</c>, T at most 12. Parameter names match
+/// <c>tools/pytorch_reference/zoo.py</c>.
+/// </summary>
+public sealed class TransformerEncoderClassifier : Module<Tensor, Tensor>
+{
+    private readonly Embedding tokens;
+    private readonly Embedding positions;
+    private readonly MultiheadAttention attention;
+    private readonly LayerNorm norm1;
+    private readonly Linear feedforward1;
+    private readonly Linear feedforward2;
+    private readonly LayerNorm norm2;
+    private readonly Linear head;
+
+    /// <summary>Builds the model with the global generator's initial values.</summary>
+    public TransformerEncoderClassifier(long vocabulary = 50, long length = 12, long width = 16, long heads = 2,
+        long feedForward = 32, long classes = 5) : base(nameof(TransformerEncoderClassifier))
+    {
+        tokens = Embedding(vocabulary, width, padding_idx: 0);
+        positions = Embedding(length, width);
+        attention = MultiheadAttention(width, heads);
+        norm1 = LayerNorm(width);
+        feedforward1 = Linear(width, feedForward);
+        feedforward2 = Linear(feedForward, width);
+        norm2 = LayerNorm(width);
+        head = Linear(width, classes);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var x = tokens.call(ids) + positions.call(arange(ids.shape[1], device: ids.device));
+        var sequenceFirst = x.transpose(0, 1);
+        var (attended, _) = attention.call(sequenceFirst, sequenceFirst, sequenceFirst, null, false, null);
+        var h = norm1.call(x + attended.transpose(0, 1));
+        h = norm2.call(h + feedforward2.call(functional.relu(feedforward1.call(h))));
+        return scope.MoveToOuter(head.call(h.mean([1])));
+    }
+}
