@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines;
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
 using PerSampleGrads.Cli.Reports;
@@ -23,7 +24,7 @@ public sealed class ReportWriterTests : IDisposable
     private static readonly Tolerance Float32 = TolerancePolicy.ToleranceFor(ScalarType.Float32);
 
     private static CompareSettings Settings() => new(ModelZoo.Mlp, 2, 1, CPU, ScalarType.Float32, false,
-        LossFunction.CrossEntropy(LossReduction.Mean), ["hooks", "functional"]);
+        LossFunction.CrossEntropy(LossReduction.Mean), EngineId.PerSampleEngines);
 
     private static ParameterComparison Parameter(string name, double relative, long[]? actualShape = null) =>
         new(name, [2, 3], actualShape ?? [2, 3], relative, relative, actualShape is null ? 0 : -1, 1,

@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines;
 using System.Globalization;
 using System.Text.Json;
 using PerSampleGrads.Benchmarking;
@@ -31,9 +32,10 @@ public sealed class TimingTests
     {
         var settings = new CompareSettings(ModelZoo.Get(model), batchSize, 1, TestSettings.Device, ScalarType.Float32,
             Tf32: false,
-            LossFunction.CrossEntropy(), EngineCatalogue.Names);
+            LossFunction.CrossEntropy(), EngineId.PerSampleEngines);
         using var workload = new BenchWorkload(settings);
-        var timings = BenchmarkRunner.Measure(workload.Contenders(["plain", .. EngineCatalogue.Names, "oracle"]),
+        var timings = BenchmarkRunner.Measure(workload.Contenders([BenchMethod.Plain,
+                .. EngineId.PerSampleEngines.Select(e => BenchMethod.Of(e)), BenchMethod.Oracle]),
             settings.Device,
             warmUp: 1, repeats: 3, measureMemory: false);
 
@@ -49,7 +51,7 @@ public sealed class TimingTests
                 mediansMs = figures }));
 
         double oracle = figures[BenchWorkload.OracleLoop];
-        foreach (var engine in EngineCatalogue.Names)
+        foreach (var engine in EngineId.PerSampleEngines.Select(e => e.Name))
             Assert.True(figures[engine] < oracle, $"{engine} took {figures[engine]:0.0} ms, the oracle loop " +
                 $"{oracle:0.0} ms, at N = {batchSize}.");
     }

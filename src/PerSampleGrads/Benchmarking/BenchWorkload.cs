@@ -1,4 +1,5 @@
 using TorchSharp;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Runs;
 using PerSampleGrads.Oracle;
 using static TorchSharp.torch;
@@ -38,56 +39,40 @@ public sealed class BenchWorkload : IDisposable
     /// <summary>Name of the oracle contender.</summary>
     public const string OracleLoop = "oracle loop";
 
-    /// <summary>Suffix of an engine contender that audits one sample per call (<c>hooks+audit</c>).</summary>
-    public const string AuditSuffix = "+audit";
-
-    /// <summary>Suffix of an engine contender whose sample-separation probe runs on every call instead of once per
-    /// model and input shape (<c>hooks+probe</c>): its cost is the difference to the plain engine row.</summary>
-    public const string ProbeSuffix = "+probe";
-
     /// <summary>
     /// Name of the write floor: plain backward plus writing N x P numbers (the per-sample result's size) into memory
     /// already touched, the cost no method that materialises per-sample gradients can beat on the machine.
     /// </summary>
     public const string WriteFloor = "write floor";
 
-    /// <summary>Suffix of an engine writing into its previous result (<c>hooks+reuse</c>).</summary>
-    public const string ReuseSuffix = "+reuse";
-
     /// <summary>The clipping bound C the clipping contender runs with (its cost does not depend on C).</summary>
     public const double ClipBound = 1.0;
 
     private readonly List<IDisposable> _held = [];
 
-    /// <summary>
-    /// The contenders named in <paramref name="methods"/>: <c>plain</c>, <c>floor</c> (<see cref="WriteFloor"/>),
-    /// <c>hooks</c>, <c>functional</c>, <c>hooks+reuse</c>, <c>functional+reuse</c>, <c>clipping</c>, <c>oracle</c>,
-    /// and an engine with <see cref="AuditSuffix"/> or <see cref="ProbeSuffix"/>.
-    /// </summary>
-    public List<BenchContender> Contenders(IEnumerable<string> methods)
-    {
-        var contenders = new List<BenchContender>();
-        foreach (var method in methods)
+    /// <summary>The contenders of <paramref name="methods"/>, in order.</summary>
+    public List<BenchContender> Contenders(IEnumerable<BenchMethod> methods) =>
+    [
+        .. methods.Select(method => method.Kind switch
         {
-            contenders.Add(method switch
+            BenchMethodKind.PlainBackward => new BenchContender(PlainBackward, PlainBackwardStep),
+            BenchMethodKind.WriteFloor => WriteFloorContender(),
+            BenchMethodKind.OracleLoop => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions
+                { Tf32 = _settings.Tf32Mode })),
+            _ when method.Engine == EngineId.Clipping => ClippingContender(),
+            _ => method.Variant switch
             {
-                "plain" => new BenchContender(PlainBackward, PlainBackwardStep),
-                "floor" => WriteFloorContender(),
-                "oracle" => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions
-                    { Tf32 = _settings.Tf32Mode })),
-                EngineCatalogue.Clipping => ClippingContender(),
-                _ when method.EndsWith(ReuseSuffix, StringComparison.Ordinal) => Reusing(method,
-                    method[..^ReuseSuffix.Length]),
-                _ when method.EndsWith(ProbeSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
-                    method[..^ProbeSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize),
+                EngineCall.Reuse => Reusing(method),
+                EngineCall.Probe => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device,
+                    _settings.Tf32Mode, _chunkSize),
                     before: () => Engines.Probing.SampleSeparationProbe.Forget(_model)),
-                _ when method.EndsWith(AuditSuffix, StringComparison.Ordinal) => Method(method, EngineCatalogue.Create(
-                    method[..^AuditSuffix.Length], _settings.Device, _settings.Tf32Mode, _chunkSize, auditSamples: 1)),
-                _ => Method(method, EngineCatalogue.Create(method, _settings.Device, _settings.Tf32Mode, _chunkSize)),
-            });
-        }
-        return contenders;
-    }
+                EngineCall.Audit => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device,
+                    _settings.Tf32Mode, _chunkSize, auditSamples: 1)),
+                _ => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device, _settings.Tf32Mode,
+                    _chunkSize)),
+            },
+        }),
+    ];
 
     // Plain backward, then N x P numbers written into a buffer touched once when it was made.
     private BenchContender WriteFloorContender()
@@ -103,19 +88,19 @@ public sealed class BenchWorkload : IDisposable
     }
 
     // The engine writing into its previous result; the first (warm-up) call allocates it.
-    private BenchContender Reusing(string name, string engine)
+    private BenchContender Reusing(BenchMethod contender)
     {
         PerSampleGradients? previous = null;
-        var method = EngineCatalogue.Create(engine, _settings.Device, _settings.Tf32Mode, _chunkSize);
+        var method = EngineCatalogue.Create(contender.Engine!, _settings.Device, _settings.Tf32Mode, _chunkSize);
         _held.Add(new Releaser(() => previous?.Dispose()));
-        return new BenchContender(name, () =>
+        return new BenchContender(contender.Name, () =>
         {
             previous = method switch
             {
                 Engines.Hooks.HookEngine hooks => hooks.Compute(_model, _inputs, _targets, _settings.Loss, previous),
                 Engines.Functional.FunctionalEngine functional => functional.Compute(_model, _inputs, _targets,
                     _settings.Loss, previous),
-                _ => throw new ArgumentException($"Engine '{engine}' cannot reuse its result."),
+                _ => throw new ArgumentException($"Engine '{contender.Engine}' cannot reuse its result."),
             };
         });
     }
@@ -124,7 +109,7 @@ public sealed class BenchWorkload : IDisposable
     {
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
             { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode });
-        return new BenchContender(EngineCatalogue.Clipping, () =>
+        return new BenchContender(EngineId.Clipping.Name, () =>
         {
             using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
         });

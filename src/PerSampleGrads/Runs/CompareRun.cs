@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Checking;
@@ -18,14 +19,13 @@ namespace PerSampleGrads.Runs;
 /// <param name="DType">Element type of the engines.</param>
 /// <param name="Tf32">Whether float32 products may use TF32 (CUDA only).</param>
 /// <param name="Loss">Loss and reduction.</param>
-/// <param name="Engines">Engine names (<see cref="EngineCatalogue"/>), and <c>clipping</c> for the clipping
-/// method.</param>
+/// <param name="Engines">The methods to compare (<see cref="EngineId"/>).</param>
 /// <param name="ClipBound">C for the clipping method; null: the median of the oracle's per-sample norms.</param>
 public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, Device Device, ScalarType DType,
-    bool Tf32, LossFunction Loss, IReadOnlyList<string> Engines, double? ClipBound = null)
+    bool Tf32, LossFunction Loss, IReadOnlyList<EngineId> Engines, double? ClipBound = null)
 {
-    /// <summary>The per-sample engines among <see cref="Engines"/> (those of <see cref="EngineCatalogue"/>).</summary>
-    public IReadOnlyList<string> PerSampleEngines => Engines.Where(EngineCatalogue.Names.Contains).ToList();
+    /// <summary>The per-sample engines among <see cref="Engines"/>.</summary>
+    public IReadOnlyList<EngineId> PerSampleEngines => [.. Engines.Where(e => e.PerSample)];
 
     /// <summary>The arithmetic the engines use.</summary>
     public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA
@@ -36,8 +36,11 @@ public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, 
     public Tf32Mode Tf32Mode => Tf32 ? Tf32Mode.ForceOn : Tf32Mode.ForceOff;
 
     /// <summary>One line: <c>small-cnn N=8 float32 cpu CE/mean seed=1</c>.</summary>
-    public string Describe() => $"{Model.Name} N={BatchSize} "
-        + $"{ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
+    public string Describe() => $"{Model.Name} N={BatchSize} {DescribeArithmeticAndLoss()}";
+
+    /// <summary>What a run of any model and batch size shares: <c>float32 cpu CE/mean seed=1</c>.</summary>
+    public string DescribeArithmeticAndLoss() =>
+        $"{ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
 }
 
 /// <summary>One engine's result against the oracle.</summary>
@@ -52,10 +55,10 @@ public sealed record EngineOutcome(string Engine, GradientComparison Comparison,
 /// An engine that refused the problem with a <see cref="PerSampleGradientsException"/> instead of computing: no
 /// answer, so no wrong answer (the clipping method refuses the LSTM's multi-tensor signature by design).
 /// </summary>
-/// <param name="Engine">Engine name.</param>
+/// <param name="Engine">The engine.</param>
 /// <param name="Problem">What the engine named.</param>
 /// <param name="Message">The engine's message: the problem, the module and the fix.</param>
-public sealed record EngineRefusal(string Engine, Problem Problem, string Message);
+public sealed record EngineRefusal(EngineId Engine, Problem Problem, string Message);
 
 /// <summary>The result of a comparison run.</summary>
 /// <param name="Settings">What was compared.</param>
@@ -131,7 +134,7 @@ public static class CompareRun
                 refusals.Add(new EngineRefusal(name, refused.Problem, refused.Message));
             }
         }
-        double? bound = settings.Engines.Contains(EngineCatalogue.Clipping)
+        double? bound = settings.Engines.Contains(EngineId.Clipping)
             ? settings.ClipBound ?? MedianNorm(oracle)
             : null;
         try
@@ -140,7 +143,7 @@ public static class CompareRun
         }
         catch (PerSampleGradientsException refused)
         {
-            refusals.Add(new EngineRefusal(EngineCatalogue.Clipping, refused.Problem, refused.Message));
+            refusals.Add(new EngineRefusal(EngineId.Clipping, refused.Problem, refused.Message));
         }
         try
         {
@@ -157,7 +160,7 @@ public static class CompareRun
 
     // One per-sample engine: an audited call when asked, then the timed call, compared with the oracle; the result
     // joins `kept` (for the PyTorch cross-check).
-    private static EngineOutcome RunEngine(string name, CompareSettings settings, nn.Module<Tensor, Tensor> model,
+    private static EngineOutcome RunEngine(EngineId name, CompareSettings settings, nn.Module<Tensor, Tensor> model,
         Tensor x, Tensor y, PerSampleGradients oracle, Tolerance tolerance, bool audit, List<PerSampleGradients> kept)
     {
         AuditReport? auditReport = null;
@@ -172,7 +175,8 @@ public static class CompareRun
         Synchronize(settings.Device);
         var elapsed = stopwatch.Elapsed;
         kept.Add(result);
-        return new EngineOutcome(name, GradientComparison.Compare(result, oracle, tolerance), elapsed, auditReport);
+        return new EngineOutcome(name.Name, GradientComparison.Compare(result, oracle, tolerance), elapsed,
+            auditReport);
     }
 
     /// <summary>Row names of the clipping method's two comparisons: its norms and its clipped sums.</summary>

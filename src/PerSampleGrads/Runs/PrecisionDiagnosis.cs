@@ -73,15 +73,15 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
                 ScalarType.Float32, PrecisionMode.Tf32);
         foreach (var engine in settings.PerSampleEngines)
         {
-            Measure(engine, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
+            Measure(engine.Name, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
                 model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
             if (cuda)
-                Measure(engine, "float32+TF32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOn),
-                    model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
-            Measure(engine, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
+                Measure(engine.Name, "float32+TF32", EngineCatalogue.Create(engine, settings.Device,
+                    Tf32Mode.ForceOn), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
+            Measure(engine.Name, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
                 model64, x64, y64, ScalarType.Float64, PrecisionMode.Ieee);
         }
-        return Conclude(rows, settings.PerSampleEngines, cuda);
+        return Conclude(rows, [.. settings.PerSampleEngines.Select(e => e.Name)], cuda);
     }
 
     /// <summary>The verdict and its sentence from measured rows.</summary>

@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines;
 using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Benchmarking;
@@ -15,13 +16,9 @@ namespace PerSampleGrads.Cli.Commands;
 /// ratios.</summary>
 internal static class BenchCommand
 {
-    private static readonly string[] Methods =
-    [
-        "plain", "floor", "hooks", "functional", "hooks+reuse", "functional+reuse", "clipping", "oracle",
-        "hooks+audit", "functional+audit", "hooks+probe", "functional+probe",
-    ];
-    private static readonly string[] DefaultMethods =
-        ["plain", "floor", "hooks", "functional", "hooks+reuse", "functional+reuse", "clipping", "oracle"];
+    private static readonly string[] Methods = [.. BenchMethod.All.Select(m => m.Name)];
+    private static readonly string[] DefaultMethods = [.. BenchMethod.All
+        .Where(m => m.Variant is EngineCall.Fresh or EngineCall.Reuse).Select(m => m.Name)];
 
     public static Command Create()
     {
@@ -96,7 +93,7 @@ internal static class BenchCommand
             var deviceName = seedPreset && parse.GetResult(workload.Device) is not { Implicit: false } ? "cuda" : null;
             int r = parse.GetValue(repeats), w = parse.GetValue(warmUp);
             if (r < 1 || w < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0.");
-            var template = workload.Settings(parse, sizes[0], Choices.EngineNames, zoo, deviceName);
+            var template = workload.Settings(parse, sizes[0], EngineId.PerSampleEngines, zoo, deviceName);
             var chunk = parse.GetValue(chunkSize);
             if (chunk is < 1) throw new UsageException($"--chunk-size must be at least 1, got {chunk}.");
             bool withPyTorch = parse.GetValue(peers) == "pytorch";
@@ -104,7 +101,8 @@ internal static class BenchCommand
                 throw new UsageException("--peers pytorch runs PyTorch on the CPU (the reference script has no CUDA "
                     + "path): use it with --device cpu.");
             if (withPyTorch) Preflight.RequirePython(new PyTorchReferenceOptions());
-            var contenders = Choices.ParseList(parse.GetValue(methods)!, Methods, "method");
+            var contenders = Choices.ParseList(parse.GetValue(methods)!, Methods, "method")
+                .Select(BenchMethod.Parse).ToList();
             double effect = parse.GetValue(minEffect);
             if (!double.IsFinite(effect) || effect < 0 || effect >= 10)
                 throw new UsageException($"--min-effect is a fraction from 0 to 10 (0.10 = 10%), got {effect}.");
@@ -133,7 +131,7 @@ internal static class BenchCommand
         return sizes;
     }
 
-    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<string> methods, int warmUp,
+    private static int Run(CompareSettings template, long[] sizes, IReadOnlyList<BenchMethod> methods, int warmUp,
         int repeats, int? chunkSize, bool withPyTorch, FileInfo? json, BenchBaseline? baseline,
             BaselineCriteria criteria,
         BenchClock clock)
@@ -141,7 +139,7 @@ internal static class BenchCommand
         PerSampleGrads.BatchValidator.RequireAvailable(template.Device);
         var machine = MachineInfo.Describe(template.Device);
         AnsiConsole.MarkupLine($"[bold]bench[/] {Markup.Escape(template.Model.Name)} " +
-            $"{Markup.Escape(template.Describe().Split(' ', 3)[2])}" +
+            $"{Markup.Escape(template.DescribeArithmeticAndLoss())}" +
             $"{(chunkSize is { } c ? $", functional chunk size {c}" : "")}; " +
             $"{warmUp} warm-up + {repeats} interleaved repeats; {Markup.Escape(machine)}");
         var results = new List<BenchReport.SizeResult>();
@@ -157,7 +155,7 @@ internal static class BenchCommand
                 timings = BenchmarkRunner.Measure(workload.Contenders(methods), settings.Device, warmUp, repeats,
                     progress: (name, round) => status?.Status($"N = {n}: {name}, repeat {round + 1}/{repeats}"),
                         clock: clock);
-                if (methods.Contains(EngineCatalogue.Clipping)) phases = workload.ClippingPhases();
+                if (methods.Any(m => m.Engine == EngineId.Clipping)) phases = workload.ClippingPhases();
             });
             PyTorchTimings? peers = null;
             if (withPyTorch)

@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines;
 using System.CommandLine;
 using PerSampleGrads.Runs;
 using PerSampleGrads.Zoo;
@@ -37,7 +38,7 @@ internal sealed class WorkloadOptions(string defaultModel)
 
     /// <summary>The settings; <paramref name="model"/> and <paramref name="device"/> replace the options' values when
     /// given.</summary>
-    public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<string> engines,
+    public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<EngineId> engines,
         ZooModel? model = null, string? device = null) =>
         new(model ?? ModelZoo.Get(parse.GetValue(Model)!), batchSize, parse.GetValue(Seed),
             Choices.ParseDevice(device ?? parse.GetValue(Device)!), Choices.ParseDType(parse.GetValue(DType)!),
@@ -143,7 +144,7 @@ internal static class Choices
         if (threads is { } n) set_num_threads(n);
     }
 
-    public static IReadOnlyList<string> EngineNames => EngineCatalogue.Names;
-
-    public static IReadOnlyList<string> CompareNames { get; } = [.. EngineCatalogue.Names, EngineCatalogue.Clipping];
+    /// <summary>The methods named in <paramref name="value"/> (comma-separated), in the order given.</summary>
+    public static IReadOnlyList<EngineId> ParseEngines(string value) =>
+        [.. ParseList(value, [.. EngineId.All.Select(e => e.Name)], "engine").Select(EngineId.Parse)];
 }

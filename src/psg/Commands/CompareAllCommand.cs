@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PerSampleGrads.Cli.Runtime;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Runs;
 using Spectre.Console;
 
@@ -55,14 +56,14 @@ internal static class CompareAllCommand
         $"{string.Join(", ", runs.Select(r => r.Model.Name).Distinct())} x "
         + $"{string.Join(", ", runs.Select(r => r.Loss.ToString()).Distinct())}";
 
-    private static Table Table(IReadOnlyList<CompareOutcome> outcomes, IReadOnlyList<string> engines)
+    private static Table Table(IReadOnlyList<CompareOutcome> outcomes, IReadOnlyList<EngineId> engines)
     {
         var table = new Table().Title("every zoo model and loss against the float64 oracle")
             .AddColumns("model", "N", "loss");
         // The clipping method reports two rows, its norms and its clipped sums.
-        var columns = engines.SelectMany(e => e == EngineCatalogue.Clipping
+        var columns = engines.SelectMany(e => e == EngineId.Clipping
             ? new[] { (Engine: e, Row: CompareRun.ClippingNorms), (Engine: e, Row: CompareRun.ClippingSums) }
-            : [(Engine: e, Row: e)]).ToList();
+            : [(Engine: e, Row: e.Name)]).ToList();
         foreach (var column in columns) table.AddColumn($"{column.Row} max rel. error");
         table.AddColumns("tolerance", "verdict", "time");
         foreach (var outcome in outcomes)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using PerSampleGrads.Cli.Reports;
 using PerSampleGrads.Cli.Runtime;
+using PerSampleGrads.Engines;
 using PerSampleGrads.Runs;
 using PerSampleGrads.Interop;
 using PerSampleGrads.Zoo;
@@ -24,9 +25,10 @@ internal static class CompareCommand
         };
         var engines = new Option<string>("--engines")
         {
-            Description = $"Engines to check, comma-separated: {string.Join(", ", Choices.CompareNames)} (clipping: "
-                + "the norms and clipped sums of the clipping method, against the definition on the oracle).",
-            DefaultValueFactory = _ => string.Join(",", Choices.CompareNames),
+            Description = "Engines to check, comma-separated: "
+                + $"{string.Join(", ", EngineId.All.Select(e => e.Name))} (clipping: the norms and clipped sums of "
+                + "the clipping method, against the definition on the oracle).",
+            DefaultValueFactory = _ => string.Join(",", EngineId.All.Select(e => e.Name)),
         };
         var clipBound = new Option<double?>("--clip-bound")
         {
@@ -70,8 +72,7 @@ internal static class CompareCommand
                 if (given.Count > 0)
                     throw new UsageException("--all runs every model and loss with its own batch and no report: "
                         + $"drop {string.Join(", ", given)}.");
-                var engineNames = Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames, "engine");
-                var template = workload.Settings(parse, 1, engineNames);
+                var template = workload.Settings(parse, 1, Choices.ParseEngines(parse.GetValue(engines)!));
                 workload.ApplyToProcess(parse);
                 return CompareAllCommand.Run(template);
             }
@@ -79,8 +80,8 @@ internal static class CompareCommand
             if (n < 1) throw new UsageException($"--batch-size must be at least 1, got {n}.");
             var bound = parse.GetValue(clipBound);
             if (bound is { } c && !(c > 0)) throw new UsageException($"--clip-bound must be positive, got {c}.");
-            var settings = workload.Settings(parse, n, Choices.ParseList(parse.GetValue(engines)!, Choices.CompareNames,
-                "engine")) with { ClipBound = bound };
+            var settings = workload.Settings(parse, n, Choices.ParseEngines(parse.GetValue(engines)!))
+                with { ClipBound = bound };
             bool withPyTorch = parse.GetValue(reference) == "pytorch";
             workload.ApplyToProcess(parse);
             ResultMemory.RequireForCompare(settings, withPyTorch);
@@ -150,7 +151,7 @@ internal static class CompareCommand
     internal static void WriteRefusals(IEnumerable<(EngineRefusal Refusal, string Where)> refusals)
     {
         foreach (var (refusal, where) in refusals)
-            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(refusal.Engine)} refused[/]"
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(refusal.Engine.Name)} refused[/]"
                 + $"{(where.Length > 0 ? " " + Markup.Escape(where) : "")} ({refusal.Problem}): "
                 + Markup.Escape(refusal.Message));
     }

@@ -51,7 +51,7 @@ internal static class CompareReport
             }),
             refusals = outcome.Refused.Select(r => new
             {
-                engine = r.Engine, problem = r.Problem.ToString(), message = r.Message,
+                engine = r.Engine.Name, problem = r.Problem.ToString(), message = r.Message,
             }),
             pytorch = outcome.PyTorch is not { } cross ? null : new
             {
