@@ -56,12 +56,20 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
 /// <param name="Causal">Pass a causal <c>[T, T]</c> additive <c>attn_mask</c> (-inf above the diagonal).</param>
 /// <param name="UseWeights">Ask for the attention weights and feed them to the head.</param>
 /// <param name="CrossKeyValue">Keys and values from a second embedding of the ids (query differs from them).</param>
+/// <param name="BiasKeyValue"><c>add_bias_kv</c>: learned <c>bias_k</c>, <c>bias_v</c> rows appended to keys and
+/// values.</param>
+/// <param name="ZeroAttention"><c>add_zero_attn</c>: a zero key and value appended per head.</param>
+/// <param name="KeyValueWidth"><c>kdim = vdim</c> other than the model width (with <paramref name="CrossKeyValue"/>:
+/// the second embedding has this width), or null.</param>
 public sealed record AttentionOptions(long Heads = 2, bool Bias = true, bool KeyPadding = false, bool Causal = false,
-    bool UseWeights = false, bool CrossKeyValue = false)
+    bool UseWeights = false, bool CrossKeyValue = false, bool BiasKeyValue = false, bool ZeroAttention = false,
+    long? KeyValueWidth = null)
 {
     /// <inheritdoc/>
     public override string ToString() => $"h{Heads}" + (Bias ? "" : "-nobias") + (KeyPadding ? "-keypad" : "")
-        + (Causal ? "-causal" : "") + (UseWeights ? "-weights" : "") + (CrossKeyValue ? "-cross" : "");
+        + (Causal ? "-causal" : "") + (UseWeights ? "-weights" : "") + (CrossKeyValue ? "-cross" : "")
+        + (BiasKeyValue ? "-biaskv" : "") + (ZeroAttention ? "-zeroattn" : "")
+        + (KeyValueWidth is { } w ? $"-kv{w}" : "");
 }
 
 /// <summary>
@@ -82,9 +90,12 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
     {
         _options = options;
         embedding = Embedding(vocabulary, width);
-        memory = options.CrossKeyValue ? Embedding(vocabulary, width) : null;
-        attention = MultiheadAttention(width, options.Heads, bias: options.Bias);
-        head = Linear(width + (options.UseWeights ? length * length : 0), classes);
+        memory = options.CrossKeyValue ? Embedding(vocabulary, options.KeyValueWidth ?? width) : null;
+        attention = MultiheadAttention(width, options.Heads, 0.0, options.Bias, options.BiasKeyValue,
+            options.ZeroAttention, options.KeyValueWidth, options.KeyValueWidth);
+        // The weights attend over the keys plus bias_k and the zero key when those are on.
+        long keys = length + (options.BiasKeyValue ? 1 : 0) + (options.ZeroAttention ? 1 : 0);
+        head = Linear(width + (options.UseWeights ? length * keys : 0), classes);
         RegisterComponents();
     }
 

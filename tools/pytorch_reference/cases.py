@@ -179,12 +179,15 @@ class AttentionClassifier(nn.Module):
     ids == 0 except position 0; additive causal mask; weights fed to the head; keys and values from a second
     embedding) -> mean over positions -> Linear head. Same parameter names as TorchSharp (in_proj_weight, ...)."""
 
-    def __init__(self, heads=2, bias=True, key_padding=False, causal=False, use_weights=False, cross=False):
+    def __init__(self, heads=2, bias=True, key_padding=False, causal=False, use_weights=False, cross=False,
+                 bias_kv=False, zero_attn=False, kv_width=None):
         super().__init__()
         self.embedding = nn.Embedding(10, 8)
-        self.memory = nn.Embedding(10, 8) if cross else None
-        self.attention = nn.MultiheadAttention(8, heads, bias=bias)
-        self.head = nn.Linear(8 + (25 if use_weights else 0), 3)
+        self.memory = nn.Embedding(10, kv_width or 8) if cross else None
+        self.attention = nn.MultiheadAttention(8, heads, bias=bias, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
+                                               kdim=kv_width, vdim=kv_width)
+        keys = 5 + (1 if bias_kv else 0) + (1 if zero_attn else 0)
+        self.head = nn.Linear(8 + (5 * keys if use_weights else 0), 3)
         self.key_padding, self.causal, self.use_weights = key_padding, causal, use_weights
 
     def forward(self, ids):
@@ -239,6 +242,12 @@ def sequence_cases():
         "attention-h2-keypad-causal": lambda s: AttentionClassifier(key_padding=True, causal=True),
         "attention-h4-weights": lambda s: AttentionClassifier(heads=4, use_weights=True),
         "attention-h2-keypad-cross": lambda s: AttentionClassifier(key_padding=True, cross=True),
+        "attention-h2-biaskv": lambda s: AttentionClassifier(bias_kv=True),
+        "attention-h2-keypad-causal-zeroattn": lambda s: AttentionClassifier(key_padding=True, causal=True,
+                                                                             zero_attn=True),
+        "attention-h2-keypad-weights-biaskv-zeroattn": lambda s: AttentionClassifier(
+            key_padding=True, use_weights=True, bias_kv=True, zero_attn=True),
+        "attention-h2-cross-kv6": lambda s: AttentionClassifier(cross=True, kv_width=6),
         "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
         "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
         "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
