@@ -80,6 +80,9 @@ public static class CaseCatalogue
             Classifier("conv1d-reflect-p2", [2, 8], 3, CeMean,
                 () => [Conv1d(2, 3, 3, padding: 2, padding_mode: PaddingModes.Reflect)]),
             // Conv2d: the same options, asymmetric kernels and strides, depthwise.
+            // 22x14 = 308 output positions: the functional engine's grouped-convolution route on the CPU (from 256),
+            // with groups and a non-square output (the other grouped-route cases are square).
+            Classifier("conv2d-g2-grouped-route-22x14", [4, 24, 16], 2, CeMean, () => [Conv2d(4, 6, 3, groups: 2)]),
             Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeMean,
                 () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
             Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeSum,

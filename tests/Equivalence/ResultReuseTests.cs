@@ -64,6 +64,9 @@ public sealed class ResultReuseTests
             TestSettings.Device);
         using var fresh = problem.Run(new HookEngine());
         using var buffer = problem.Run(new HookEngine());
+        // NaN first: a layer whose in-place write were skipped would otherwise keep the fresh values (a mutation that
+        // dropped the convolution rule's in-place product survived this test without it).
+        using (no_grad()) foreach (var (_, g) in buffer.Entries) g.fill_(float.NaN);
         new HookEngine().Compute(problem.Model, problem.Inputs, problem.Targets, problem.Loss, buffer);
         GradientAssert.Identical(buffer, fresh);
     }
