@@ -161,6 +161,8 @@ public static class CaseCatalogue
             // Custom modules without a rule: the per-sample rerun fallback (raw parameters; a child with a rule
             // inside).
             Classifier("custom-gainshift-fallback", [6], 4, CeMean, () => [Linear(6, 5), new GainShiftTanh(5)]),
+            Classifier("custom-unused-parameter-fallback", [6], 3, CeSum,
+                () => [Linear(6, 5), new GainTanhWithSpare(5)]),
             Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum,
                 () => [new GainShiftTanh(4), Linear(4, 4)]),
             Classifier("custom-scaled-linear-fallback", [6], 4, CeMean,

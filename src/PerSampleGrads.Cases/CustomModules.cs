@@ -27,6 +27,28 @@ public sealed class GainShiftTanh : Module<Tensor, Tensor>
 }
 
 /// <summary>
+/// A custom layer whose forward uses one of its two trainable raw parameters: <c>y = tanh(x * gain)</c>, with
+/// <c>spare</c> (an option switched off, say) never used. Its per-sample gradient is zero: the fallback's rerun finds
+/// no gradient on it at all and must write zeros, not skip or fail.
+/// </summary>
+public sealed class GainTanhWithSpare : Module<Tensor, Tensor>
+{
+    private readonly Parameter gain;
+    private readonly Parameter spare;
+
+    /// <summary>Creates it for <paramref name="features"/> features, gain 1 + 0.2 z, spare 0.2 z.</summary>
+    public GainTanhWithSpare(long features) : base(nameof(GainTanhWithSpare))
+    {
+        gain = Parameter(1 + 0.2 * randn(features));
+        spare = Parameter(0.2 * randn(features));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => (input * gain).tanh();
+}
+
+/// <summary>
 /// A custom layer with a raw parameter and a child that has a rule: <c>y = linear(x) * scale</c>, <c>scale</c> of
 /// shape <c>[out]</c>. The fallback re-runs it with its child.
 /// </summary>

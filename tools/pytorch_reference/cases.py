@@ -44,6 +44,18 @@ class GainShiftTanh(nn.Module):
         return torch.tanh(x * self.gain + self.shift)
 
 
+class GainTanhWithSpare(nn.Module):
+    """CustomModules.cs: tanh(x * gain) with a second raw parameter, spare, that the forward never uses."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(features))
+        self.spare = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        return torch.tanh(x * self.gain)
+
+
 class ScaledLinear(nn.Module):
     """CustomModules.cs: linear(x) * scale, a raw parameter beside a child with a rule."""
 
@@ -332,6 +344,7 @@ CASES = {
     "prelu-per-feature": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(5)]),
     # Custom modules without a rule (the per-sample rerun fallback)
     "custom-gainshift-fallback": classifier(4, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
+    "custom-unused-parameter-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainTanhWithSpare(5)]),
     "custom-gainshift-fallback-tokens": classifier(3, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
     "custom-scaled-linear-fallback": classifier(4, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
     # Embedding
