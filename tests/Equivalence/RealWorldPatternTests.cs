@@ -266,6 +266,18 @@ public sealed class RealWorldPatternTests
     }
 
     [Fact]
+    public void A_mixing_refusal_names_this_machines_float32_convolution_defect_where_there_is_one()
+    {
+        using var model = PatternModels.BatchCentring(false);
+        var (x, y) = Features(5, 4, ScalarType.Float32);
+        var error = Assert.Throws<PerSampleGradientsException>(() => Method("hooks").Compute(model, x, y, Loss));
+        Assert.Equal(Problem.SampleMixing, error.Problem);
+        if (PerSampleGrads.Engines.Probing.Float32Kernels.ConvolutionDefect is { } defect)
+            Assert.Contains(defect, error.Message, StringComparison.Ordinal);
+        else Assert.DoesNotContain("Note: this machine", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_oracle_computes_a_model_that_mixes_samples_by_its_definition()
     {
         using var model = PatternModels.BatchCentring(afterLastLayer: false);

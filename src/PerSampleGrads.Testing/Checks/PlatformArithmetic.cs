@@ -1,13 +1,13 @@
 using System.Globalization;
 using PerSampleGrads.Cases;
 using PerSampleGrads.Checking;
+using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Oracle;
 using PerSampleGrads.Zoo;
 using Xunit;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace PerSampleGrads.Testing.Checks;
 
@@ -28,15 +28,12 @@ namespace PerSampleGrads.Testing.Checks;
 /// </remarks>
 public static class PlatformArithmetic
 {
-    private static readonly Lazy<string?> ConvolutionProbe = new(ProbeConvolutions);
-
     /// <summary>
     /// What this machine's libtorch computes wrong among small float32 transposed convolutions over batches of several
-    /// samples (the kernel behind every convolution's input gradient), or null when it computes them right: 1-d, 2-d
-    /// and 3-d, 3 to 4 channels, N = 4, ten times each against float64. On the AVX-512 EPYC machines of
-    /// docs/testing.md this finds errors of 20% to 130% (NaN in some runs) in the first runs.
+    /// samples (the kernel behind every convolution's input gradient), or null when it computes them right
+    /// (<see cref="Float32Kernels"/>).
     /// </summary>
-    public static string? Float32ConvolutionDefect => ConvolutionProbe.Value;
+    public static string? Float32ConvolutionDefect => Float32Kernels.ConvolutionDefect;
 
     /// <summary>
     /// Why a float32 comparison on <paramref name="model"/> cannot judge a method here: the model holds a
@@ -49,33 +46,6 @@ public static class PlatformArithmetic
             ? $"This machine's libtorch computes float32 convolutions wrong ({defect}): no method can be judged on " +
               "a model with convolutions in float32 here (PlatformArithmetic)."
             : null;
-
-    private static string? ProbeConvolutions()
-    {
-        using var scope = NewDisposeScope();
-        using var generator = new Generator(7, CPU);
-        long[][] inputs = [[4, 3, 5], [4, 3, 5, 5], [4, 3, 4, 4, 4]];
-        for (int run = 1; run <= 10; run++)
-            foreach (var shape in inputs)
-            {
-                var x = randn(shape, generator: generator);
-                var w = randn([3, 4, .. Enumerable.Repeat(3L, shape.Length - 2)], generator: generator);
-                Tensor Transposed(Tensor a, Tensor b) => shape.Length switch
-                {
-                    3 => F.conv_transpose1d(a, b),
-                    4 => F.conv_transpose2d(a, b),
-                    _ => F.conv_transpose3d(a, b),
-                };
-                var exact = Transposed(x.to(ScalarType.Float64), w.to(ScalarType.Float64));
-                double error = ((Transposed(x, w).to(ScalarType.Float64) - exact).abs().max()
-                    / exact.abs().max()).item<double>();
-                if (error <= 1e-4) continue;
-                string measured = error.ToString("0.###e0", CultureInfo.InvariantCulture);
-                return $"conv_transpose{shape.Length - 2}d of [{string.Join(", ", shape)}] by " +
-                    $"[{string.Join(", ", w.shape)}], run {run}: relative error {measured} against float64";
-            }
-        return null;
-    }
 
     /// <summary>How many times the plain float32 batch gradient is recomputed before a float32 failure is put down to
     /// the machine: an intermittent defect shows in at least one run.</summary>

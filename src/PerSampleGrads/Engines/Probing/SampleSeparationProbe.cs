@@ -205,6 +205,13 @@ internal static class SampleSeparationProbe
             : new PerSampleGradientsException(Problem.BatchLayout, message, inner);
     }
 
+    // Where this machine's float32 convolutions are wrong for several samples, their garbage looks like mixing too.
+    private static string PlatformNote() => Float32Kernels.ConvolutionDefect is { } defect
+        ? $" Note: this machine's libtorch computes small float32 transposed convolutions, and so convolution input " +
+          $"gradients, wrong for batches of several samples ({defect}), which also looks like mixing here: if the " +
+          "model holds convolutions and runs in float32, compute in float64 to tell the two apart."
+        : "";
+
     private sealed record AxisVerdict(SampleAxis Axis, Problem? Problem, string? Reason)
     {
         public static AxisVerdict Of(SampleAxis axis) => new(axis, null, null);
@@ -216,7 +223,7 @@ internal static class SampleSeparationProbe
                 ? "Some operation before it computes a statistic over the batch (a mean, norm or softmax over the " +
                   "samples, BatchNorm-like code outside BatchNorm), so sample i's gradient depends on the other " +
                   "samples and no batched engine can separate it. Compute such statistics per sample, or use the " +
-                  "oracle (PerSampleGradientOracle), which evaluates each sample as a batch of one."
+                  "oracle (PerSampleGradientOracle), which evaluates each sample as a batch of one." + PlatformNote()
                 : $"Keep the N = {n} samples in one dimension of every trainable layer's input (dimension 0 for " +
                   "convolutions and normalisations).";
             return problem == PerSampleGrads.Problem.SampleMixing && what.StartsWith("input", StringComparison.Ordinal)
