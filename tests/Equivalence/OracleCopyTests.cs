@@ -78,6 +78,26 @@ public sealed class OracleCopyTests
         Assert.Empty(snapshot.Differences());
     }
 
+    [Fact]
+    public void The_copy_carries_the_models_current_values_not_the_factorys()
+    {
+        // A model trained away from its initial values: the factory's fresh instance alone would give other
+        // gradients (a copy that skipped loading the values survived every test built from factory weights).
+        var gradientCase = Case("ce", LossReduction.Mean);
+        using var problem = gradientCase.Create(ScalarType.Float32);
+        using var exact = gradientCase.Create(ScalarType.Float64);
+        using (no_grad())
+        {
+            var moved = problem.Model.named_parameters().Single(p => p.name == "3.weight").parameter.add_(0.5);
+            exact.Model.named_parameters().Single(p => p.name == "3.weight").parameter
+                .copy_(moved.to(ScalarType.Float64));
+        }
+        using var expected = exact.Run(new PerSampleGradientOracle());
+        using var copied = problem.Run(new PerSampleGradientOracle(
+            new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+    }
+
     [Theory]
     [MemberData(nameof(LossesAndReductions))]
     public void A_float64_model_computed_in_float32_through_a_copy_agrees_within_the_float32_bound(
