@@ -139,6 +139,17 @@ public sealed class BadInputTests
     }
 
     [Theory, MemberData(nameof(Methods))]
+    public void Class_targets_with_a_dimension_too_many_are_refused_naming_the_shapes(string method) =>
+        Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), zeros([2, 1], ScalarType.Int64),
+            "needs outputs [N, C, ...] and targets [N, ...]");
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    public void A_custom_loss_needs_a_name(string name) =>
+        Assert.Throws<ArgumentException>(() => LossFunction.PerSample(name, (output, _) => output.sum(1)));
+
+    [Theory, MemberData(nameof(Methods))]
     public void A_model_with_nothing_trainable_is_refused(string method)
     {
         var model = SmallModel();
