@@ -24,8 +24,14 @@ public static class GradientAssert
         Tolerance tolerance, double termMagnitude)
     {
         var comparison = GradientComparison.Compare(actual, expected, tolerance, termMagnitude);
-        if (!comparison.Passed) Assert.Fail(comparison.Describe());
+        Passed(comparison);
         return comparison;
+    }
+
+    /// <summary>Fails with every mismatch of <paramref name="comparison"/>, computed by the caller.</summary>
+    public static void Passed(GradientComparison comparison)
+    {
+        if (!comparison.Passed) Assert.Fail(comparison.Describe());
     }
 
     /// <summary>Within the policy's tolerance for <paramref name="dtype"/> (IEEE arithmetic).</summary>

@@ -11,8 +11,14 @@ public static class ClippingAssert
     public static ClippingComparison Agree(ClippedGradients actual, ClippedGradients expected, ScalarType dtype)
     {
         var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(dtype));
-        if (!comparison.Passed) Assert.Fail(comparison.Describe());
+        Passed(comparison);
         return comparison;
+    }
+
+    /// <summary>Fails with every mismatch of <paramref name="comparison"/>, computed by the caller.</summary>
+    public static void Passed(ClippingComparison comparison)
+    {
+        if (!comparison.Passed) Assert.Fail(comparison.Describe());
     }
 
     /// <summary>A bound that clips about half the samples: the median of the reference's norms (1 if all are

@@ -29,20 +29,14 @@ namespace PerSampleGrads.Testing.Checks;
 public static class PlatformArithmetic
 {
     /// <summary>
-    /// What this machine's libtorch computes wrong among small float32 transposed convolutions over batches of several
-    /// samples (the kernel behind every convolution's input gradient), or null when it computes them right
-    /// (<see cref="Float32Kernels"/>).
-    /// </summary>
-    public static string? Float32ConvolutionDefect => Float32Kernels.ConvolutionDefect;
-
-    /// <summary>
     /// Why a float32 comparison on <paramref name="model"/> cannot judge a method here: the model holds a
-    /// convolution and <see cref="Float32ConvolutionDefect"/> found this machine's float32 convolutions wrong (a
-    /// defect that shows only in some runs and only along some paths, so no single run of the model can rule it out).
-    /// Null where the model has no convolution or the machine computes them right.
+    /// convolution and <see cref="Float32Kernels.ConvolutionDefect"/> found this machine's float32 convolutions wrong
+    /// (a defect that shows only in some runs and only along some paths, so no single run of the model can rule it
+    /// out). Null where the model has no convolution or the machine computes them right.
     /// </summary>
     public static string? Float32ConvolutionExcuse(nn.Module model) =>
-        Float32ConvolutionDefect is { } defect && ModelInspection.AllModules(model).Any(m => m.Module is Convolution)
+        Float32Kernels.ConvolutionDefect is { } defect
+        && ModelInspection.AllModules(model).Any(m => m.Module is Convolution)
             ? $"This machine's libtorch computes float32 convolutions wrong ({defect}): no method can be judged on " +
               "a model with convolutions in float32 here (PlatformArithmetic)."
             : null;

@@ -117,14 +117,7 @@ public sealed record ConvSpec(long Out, IReadOnlyList<ConvAxis> Axes, long Group
         if (Groups > 1) yield return this with { Groups = 1 };
         if (Padding != ConvPadding.Explicit) yield return this with { Padding = ConvPadding.Explicit };
         if (Mode != PaddingModes.Zeros) yield return this with { Mode = PaddingModes.Zeros };
-        for (int d = 0; d < SpatialDims; d++)
-        {
-            var axis = Axes[d];
-            if (axis.Dilation > 1) yield return WithAxis(d, axis with { Dilation = 1 });
-            if (axis.Stride > 1) yield return WithAxis(d, axis with { Stride = 1 });
-            if (axis.Padding > 0) yield return WithAxis(d, axis with { Padding = axis.Padding - 1 });
-            if (axis.Kernel > 1) yield return WithAxis(d, axis with { Kernel = axis.Kernel - 1 });
-        }
+        foreach (var axes in ConvolutionOptions.SimplerAxes(Axes)) yield return this with { Axes = axes };
         if (Out > Groups) yield return this with { Out = Groups };
         if (Out > 2 * Groups) yield return this with { Out = Out - Groups };
     }
@@ -141,11 +134,6 @@ public sealed record ConvSpec(long Out, IReadOnlyList<ConvAxis> Axes, long Group
         if (Padding == ConvPadding.Explicit && Axes.Any(a => a.Padding > 0))
             yield return $"{layer}: padding {Mode.ToString().ToLowerInvariant()}";
     }
-
-    private ConvSpec WithAxis(int d, ConvAxis axis) => this with
-    {
-        Axes = [.. Axes.Select((a, i) => i == d ? axis : a)],
-    };
 }
 
 /// <summary>
@@ -201,14 +189,7 @@ public sealed record ConvTransposeSpec(long Out, IReadOnlyList<ConvAxis> Axes, l
     {
         if (Groups > 1) yield return this with { Groups = 1 };
         if (OutputPadding > 0) yield return this with { OutputPadding = 0 };
-        for (int d = 0; d < SpatialDims; d++)
-        {
-            var axis = Axes[d];
-            if (axis.Dilation > 1) yield return WithAxis(d, axis with { Dilation = 1 });
-            if (axis.Stride > 1) yield return WithAxis(d, axis with { Stride = 1 });
-            if (axis.Padding > 0) yield return WithAxis(d, axis with { Padding = axis.Padding - 1 });
-            if (axis.Kernel > 1) yield return WithAxis(d, axis with { Kernel = axis.Kernel - 1 });
-        }
+        foreach (var axes in ConvolutionOptions.SimplerAxes(Axes)) yield return this with { Axes = axes };
         if (Out > Groups) yield return this with { Out = Groups };
     }
 
@@ -221,16 +202,28 @@ public sealed record ConvTransposeSpec(long Out, IReadOnlyList<ConvAxis> Axes, l
         if (Axes.Any(a => a.Padding > 0)) yield return $"{layer}: padding zeros";
         if (OutputPadding > 0) yield return $"{layer}: output padding";
     }
-
-    private ConvTransposeSpec WithAxis(int d, ConvAxis axis) => this with
-    {
-        Axes = [.. Axes.Select((a, i) => i == d ? axis : a)],
-    };
 }
 
 /// <summary>The option values a convolution's geometry exercises, shared by plain and transposed layers.</summary>
 public static class ConvolutionOptions
 {
+    /// <summary>The axes with one option of one axis simplified (dilation, stride, padding, kernel), for
+    /// shrinking.</summary>
+    public static IEnumerable<ConvAxis[]> SimplerAxes(IReadOnlyList<ConvAxis> axes)
+    {
+        for (int d = 0; d < axes.Count; d++)
+        {
+            var axis = axes[d];
+            var simpler = new List<ConvAxis>();
+            if (axis.Dilation > 1) simpler.Add(axis with { Dilation = 1 });
+            if (axis.Stride > 1) simpler.Add(axis with { Stride = 1 });
+            if (axis.Padding > 0) simpler.Add(axis with { Padding = axis.Padding - 1 });
+            if (axis.Kernel > 1) simpler.Add(axis with { Kernel = axis.Kernel - 1 });
+            int at = d;
+            foreach (var candidate in simpler) yield return [.. axes.Select((a, i) => i == at ? candidate : a)];
+        }
+    }
+
     /// <summary>Stride, dilation, kernel shape, per-axis differences, groups and bias.</summary>
     public static IEnumerable<string> Of(IReadOnlyList<ConvAxis> axes, long groups, bool bias)
     {
