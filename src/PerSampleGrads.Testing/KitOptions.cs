@@ -25,8 +25,9 @@ public sealed record KitOptions
     /// <summary>The device models and batches are put on; null is the CPU.</summary>
     public Device? Device { get; init; }
 
-    /// <summary>The arithmetic the method uses in float32 (TF32 on NVIDIA tensor cores widens the tolerance).</summary>
-    public PrecisionMode Precision { get; init; } = PrecisionMode.Ieee;
+    /// <summary>Whether the method's float32 products use TF32 (NVIDIA tensor cores; widens the float32
+    /// tolerance).</summary>
+    public bool Tf32 { get; init; }
 
     /// <summary>Generated cases per property.</summary>
     public int PropertyRuns { get; init; } = 50;
@@ -44,9 +45,13 @@ public sealed record KitOptions
     /// </summary>
     public ulong? Seed { get; init; }
 
-    /// <summary>The policy's tolerance for results in <paramref name="dtype"/> with <see cref="Precision"/>.</summary>
-    public Tolerance ToleranceFor(ScalarType dtype) =>
-        TolerancePolicy.ToleranceFor(dtype, dtype == ScalarType.Float32 ? Precision : PrecisionMode.Ieee);
+    /// <summary>The policy's tolerance for results in <paramref name="dtype"/> (with TF32 for float32 when
+    /// <see cref="Tf32"/>).</summary>
+    public Tolerance ToleranceFor(ScalarType dtype) => TolerancePolicy.ToleranceFor(ArithmeticOf(dtype));
+
+    /// <summary>The arithmetic of results in <paramref name="dtype"/>: TF32 for float32 when
+    /// <see cref="Tf32"/>.</summary>
+    public Arithmetic ArithmeticOf(ScalarType dtype) => new(dtype, Tf32 && dtype == ScalarType.Float32);
 
     /// <summary>The seed this run uses: <see cref="Seed"/>, the environment's, or a fresh one.</summary>
     public ulong EffectiveSeed()

@@ -27,7 +27,7 @@ public sealed class ClippingEquivalenceTests
     [MemberData(nameof(CasesAndDTypes))]
     public void Norms_and_clipped_sums_agree_with_the_definition_on_the_float64_oracle(string caseId, string dtypeName)
     {
-        var dtype = TestSettings.ParseDType(dtypeName);
+        var dtype = ElementTypes.Parse(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
         var oracle = OracleCache.Float64(gradientCase);
         double bound = ClippingAssert.MedianBound(oracle);

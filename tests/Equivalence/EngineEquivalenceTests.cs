@@ -44,7 +44,7 @@ public abstract class EngineEquivalenceTests
         var data = new TheoryData<string, string>();
         foreach (var c in CaseCatalogue.All.Where(c => taken(c.Id)))
             foreach (var dtype in TestSettings.DTypes)
-                data.Add(c.Id, TestSettings.Name(dtype));
+                data.Add(c.Id, ElementTypes.Name(dtype));
         return data;
     }
 
@@ -53,7 +53,7 @@ public abstract class EngineEquivalenceTests
     public void Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged(string caseId, string dtypeName)
     {
         if (Refuses(caseId)) Assert.Skip("The engine refuses this case by design (CaseRefusals; SignatureTests).");
-        var dtype = TestSettings.ParseDType(dtypeName);
+        var dtype = ElementTypes.Parse(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
         var expected = OracleCache.Float64(gradientCase);
         using var problem = gradientCase.Create(dtype, TestSettings.Device);
@@ -116,7 +116,7 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
     [MemberData(nameof(FunctionalCasesAndDTypes))]
     public void Agrees_with_the_hook_engine(string caseId, string dtypeName)
     {
-        var dtype = TestSettings.ParseDType(dtypeName);
+        var dtype = ElementTypes.Parse(dtypeName);
         using var problem = CaseCatalogue.Get(caseId).Create(dtype, TestSettings.Device);
         using var functional = problem.Run(new FunctionalEngine());
         using var hooks = problem.Run(new HookEngine());

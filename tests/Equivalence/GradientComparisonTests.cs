@@ -238,7 +238,7 @@ public sealed class TolerancePolicyTests
     {
         var float64 = TolerancePolicy.ToleranceFor(ScalarType.Float64);
         var float32 = TolerancePolicy.ToleranceFor(ScalarType.Float32);
-        var tf32 = TolerancePolicy.ToleranceFor(ScalarType.Float32, PrecisionMode.Tf32);
+        var tf32 = TolerancePolicy.ToleranceFor(Arithmetic.Float32Tf32);
         Assert.True(float64.Relative < float32.Relative && float32.Relative < tf32.Relative);
         // Each bound sits above its unit roundoff and far below an order-1 logic error.
         Assert.InRange(float64.Relative, 1.1e-16, 1e-3);
@@ -252,10 +252,26 @@ public sealed class TolerancePolicyTests
     }
 
     [Fact]
-    public void Float64_ignores_the_TF32_mode()
+    public void Only_float32_has_a_TF32_arithmetic()
     {
-        Assert.Equal(TolerancePolicy.ToleranceFor(ScalarType.Float64),
-            TolerancePolicy.ToleranceFor(ScalarType.Float64, PrecisionMode.Tf32));
+        var error = Assert.Throws<ArgumentException>(() => new Arithmetic(ScalarType.Float64, tf32: true));
+        Assert.Contains("float64", error.Message, StringComparison.Ordinal);
+        Assert.Equal(Arithmetic.Float32, Arithmetic.On(CPU, ScalarType.Float32, tf32Requested: true));
+        Assert.Equal(Arithmetic.Float32Tf32,
+            Arithmetic.On(new Device(DeviceType.CUDA, 0), ScalarType.Float32, tf32Requested: true));
+        Assert.Equal(Arithmetic.Float64,
+            Arithmetic.On(new Device(DeviceType.CUDA, 0), ScalarType.Float64, tf32Requested: true));
+    }
+
+    [Fact]
+    public void Arithmetic_names_round_trip_and_unknown_names_are_refused()
+    {
+        Assert.Equal(["float64", "float32", "float32+TF32"], Arithmetic.Known.Select(a => a.Name));
+        Assert.All(Arithmetic.Known, a => Assert.Equal(a, Arithmetic.Parse(a.Name)));
+        Assert.Throws<ArgumentException>(() => Arithmetic.Parse("float64+TF32"));
+        Assert.All(new[] { ScalarType.Float64, ScalarType.Float32, ScalarType.Int64, ScalarType.Bool },
+            t => Assert.Equal(t, ElementTypes.Parse(ElementTypes.Name(t))));
+        Assert.Throws<ArgumentException>(() => ElementTypes.Parse("double"));
     }
 
     [Theory]

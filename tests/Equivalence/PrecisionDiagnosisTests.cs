@@ -11,15 +11,14 @@ namespace PerSampleGrads.Tests;
 [Trait("Category", "Checker")]
 public sealed class PrecisionDiagnosisTests
 {
-    private static readonly double Bound64 = TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative;
-    private static readonly double Bound32 = TolerancePolicy.ToleranceFor(ScalarType.Float32).Relative;
-    private static readonly double BoundTf32 =
-        TolerancePolicy.ToleranceFor(ScalarType.Float32, PrecisionMode.Tf32).Relative;
+    private static readonly double Bound64 = TolerancePolicy.ToleranceFor(Arithmetic.Float64).Relative;
+    private static readonly double Bound32 = TolerancePolicy.ToleranceFor(Arithmetic.Float32).Relative;
+    private static readonly double BoundTf32 = TolerancePolicy.ToleranceFor(Arithmetic.Float32Tf32).Relative;
     private static readonly string[] Engines = ["hooks", "functional"];
 
     private static DiagnosisRow Row(string method, string arithmetic, double error, bool complete = true) =>
-        new(method, arithmetic, error, "w",
-            arithmetic == "float64" ? Bound64 : arithmetic == "float32" ? Bound32 : BoundTf32, complete);
+        new(method, Arithmetic.Parse(arithmetic), error, "w",
+            TolerancePolicy.ToleranceFor(Arithmetic.Parse(arithmetic)).Relative, complete);
 
     private static List<DiagnosisRow> Rows(double hooks64, double functional64, double hooks32, double functional32) =>
     [

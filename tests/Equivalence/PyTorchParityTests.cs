@@ -90,7 +90,7 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             var data = new TheoryData<string, string>();
             foreach (var id in CaseIds)
                 foreach (var dtype in TestSettings.DTypes)
-                    data.Add(id, TestSettings.Name(dtype));
+                    data.Add(id, ElementTypes.Name(dtype));
             return data;
         }
     }
@@ -100,7 +100,7 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
     public void Our_oracle_and_engines_agree_with_PyTorch_on_the_same_weights_and_batch(string caseId, string dtypeName)
     {
         var versions = PyTorchRequirement.Require();
-        var dtype = TestSettings.ParseDType(dtypeName);
+        var dtype = ElementTypes.Parse(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
         using var problem = gradientCase.Create(dtype, TestSettings.Device);
         using var pytorch = PyTorchReference.Compute(problem);

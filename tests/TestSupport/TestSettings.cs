@@ -46,15 +46,4 @@ public static class TestSettings
     /// <summary>Fails with TorchSharp's one-line load problem (missing GLIBCXX, say) instead of a type-initialisation
     /// trace.</summary>
     public static void RequireTorch() => TorchRuntime.EnsureLoaded();
-
-    /// <summary>Parses a dtype name used in test data.</summary>
-    public static ScalarType ParseDType(string name) => name switch
-    {
-        "float64" => ScalarType.Float64,
-        "float32" => ScalarType.Float32,
-        _ => throw new ArgumentException($"Unknown dtype '{name}'."),
-    };
-
-    /// <summary>The test-data name of a dtype.</summary>
-    public static string Name(ScalarType dtype) => dtype == ScalarType.Float64 ? "float64" : "float32";
 }

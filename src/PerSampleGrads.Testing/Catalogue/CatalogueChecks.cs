@@ -65,12 +65,11 @@ public static class MethodDiagnosis
         using var truth = reference.Run(new PerSampleGradientOracle());
         var rows = new List<DiagnosisRow>
         {
-            Row("oracle", "float32", single.Run(new PerSampleGradientOracle()), truth,
-                options.ToleranceFor(ScalarType.Float32)),
+            Row("oracle", options.ArithmeticOf(ScalarType.Float32), single.Run(new PerSampleGradientOracle()), truth),
         };
         var name = method().Name;
-        rows.Add(Row(name, "float32", single.Run(method()), truth, options.ToleranceFor(ScalarType.Float32)));
-        rows.Add(Row(name, "float64", reference.Run(method()), truth, options.ToleranceFor(ScalarType.Float64)));
+        rows.Add(Row(name, options.ArithmeticOf(ScalarType.Float32), single.Run(method()), truth));
+        rows.Add(Row(name, Arithmetic.Float64, reference.Run(method()), truth));
         return PrecisionDiagnosis.Conclude(rows, [name], options.DeviceOrCpu.type == TorchSharp.DeviceType.CUDA);
     }
 
@@ -83,11 +82,12 @@ public static class MethodDiagnosis
             problem.Factory);
     }
 
-    private static DiagnosisRow Row(string method, string arithmetic, PerSampleGradients result,
-        PerSampleGradients truth, Tolerance tolerance)
+    private static DiagnosisRow Row(string method, Arithmetic arithmetic, PerSampleGradients result,
+        PerSampleGradients truth)
     {
         using (result)
         {
+            var tolerance = TolerancePolicy.ToleranceFor(arithmetic);
             var comparison = GradientComparison.Compare(result, truth, tolerance);
             bool complete = comparison.Missing.Count == 0 && comparison.Unexpected.Count == 0
                 && comparison.Parameters.All(p => p.ShapesMatch);

@@ -33,6 +33,8 @@ public sealed class BenchWorkload : IDisposable
     /// <summary>The settings.</summary>
     public CompareSettings Settings => _settings;
 
+    private Tf32Mode Tf32 => _settings.Arithmetic.Tf32Mode;
+
     /// <summary>Name of the plain batch backward contender, the denominator of every ratio.</summary>
     public const string PlainBackward = "plain backward";
 
@@ -58,17 +60,17 @@ public sealed class BenchWorkload : IDisposable
             BenchMethodKind.PlainBackward => new BenchContender(PlainBackward, PlainBackwardStep),
             BenchMethodKind.WriteFloor => WriteFloorContender(),
             BenchMethodKind.OracleLoop => Method(OracleLoop, new PerSampleGradientOracle(new OracleOptions
-                { Tf32 = _settings.Tf32Mode })),
+                { Tf32 = Tf32 })),
             _ when method.Engine == EngineId.Clipping => ClippingContender(),
             _ => method.Variant switch
             {
                 EngineCall.Reuse => Reusing(method),
                 EngineCall.Probe => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device,
-                    _settings.Tf32Mode, _chunkSize),
+                    Tf32, _chunkSize),
                     before: () => Engines.Probing.SampleSeparationProbe.Forget(_model)),
                 EngineCall.Audit => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device,
-                    _settings.Tf32Mode, _chunkSize, auditSamples: 1)),
-                _ => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device, _settings.Tf32Mode,
+                    Tf32, _chunkSize, auditSamples: 1)),
+                _ => Method(method.Name, EngineCatalogue.Create(method.Engine!, _settings.Device, Tf32,
                     _chunkSize)),
             },
         }),
@@ -91,7 +93,7 @@ public sealed class BenchWorkload : IDisposable
     private BenchContender Reusing(BenchMethod contender)
     {
         PerSampleGradients? previous = null;
-        var method = EngineCatalogue.Create(contender.Engine!, _settings.Device, _settings.Tf32Mode, _chunkSize);
+        var method = EngineCatalogue.Create(contender.Engine!, _settings.Device, Tf32, _chunkSize);
         _held.Add(new Releaser(() => previous?.Dispose()));
         return new BenchContender(contender.Name, () =>
         {
@@ -108,7 +110,7 @@ public sealed class BenchWorkload : IDisposable
     private BenchContender ClippingContender()
     {
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
-            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode });
+            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = Tf32 });
         return new BenchContender(EngineId.Clipping.Name, () =>
         {
             using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
@@ -120,7 +122,7 @@ public sealed class BenchWorkload : IDisposable
     public IReadOnlyDictionary<string, double> ClippingPhases()
     {
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
-            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = _settings.Tf32Mode, MeasurePhases = true });
+            { ClipBound = ClipBound, Device = _settings.Device, Tf32 = Tf32, MeasurePhases = true });
         using var result = method.Compute(_model, _inputs, _targets, _settings.Loss);
         return result.PhaseMilliseconds;
     }
@@ -141,7 +143,7 @@ public sealed class BenchWorkload : IDisposable
     private void PlainBackwardStep()
     {
         using var scope = NewDisposeScope();
-        using var tf32 = new Tf32Scope(_settings.Tf32Mode);
+        using var tf32 = new Tf32Scope(Tf32);
         var loss = _settings.Loss.BatchLoss(_model.call(_inputs), _targets);
         loss.backward();
         foreach (var p in _model.parameters()) p.grad = null;

@@ -2,15 +2,6 @@ using static TorchSharp.torch;
 
 namespace PerSampleGrads.Checking;
 
-/// <summary>Which arithmetic a float32 computation used.</summary>
-public enum PrecisionMode
-{
-    /// <summary>IEEE arithmetic of the element type (CPU; CUDA with TF32 off).</summary>
-    Ieee,
-    /// <summary>Float32 matrix products and convolutions in TF32 (10-bit mantissa) on NVIDIA tensor cores.</summary>
-    Tf32,
-}
-
 /// <summary>
 /// A bound on <see cref="ParameterComparison.RelativeError"/>, with the reason it is what it is.
 /// </summary>
@@ -67,17 +58,19 @@ public static class TolerancePolicy
     /// </summary>
     public const double StandardScore = 5.0;
 
-    /// <summary>The tolerance for results computed in <paramref name="dtype"/> with <paramref
-    /// name="precision"/>.</summary>
-    public static Tolerance ToleranceFor(ScalarType dtype, PrecisionMode precision = PrecisionMode.Ieee)
-        => (dtype, precision) switch
+    /// <summary>The tolerance for results computed in <paramref name="arithmetic"/>.</summary>
+    public static Tolerance ToleranceFor(Arithmetic arithmetic) => (arithmetic.DType, arithmetic.Tf32) switch
     {
         (ScalarType.Float64, _) => new Tolerance(1e-10, 1e-2,
             "float64: reordered sums stay below 1e-12; 1e-10 leaves a hundredfold margin"),
-        (ScalarType.Float32, PrecisionMode.Ieee) => new Tolerance(1e-4, 1e-1,
+        (ScalarType.Float32, false) => new Tolerance(1e-4, 1e-1,
             "float32: measured rounding up to 4.8e-6 over the catalogue; 1e-4 leaves a margin of 20"),
-        (ScalarType.Float32, PrecisionMode.Tf32) => new Tolerance(5e-2, 1e-1,
+        (ScalarType.Float32, true) => new Tolerance(5e-2, 1e-1,
             "float32 with TF32 (10-bit mantissa products): differences at the 1e-2 level are rounding"),
-        _ => throw new NotSupportedException($"No tolerance is defined for {dtype}: compute in float32 or float64."),
+        _ => throw new NotSupportedException(
+            $"No tolerance is defined for {arithmetic}: compute in float32 or float64."),
     };
+
+    /// <summary>The tolerance for results computed in IEEE <paramref name="dtype"/> arithmetic.</summary>
+    public static Tolerance ToleranceFor(ScalarType dtype) => ToleranceFor(new Arithmetic(dtype));
 }

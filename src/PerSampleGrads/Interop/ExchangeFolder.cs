@@ -93,15 +93,11 @@ internal sealed class ExchangeFolder : IDisposable
     }
 
     /// <summary>The dtype name both sides use.</summary>
-    public static string DTypeName(ScalarType dtype) => dtype switch
-    {
-        ScalarType.Float32 => "float32",
-        ScalarType.Float64 => "float64",
-        ScalarType.Int64 => "int64",
-        ScalarType.Bool => "bool",
-        _ => throw new PyTorchReferenceException(PyTorchReferenceFailure.Mismatch,
-            $"The PyTorch exchange carries float32, float64, int64 and bool tensors; this one is {dtype}."),
-    };
+    public static string DTypeName(ScalarType dtype) => dtype is ScalarType.Float32 or ScalarType.Float64
+        or ScalarType.Int64 or ScalarType.Bool
+        ? ElementTypes.Name(dtype)
+        : throw new PyTorchReferenceException(PyTorchReferenceFailure.Mismatch,
+            $"The PyTorch exchange carries float32, float64, int64 and bool tensors; this one is {dtype}.");
 
     private ExchangeParameter WriteParameter(string name, Tensor value, bool requiresGrad, string file)
     {

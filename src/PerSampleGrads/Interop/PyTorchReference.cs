@@ -213,14 +213,10 @@ public static partial class PyTorchReference
     // shape [N, ...parameter shape], the announced dtype. Any difference is named.
     private static PyTorchMethodResult ReadMethod(ExchangeFolder folder, ExchangeRequest request, ExchangeMethod method)
     {
-        var dtype = method.DType switch
-        {
-            "float64" => ScalarType.Float64,
-            "float32" => ScalarType.Float32,
-            _ => throw Malformed($"{method.Name} computed in '{method.DType}'"),
-        };
-        var expectedDType = method.Name == LoopFloat64 ? ScalarType.Float64 : request.DType == "float64"
-            ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = ElementTypes.GradientTypeNames.Contains(method.DType)
+            ? ElementTypes.Parse(method.DType)
+            : throw Malformed($"{method.Name} computed in '{method.DType}'");
+        var expectedDType = method.Name == LoopFloat64 ? ScalarType.Float64 : ElementTypes.Parse(request.DType);
         if (dtype != expectedDType)
             throw Malformed($"{method.Name} computed in {method.DType}, expected " +
                 $"{ExchangeFolder.DTypeName(expectedDType)}");

@@ -27,20 +27,15 @@ public sealed record CompareSettings(ZooModel Model, long BatchSize, long Seed, 
     /// <summary>The per-sample engines among <see cref="Engines"/>.</summary>
     public IReadOnlyList<EngineId> PerSampleEngines => [.. Engines.Where(e => e.PerSample)];
 
-    /// <summary>The arithmetic the engines use.</summary>
-    public PrecisionMode Precision => Tf32 && DType == ScalarType.Float32 && Device.type == DeviceType.CUDA
-        ? PrecisionMode.Tf32
-        : PrecisionMode.Ieee;
-
-    /// <summary>The TF32 mode engines are run with.</summary>
-    public Tf32Mode Tf32Mode => Tf32 ? Tf32Mode.ForceOn : Tf32Mode.ForceOff;
+    /// <summary>The arithmetic the engines use: TF32 only where it exists (float32 on CUDA).</summary>
+    public Arithmetic Arithmetic => Arithmetic.On(Device, DType, Tf32);
 
     /// <summary>One line: <c>small-cnn N=8 float32 cpu CE/mean seed=1</c>.</summary>
     public string Describe() => $"{Model.Name} N={BatchSize} {DescribeArithmeticAndLoss()}";
 
     /// <summary>What a run of any model and batch size shares: <c>float32 cpu CE/mean seed=1</c>.</summary>
     public string DescribeArithmeticAndLoss() =>
-        $"{ElementTypes.Name(DType)}{(Precision == PrecisionMode.Tf32 ? "+TF32" : "")} {Device} {Loss} seed={Seed}";
+        $"{Arithmetic} {Device} {Loss} seed={Seed}";
 }
 
 /// <summary>One engine's result against the oracle.</summary>
@@ -116,7 +111,7 @@ public static class CompareRun
             }).Compute(model, x, y, settings.Loss);
         var oracleElapsed = stopwatch.Elapsed;
 
-        var tolerance = TolerancePolicy.ToleranceFor(settings.DType, settings.Precision);
+        var tolerance = TolerancePolicy.ToleranceFor(settings.Arithmetic);
         using var reference = pytorch is null ? null : PyTorchReference.Compute(
             $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss,
             pytorch with { Architecture = settings.Model.Name });
@@ -165,10 +160,11 @@ public static class CompareRun
     {
         AuditReport? auditReport = null;
         if (audit)
-            using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode, auditSamples: 1)
+            using (var audited = EngineCatalogue.Create(name, settings.Device, settings.Arithmetic.Tf32Mode,
+                           auditSamples: 1)
                        .Compute(model, x, y, settings.Loss))
                 auditReport = audited.Audit;
-        var engine = EngineCatalogue.Create(name, settings.Device, settings.Tf32Mode);
+        var engine = EngineCatalogue.Create(name, settings.Device, settings.Arithmetic.Tf32Mode);
         Synchronize(settings.Device);
         var stopwatch = Stopwatch.StartNew();
         var result = engine.Compute(model, x, y, settings.Loss);
@@ -188,15 +184,15 @@ public static class CompareRun
     {
         using var expected = ClippedGradients.FromPerSampleGradients(oracle, bound);
         var method = new Engines.Clipping.ClippingMethod(new Engines.Clipping.ClippingOptions
-            { ClipBound = bound, Device = settings.Device, Tf32 = settings.Tf32Mode });
+            { ClipBound = bound, Device = settings.Device, Tf32 = settings.Arithmetic.Tf32Mode });
         method.Compute(model, x, y, settings.Loss).Dispose();
         Synchronize(settings.Device);
         var stopwatch = Stopwatch.StartNew();
         using var actual = method.Compute(model, x, y, settings.Loss);
         Synchronize(settings.Device);
         var elapsed = stopwatch.Elapsed;
-        var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(settings.DType,
-            settings.Precision));
+        var comparison = ClippingComparison.Compare(actual, expected, TolerancePolicy.ToleranceFor(
+            settings.Arithmetic));
         return [new EngineOutcome(ClippingNorms, comparison.Norms, elapsed), new EngineOutcome(ClippingSums,
             comparison.ClippedSums, elapsed)];
     }

@@ -19,13 +19,13 @@ public enum DiagnosisVerdict
 
 /// <summary>One measured comparison of the diagnosis.</summary>
 /// <param name="Method">What was run: an engine name or <c>oracle</c>.</param>
-/// <param name="Arithmetic">How: <c>float32</c>, <c>float32+TF32</c>, <c>float64</c>.</param>
+/// <param name="Arithmetic">How.</param>
 /// <param name="MaxRelativeError">Largest per-parameter relative error against the float64 oracle.</param>
 /// <param name="WorstParameter">Where.</param>
 /// <param name="Tolerance">The policy's bound for that arithmetic.</param>
 /// <param name="Complete">Every parameter present in both with the same shape (a missing, extra or misshapen
 /// parameter is never within the bound, whatever the errors of the others).</param>
-public sealed record DiagnosisRow(string Method, string Arithmetic, double MaxRelativeError, string WorstParameter,
+public sealed record DiagnosisRow(string Method, Arithmetic Arithmetic, double MaxRelativeError, string WorstParameter,
     double Tolerance, bool Complete = true)
 {
     /// <summary>Complete and within the bound (a NaN error is not).</summary>
@@ -52,12 +52,12 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
         status?.Invoke("float64 oracle");
         using var truth = new PerSampleGradientOracle().Compute(model64, x64, y64, settings.Loss);
 
-        void Measure(string method, string arithmetic, IPerSampleGradientMethod m, nn.Module<Tensor, Tensor> model,
-            Tensor x, Tensor y, ScalarType dtype, PrecisionMode precision)
+        void Measure(string method, Arithmetic arithmetic, IPerSampleGradientMethod m)
         {
             status?.Invoke($"{method} in {arithmetic}");
+            var (model, x, y) = arithmetic.DType == ScalarType.Float64 ? (model64, x64, y64) : (model32, x32, y32);
             using var result = m.Compute(model, x, y, settings.Loss);
-            var tolerance = TolerancePolicy.ToleranceFor(dtype, precision);
+            var tolerance = TolerancePolicy.ToleranceFor(arithmetic);
             var comparison = GradientComparison.Compare(result, truth, tolerance);
             bool complete = comparison.Missing.Count == 0 && comparison.Unexpected.Count == 0
                 && comparison.Parameters.All(p => p.ShapesMatch);
@@ -65,22 +65,14 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
                 tolerance.Relative, complete));
         }
 
-        Measure("oracle", "float32", new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOff }),
-            model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
-        if (cuda)
-            Measure("oracle", "float32+TF32",
-                new PerSampleGradientOracle(new OracleOptions { Tf32 = Tf32Mode.ForceOn }), model32, x32, y32,
-                ScalarType.Float32, PrecisionMode.Tf32);
+        Arithmetic[] oracleArithmetics = cuda ? [Arithmetic.Float32, Arithmetic.Float32Tf32] : [Arithmetic.Float32];
+        foreach (var arithmetic in oracleArithmetics)
+            Measure("oracle", arithmetic,
+                new PerSampleGradientOracle(new OracleOptions { Tf32 = arithmetic.Tf32Mode }));
+        Arithmetic[] engineArithmetics = [.. oracleArithmetics, Arithmetic.Float64];
         foreach (var engine in settings.PerSampleEngines)
-        {
-            Measure(engine.Name, "float32", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
-                model32, x32, y32, ScalarType.Float32, PrecisionMode.Ieee);
-            if (cuda)
-                Measure(engine.Name, "float32+TF32", EngineCatalogue.Create(engine, settings.Device,
-                    Tf32Mode.ForceOn), model32, x32, y32, ScalarType.Float32, PrecisionMode.Tf32);
-            Measure(engine.Name, "float64", EngineCatalogue.Create(engine, settings.Device, Tf32Mode.ForceOff),
-                model64, x64, y64, ScalarType.Float64, PrecisionMode.Ieee);
-        }
+            foreach (var arithmetic in engineArithmetics)
+                Measure(engine.Name, arithmetic, EngineCatalogue.Create(engine, settings.Device, arithmetic.Tf32Mode));
         return Conclude(rows, [.. settings.PerSampleEngines.Select(e => e.Name)], cuda);
     }
 
@@ -92,11 +84,11 @@ public sealed record PrecisionDiagnosis(IReadOnlyList<DiagnosisRow> Rows, Diagno
         bool cuda)
     {
         static string E(double v) => v.ToString("0.0e0", CultureInfo.InvariantCulture);
-        var float64 = rows.Where(r => r.Arithmetic == "float64" && r.Method != "oracle").ToList();
-        var float32 = rows.Where(r => r.Arithmetic == "float32" && r.Method != "oracle").ToList();
-        var tf32 = rows.Where(r => r.Arithmetic == "float32+TF32" && r.Method != "oracle").ToList();
-        var oracle32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32");
-        var oracleTf32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == "float32+TF32");
+        var float64 = rows.Where(r => r.Arithmetic == Arithmetic.Float64 && r.Method != "oracle").ToList();
+        var float32 = rows.Where(r => r.Arithmetic == Arithmetic.Float32 && r.Method != "oracle").ToList();
+        var tf32 = rows.Where(r => r.Arithmetic == Arithmetic.Float32Tf32 && r.Method != "oracle").ToList();
+        var oracle32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == Arithmetic.Float32);
+        var oracleTf32 = rows.FirstOrDefault(r => r.Method == "oracle" && r.Arithmetic == Arithmetic.Float32Tf32);
         if (float64.Count == 0)
             throw new ArgumentException(
                 "The diagnosis needs each engine's float64 row; the rows hold none "

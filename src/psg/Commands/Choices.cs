@@ -41,7 +41,7 @@ internal sealed class WorkloadOptions(string defaultModel)
     public CompareSettings Settings(ParseResult parse, long batchSize, IReadOnlyList<EngineId> engines,
         ZooModel? model = null, string? device = null) =>
         new(model ?? ModelZoo.Get(parse.GetValue(Model)!), batchSize, parse.GetValue(Seed),
-            Choices.ParseDevice(device ?? parse.GetValue(Device)!), Choices.ParseDType(parse.GetValue(DType)!),
+            Choices.ParseDevice(device ?? parse.GetValue(Device)!), ElementTypes.Parse(parse.GetValue(DType)!),
                 parse.GetValue(Tf32) == "on",
             Choices.ParseLoss(parse.GetValue(Loss)!, parse.GetValue(Reduction)!), engines);
 }
@@ -68,7 +68,7 @@ internal static class Choices
     {
         Description = "Element type of the engines: float32 or float64.",
         DefaultValueFactory = _ => "float32",
-    }.AcceptOnlyFromAmong("float32", "float64");
+    }.AcceptOnlyFromAmong([.. ElementTypes.GradientTypeNames]);
 
     public static Option<string> Tf32() => new Option<string>("--tf32")
     {
@@ -109,8 +109,6 @@ internal static class Choices
     }
 
     public static Device ParseDevice(string name) => name == "cuda" ? new Device(DeviceType.CUDA, 0) : CPU;
-
-    public static ScalarType ParseDType(string name) => name == "float64" ? ScalarType.Float64 : ScalarType.Float32;
 
     public static LossFunction ParseLoss(string name, string reduction)
     {

@@ -201,7 +201,7 @@ internal static class CompareCommand
         var table = new Table().Title("precision diagnosis (each against the float64 oracle)")
             .AddColumns("method", "arithmetic", "max rel. error", "worst parameter", "tolerance", "within");
         foreach (var r in diagnosis.Rows)
-            table.AddRow(r.Method, r.Arithmetic, Sci(r.MaxRelativeError), Markup.Escape(r.WorstParameter),
+            table.AddRow(r.Method, r.Arithmetic.Name, Sci(r.MaxRelativeError), Markup.Escape(r.WorstParameter),
                 Sci(r.Tolerance), r.Within ? "yes" : "[red]no[/]");
         return table;
     }

@@ -74,7 +74,7 @@ internal sealed class BenchBaseline
                 throw new UsageException($"--baseline {path} was recorded with {field} {recorded}; this run has "
                     + $"{field} {value}. Compare like with like.");
         }
-        bool tf32 = settings.Precision == PrecisionMode.Tf32;
+        bool tf32 = settings.Arithmetic.Tf32;
         if (root.GetProperty("tf32").GetBoolean() != tf32)
             throw new UsageException($"--baseline {path} was recorded with TF32 {(tf32 ? "off" : "on")}; this run "
                 + $"has it {(tf32 ? "on" : "off")}.");

@@ -23,7 +23,7 @@ internal static class BenchReport
             model = settings.Model.Name,
             device = settings.Device.ToString(),
             dtype = ElementTypes.Name(settings.DType),
-            tf32 = settings.Precision == PrecisionMode.Tf32,
+            tf32 = settings.Arithmetic.Tf32,
             loss = settings.Loss.ToString(),
             functionalChunkSize = chunkSize,
             warmUp,

@@ -25,7 +25,7 @@ internal static class CompareReport
             settings = new
             {
                 model = s.Model.Name, batchSize = s.BatchSize, seed = s.Seed, device = s.Device.ToString(),
-                dtype = ElementTypes.Name(s.DType), tf32 = s.Precision == PrecisionMode.Tf32, loss = s.Loss.ToString(),
+                dtype = ElementTypes.Name(s.DType), tf32 = s.Arithmetic.Tf32, loss = s.Loss.ToString(),
             },
             machine = MachineInfo.Describe(s.Device),
             reference = "float64 oracle (per-sample loop)",
@@ -70,8 +70,8 @@ internal static class CompareReport
                 verdict = diagnosis.Verdict.ToString(), sentence = diagnosis.Sentence,
                 rows = diagnosis.Rows.Select(r => new
                 {
-                    r.Method, r.Arithmetic, maxRelativeError = Finite(r.MaxRelativeError), r.WorstParameter,
-                    r.Tolerance, r.Complete, r.Within,
+                    r.Method, arithmetic = r.Arithmetic.Name, maxRelativeError = Finite(r.MaxRelativeError),
+                    r.WorstParameter, r.Tolerance, r.Complete, r.Within,
                 }),
             },
         };
@@ -151,7 +151,7 @@ internal static class CompareReport
             md.AppendLine("|---|---|---|---|---|---|");
             foreach (var r in diagnosis.Rows)
                 md.AppendLine(inv,
-                    $"| {r.Method} | {r.Arithmetic} | {Commands.CompareCommand.Sci(r.MaxRelativeError)} | "
+                    $"| {r.Method} | {r.Arithmetic.Name} | {Commands.CompareCommand.Sci(r.MaxRelativeError)} | "
                     + $"`{r.WorstParameter}` | {Commands.CompareCommand.Sci(r.Tolerance)} | "
                     + $"{(r.Within ? "yes" : "**no**")} |");
             md.AppendLine();

@@ -38,7 +38,8 @@ public sealed class NumericsSnapshotTests
         using var functional = problem.Run(new FunctionalEngine());
         var tolerance = TolerancePolicy.ToleranceFor(ScalarType.Float64);
 
-        var snapshot = new NumericsSnapshot(caseId, "float64", oracle.BatchSize, Parameters(oracle, tolerance),
+        var snapshot = new NumericsSnapshot(caseId, ElementTypes.Name(ScalarType.Float64), oracle.BatchSize,
+            Parameters(oracle, tolerance),
             new EngineErrors(Bucket(GradientComparison.Compare(hooks, oracle, tolerance).MaxRelativeError),
                 Bucket(GradientComparison.Compare(functional, oracle, tolerance).MaxRelativeError)));
 
