@@ -44,7 +44,7 @@ public static class CaseCatalogue
 
     private static GradientCase Case(string name, long[] inputShape, LossFunction loss, long n,
         Func<Module<Tensor, Tensor>> build, long vocabulary = 0) =>
-        new(Id(name, n, loss), build, inputShape, loss, n, vocabulary);
+        new(Id(name, n, loss), name, build, inputShape, loss, n, vocabulary);
 
     private static GradientCase Classifier(string name, long[] inputShape, long n, LossFunction loss,
         Func<Module<Tensor, Tensor>[]> body, long classes = 5) =>

@@ -33,7 +33,7 @@ public sealed class OracleCopyTests
             "custom" => CaseCatalogue.SoftMargin(reduction),
             _ => throw new ArgumentException(loss),
         };
-        return new GradientCase($"copy-{loss}-{reduction}", () =>
+        return new GradientCase($"copy-{loss}-{reduction}", "copy", () =>
         {
             var model = CaseModels.Build(13, () => loss == "nll"
                 ? [Linear(6, 8), BatchNorm1d(8), Tanh(), Linear(8, 4), LogSoftmax(1)]

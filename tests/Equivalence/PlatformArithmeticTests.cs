@@ -19,7 +19,7 @@ public sealed class PlatformArithmeticTests
     [Fact]
     public void A_model_this_machine_computes_right_in_float32_is_not_named()
     {
-        var plain = new GradientCase("plain", () => Seeded.Build(3, () => Sequential(Linear(4, 3), Tanh(),
+        var plain = new GradientCase("plain", "plain", () => Seeded.Build(3, () => Sequential(Linear(4, 3), Tanh(),
             Linear(3, 3))), [4], LossFunction.CrossEntropy(LossReduction.Sum), 3);
         Assert.Null(PlatformArithmetic.Float32Defect(plain));
     }
@@ -27,7 +27,7 @@ public sealed class PlatformArithmeticTests
     [Fact]
     public void A_model_whose_float32_arithmetic_is_off_by_one_percent_is_named()
     {
-        var skewed = new GradientCase("skewed", () => Seeded.Build(3, () => Sequential(Linear(4, 3),
+        var skewed = new GradientCase("skewed", "skewed", () => Seeded.Build(3, () => Sequential(Linear(4, 3),
             new Float32Skew())), [4], LossFunction.CrossEntropy(LossReduction.Sum), 3);
         var defect = PlatformArithmetic.Float32Defect(skewed);
         Assert.NotNull(defect);
@@ -40,7 +40,7 @@ public sealed class PlatformArithmeticTests
     {
         // Off by 1% on every third float32 forward, like a kernel that reads uninitialised memory now and then.
         var calls = 0;
-        var flaky = new GradientCase("flaky", () => Seeded.Build(3, () => Sequential(Linear(4, 3),
+        var flaky = new GradientCase("flaky", "flaky", () => Seeded.Build(3, () => Sequential(Linear(4, 3),
             new Float32Skew(() => ++calls % 3 == 0))), [4], LossFunction.CrossEntropy(LossReduction.Sum), 3);
         Assert.Null(PlatformArithmetic.Float32Defect(flaky));
         calls = 0;

@@ -15,14 +15,16 @@ public sealed class PyTorchExchangeTests
 {
     public PyTorchExchangeTests() => TestSettings.RequireTorch();
 
-    [Theory]
-    [InlineData("zoo-resnet18-gn-B2-ce-mean", "resnet18-gn")]
-    [InlineData("zoo-small-cnn-B4-ce-mean", "small-cnn")]
-    [InlineData("conv2d-k3-s2-d2-g2-B5-ce-mean", "conv2d-k3-s2-d2-g2")]
-    [InlineData("custom-softmargin-B4-softmargin-sum", "custom-softmargin")]
-    [InlineData("mlp", "mlp")]
-    public void The_architecture_is_the_case_id_without_batch_and_loss(string id, string architecture) =>
-        Assert.Equal(architecture, PyTorchReference.ArchitectureOf(id));
+    [Fact]
+    public void Every_case_carries_its_architecture_and_the_problem_passes_it_on()
+    {
+        Assert.All(CaseCatalogue.Layers,
+            c => Assert.Equal(GradientCase.IdOf(c.Architecture, c.BatchSize, c.Loss), c.Id));
+        Assert.All(CaseCatalogue.Zoo, c => Assert.Contains(c.Architecture, ModelZoo.All.Select(m => m.Name)));
+        Assert.Equal("resnet18-gn", ModelZoo.ResNet18GroupNorm.Case(2).Architecture);
+        using var problem = CaseCatalogue.Get("custom-softmargin-B4-softmargin-sum").Create(ScalarType.Float32);
+        Assert.Equal("custom-softmargin", problem.Architecture);
+    }
 
     [Fact]
     public void The_request_names_every_parameter_and_buffer_with_its_shape_and_flag()
@@ -217,8 +219,7 @@ public sealed class PyTorchReferenceTests
     {
         PyTorchRequirement.Require();
         var known = PyTorchReference.Architectures().ToHashSet();
-        var needed = CaseCatalogue.All.Select(c => PyTorchReference.ArchitectureOf(c.Id))
-            .Concat(ModelZoo.All.Select(m => m.Name)).Distinct();
+        var needed = CaseCatalogue.All.Select(c => c.Architecture).Concat(ModelZoo.All.Select(m => m.Name)).Distinct();
         var unknown = needed.Where(n => !known.Contains(n)).ToList();
         Assert.True(unknown.Count == 0, $"tools/pytorch_reference cannot build: {string.Join(", ", unknown)}");
     }
@@ -279,7 +280,8 @@ public sealed class PyTorchReferenceTests
         var mystery = LossFunction.PerSample("mystery", (o, t) => (o - t).square().sum(1));
 
         var error = Assert.Throws<PyTorchReferenceException>(() =>
-            PyTorchReference.Compute(problem.Id, problem.Model, problem.Inputs, problem.Targets, mystery));
+            PyTorchReference.Compute(problem.Id, problem.Architecture, problem.Model, problem.Inputs, problem.Targets,
+                mystery));
 
         Assert.Equal(PyTorchReferenceFailure.Mismatch, error.Failure);
         Assert.Contains("custom loss 'mystery' is not known", error.Message, StringComparison.Ordinal);

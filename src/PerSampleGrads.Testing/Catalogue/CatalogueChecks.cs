@@ -78,8 +78,8 @@ public static class MethodDiagnosis
         using var scope = NewDisposeScope();
         var model = ModelCopy.Create(problem.Model, problem.Factory, ScalarType.Float64, problem.Inputs.device);
         Tensor Convert(Tensor t) => is_floating_point(t) ? t.to(ScalarType.Float64) : t.clone();
-        return new GradientProblem(problem.Id, model, Convert(problem.Inputs), Convert(problem.Targets), problem.Loss,
-            problem.Factory);
+        return new GradientProblem(problem.Id, problem.Architecture, model, Convert(problem.Inputs),
+            Convert(problem.Targets), problem.Loss, problem.Factory);
     }
 
     private static DiagnosisRow Row(string method, Arithmetic arithmetic, PerSampleGradients result,

@@ -53,9 +53,9 @@ public sealed record CaseSpec(ArchitectureSpec Architecture, long BatchSize, Los
 
     /// <summary>The case as a catalogue case: the same model factory, batch maker and loss as the named
     /// cases.</summary>
-    public GradientCase ToGradientCase() => new(ToString(), () => Architecture.Build(Seed), Architecture.Input.Dims,
-        LossFunction,
-        BatchSize, Architecture.Input.Kind == ShapeKind.TokenIds ? Architecture.Input.Vocabulary : 0, Seed);
+    public GradientCase ToGradientCase() => new(ToString(), Architecture.ToString(), () => Architecture.Build(Seed),
+        Architecture.Input.Dims, LossFunction, BatchSize,
+        Architecture.Input.Kind == ShapeKind.TokenIds ? Architecture.Input.Vocabulary : 0, Seed);
 
     /// <summary>The loss of <paramref name="kind"/> with <paramref name="reduction"/>.</summary>
     public static LossFunction Create(LossKind kind, LossReduction reduction) => kind switch

@@ -51,19 +51,6 @@ public static partial class PyTorchReference
     /// reports.</summary>
     public static IReadOnlyList<string> TimedMethods { get; } = [BatchBackward, Vmap, ExpandedWeights, Loop];
 
-    /// <summary>
-    /// The architecture name the script builds for a case id: <c>zoo-resnet18-gn-B2-ce-mean</c> gives
-    /// <c>resnet18-gn</c>, <c>conv2d-k3-s2-d2-g2-B5-ce-mean</c> gives <c>conv2d-k3-s2-d2-g2</c>; any other id is
-    /// taken as the name itself.
-    /// </summary>
-    public static string ArchitectureOf(string problemId)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(problemId);
-        var match = CaseIdPattern().Match(problemId);
-        var name = match.Success ? match.Groups["name"].Value : problemId;
-        return name.StartsWith("zoo-", StringComparison.Ordinal) ? name["zoo-".Length..] : name;
-    }
-
     /// <summary>Python's, PyTorch's and numpy's versions and PyTorch's default thread count; fails with the install
     /// hint without them.</summary>
     public static PyTorchVersions Probe(PyTorchReferenceOptions? options = null)
@@ -95,33 +82,35 @@ public static partial class PyTorchReference
 
     /// <summary>
     /// PyTorch's per-sample gradients for <paramref name="problem"/> by every method in <see cref="GradientMethods"/>,
-    /// in one script run. The architecture is <see cref="ArchitectureOf"/> the problem id unless the options name one.
+    /// in one script run, built by the problem's <see cref="GradientProblem.Architecture"/> unless the options name
+    /// another.
     /// </summary>
     public static PyTorchReferenceResult Compute(GradientProblem problem, PyTorchReferenceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(problem);
-        return Compute(problem.Id, problem.Model, problem.Inputs, problem.Targets, problem.Loss, options);
+        return Compute(problem.Id, problem.Architecture, problem.Model, problem.Inputs, problem.Targets, problem.Loss,
+            options);
     }
 
     /// <summary>
     /// PyTorch's per-sample gradients for any model the script knows by name.
     /// </summary>
-    /// <param name="problemId">Id for messages; the architecture is derived from it unless the options name
-    /// one.</param>
+    /// <param name="problemId">Id for messages.</param>
+    /// <param name="architecture">The name the script builds the model by (<see cref="GradientCase.Architecture"/>);
+    /// <see cref="PyTorchReferenceOptions.Architecture"/> replaces it when set.</param>
     /// <param name="model">The model (float32 or float64; any device): its parameters, buffers, flags and modes are
     /// sent.</param>
     /// <param name="inputs">Inputs <c>[N, ...]</c>.</param>
     /// <param name="targets">Targets <c>[N, ...]</c>.</param>
     /// <param name="loss">The loss: CE, NLL, MSE, L1, or a custom loss the script knows by name.</param>
     /// <param name="options">Python, threads, architecture.</param>
-    public static PyTorchReferenceResult Compute(string problemId, nn.Module<Tensor, Tensor> model, Tensor inputs,
-        Tensor targets,
-        LossFunction loss, PyTorchReferenceOptions? options = null)
+    public static PyTorchReferenceResult Compute(string problemId, string architecture, nn.Module<Tensor, Tensor> model,
+        Tensor inputs, Tensor targets, LossFunction loss, PyTorchReferenceOptions? options = null)
     {
         options ??= new PyTorchReferenceOptions();
         TorchRuntime.EnsureLoaded();
         BatchValidator.Validate(model, inputs, targets, loss);
-        var architecture = options.Architecture ?? ArchitectureOf(problemId);
+        architecture = options.Architecture ?? architecture;
         using var folder = ExchangeFolder.Create(options.KeepExchangeFolder);
         var request = folder.WriteRequest(problemId, architecture, model, inputs, targets, loss);
         PyTorchScript.Run(options, folder.Path, ["gradients", folder.Path, .. ThreadArguments(options.Threads)]);
@@ -170,7 +159,7 @@ public static partial class PyTorchReference
         options = (options ?? new PyTorchReferenceOptions()) with { Threads = threads };
         TorchRuntime.EnsureLoaded();
         BatchValidator.Validate(problem.Model, problem.Inputs, problem.Targets, problem.Loss);
-        var architecture = options.Architecture ?? ArchitectureOf(problem.Id);
+        var architecture = options.Architecture ?? problem.Architecture;
         using var folder = ExchangeFolder.Create(options.KeepExchangeFolder);
         var request = folder.WriteRequest(problem.Id, architecture, problem.Model, problem.Inputs, problem.Targets,
             problem.Loss);
@@ -257,7 +246,4 @@ public static partial class PyTorchReference
 
     private static PyTorchReferenceException Malformed(string what) =>
         new(PyTorchReferenceFailure.ScriptFailed, $"The PyTorch reference's answer is inconsistent: {what}.");
-
-    [GeneratedRegex(@"^(?<name>.+)-B\d+-[^-]+-(sum|mean)$")]
-    private static partial Regex CaseIdPattern();
 }

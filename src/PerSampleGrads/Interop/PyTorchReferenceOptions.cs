@@ -18,8 +18,8 @@ public sealed record PyTorchReferenceOptions
     public int? Threads { get; init; }
 
     /// <summary>
-    /// The architecture name the script builds (see <c>tools/pytorch_reference/models.py</c>); null derives it from the
-    /// problem id (<see cref="PyTorchReference.ArchitectureOf"/>).
+    /// The architecture name the script builds (see <c>tools/pytorch_reference/models.py</c>) in place of the problem's
+    /// own (<see cref="Zoo.GradientCase.Architecture"/>); null keeps the problem's.
     /// </summary>
     public string? Architecture { get; init; }
 

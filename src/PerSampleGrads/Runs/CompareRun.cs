@@ -113,8 +113,8 @@ public static class CompareRun
 
         var tolerance = TolerancePolicy.ToleranceFor(settings.Arithmetic);
         using var reference = pytorch is null ? null : PyTorchReference.Compute(
-            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", model, x, y, settings.Loss,
-            pytorch with { Architecture = settings.Model.Name });
+            $"zoo-{settings.Model.Name}-B{settings.BatchSize}", settings.Model.Name, model, x, y, settings.Loss,
+            pytorch);
         var kept = new List<PerSampleGradients>();
         var outcomes = new List<EngineOutcome>();
         var refusals = new List<EngineRefusal>();

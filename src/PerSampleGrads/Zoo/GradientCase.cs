@@ -9,15 +9,16 @@ namespace PerSampleGrads.Zoo;
 /// <see cref="ZooModel.Case"/>, and those of the test catalogue, an assembly of its own).
 /// </summary>
 /// <param name="Id">Readable id, also the test id: <c>conv2d-k3-s2-d2-g2-B5-ce-mean</c>.</param>
+/// <param name="Architecture">The model's name without batch and loss (<c>conv2d-k3-s2-d2-g2</c>, <c>resnet18-gn</c>):
+/// the name the PyTorch reference builds the same model by (<c>tools/pytorch_reference/models.py</c>).</param>
 /// <param name="Build">Builds the model deterministically (float32, CPU, its final train/eval mode).</param>
 /// <param name="InputShape">One sample's input shape.</param>
 /// <param name="Loss">The loss and its reduction.</param>
 /// <param name="BatchSize">N.</param>
 /// <param name="Vocabulary">When positive, inputs are Int64 token ids in [0, Vocabulary) (0 is padding).</param>
 /// <param name="Seed">Seed of the batch.</param>
-public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Build, long[] InputShape,
-    LossFunction Loss,
-    long BatchSize, long Vocabulary = 0, long Seed = 7)
+public sealed record GradientCase(string Id, string Architecture, Func<nn.Module<Tensor, Tensor>> Build,
+    long[] InputShape, LossFunction Loss, long BatchSize, long Vocabulary = 0, long Seed = 7)
 {
     /// <summary>Builds the model and a batch in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public GradientProblem Create(ScalarType dtype, Device? device = null)
@@ -29,7 +30,7 @@ public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Bui
             if (dtype != ScalarType.Float32) model.to(dtype);
             if (device.type != DeviceType.CPU) model.to(device);
             var (inputs, targets) = MakeBatch(model, dtype, device);
-            return new GradientProblem(Id, model, inputs, targets, Loss, Build);
+            return new GradientProblem(Id, Architecture, model, inputs, targets, Loss, Build);
         }
         catch
         {
@@ -73,11 +74,14 @@ public sealed record GradientCase(string Id, Func<nn.Module<Tensor, Tensor>> Bui
 /// A case made concrete: the model, the batch, the loss, and a factory for fresh copies of the architecture (which
 /// the float64 oracle needs). Disposing it disposes the model and the batch.
 /// </summary>
-public sealed class GradientProblem(string id, nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor targets,
-    LossFunction loss, Func<nn.Module<Tensor, Tensor>> factory) : IDisposable
+public sealed class GradientProblem(string id, string architecture, nn.Module<Tensor, Tensor> model, Tensor inputs,
+    Tensor targets, LossFunction loss, Func<nn.Module<Tensor, Tensor>> factory) : IDisposable
 {
     /// <summary>The case id.</summary>
     public string Id { get; } = id;
+
+    /// <summary>The case's <see cref="GradientCase.Architecture"/>.</summary>
+    public string Architecture { get; } = architecture;
 
     /// <summary>The case's model, in the requested dtype and on the requested device.</summary>
     public nn.Module<Tensor, Tensor> Model { get; } = model;

@@ -40,8 +40,8 @@ public sealed record ZooModel(string Name, string Description, Func<long, Module
     public GradientCase Case(long batchSize, LossFunction? loss = null, long seed = 7)
     {
         loss ??= LossFunction.CrossEntropy(LossReduction.Mean);
-        return new GradientCase(GradientCase.IdOf($"zoo-{Name}", batchSize, loss), () => Build(seed), InputShape,
-            loss, batchSize, InputKind == ZooInputKind.Tokens ? Vocabulary : 0, seed);
+        return new GradientCase(GradientCase.IdOf($"zoo-{Name}", batchSize, loss), Name, () => Build(seed),
+            InputShape, loss, batchSize, InputKind == ZooInputKind.Tokens ? Vocabulary : 0, seed);
     }
 
     internal static Tensor TokenIds(long[] shape, long vocabulary, Generator generator)

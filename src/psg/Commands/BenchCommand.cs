@@ -164,11 +164,10 @@ internal static class BenchCommand
                 {
                     using var model = CompareRun.Build(settings, settings.DType);
                     var (x, y) = CompareRun.Batch(settings, settings.DType);
-                    using var problem = new GradientProblem($"zoo-{settings.Model.Name}-B{n}", model, x, y,
-                        settings.Loss, () => settings.Model.Build(settings.Seed));
+                    using var problem = new GradientProblem($"zoo-{settings.Model.Name}-B{n}",
+                        settings.Model.Name, model, x, y, settings.Loss, () => settings.Model.Build(settings.Seed));
                     peers = PyTorchReference.Time(problem, repeats, TorchSharp.torch.get_num_threads(), warmUp,
-                        new PyTorchReferenceOptions { Architecture = settings.Model.Name,
-                            Timeout = TimeSpan.FromHours(2) });
+                        new PyTorchReferenceOptions { Timeout = TimeSpan.FromHours(2) });
                 });
             }
             results.Add(new BenchReport.SizeResult(n, timings, peers, phases));
