@@ -341,9 +341,10 @@ public static class CaseCatalogue
         GradientCase Attention(AttentionOptions options, long n, LossFunction loss) =>
             Case($"attention-{options}", [5], loss, n, () => Seeded.Build(11, () =>
                 (Module<Tensor, Tensor>)new AttentionClassifier(10, 8, 5, options, 3)), vocabulary: 10);
-        GradientCase Transformer(string name, bool decoder, Activations activation, long n, LossFunction loss) =>
+        GradientCase Transformer(string name, bool decoder, Activations activation, long n, LossFunction loss,
+            bool masked = false) =>
             Case(name, [5], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new TransformerClassifier(
-                10, 8, 2, 12, decoder, activation, 3)), vocabulary: 10);
+                10, 8, 2, 12, decoder, activation, 3, masked)), vocabulary: 10);
         return
         [
             Bag("bag-sum-rows", EmbeddingBagMode.Sum, BagInput.Rows, false, 4, CeMean),
@@ -367,6 +368,8 @@ public static class CaseCatalogue
             Transformer("transformer-encoder-relu", false, Activations.ReLU, 3, CeMean),
             Transformer("transformer-encoder-gelu", false, Activations.GELU, 2, CeSum),
             Transformer("transformer-decoder-relu", true, Activations.ReLU, 3, CeMean),
+            Transformer("transformer-decoder-gelu-masked", true, Activations.GELU, 4, CeSum, masked: true),
+            Transformer("transformer-decoder-gelu-masked", true, Activations.GELU, 1, CeMean, masked: true),
         ];
     }
 

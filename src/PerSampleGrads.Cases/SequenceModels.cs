@@ -124,7 +124,9 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
 
 /// <summary>
 /// Token ids <c>[N, T]</c> -> Embedding -> sequence-first <c>[T, N, E]</c> -> TransformerEncoderLayer (or
-/// TransformerDecoderLayer attending to a second embedding) -> mean over positions -> Linear head. Dropout 0.
+/// TransformerDecoderLayer attending to a second embedding; when masked, with an additive causal target mask and
+/// <c>ids == 0</c> (never position 0) as the memory's key padding mask) -> mean over positions -> Linear head.
+/// Dropout 0 unless asked.
 /// </summary>
 public sealed class TransformerClassifier : Module<Tensor, Tensor>
 {
@@ -133,18 +135,21 @@ public sealed class TransformerClassifier : Module<Tensor, Tensor>
     private readonly TransformerEncoderLayer? encoder;
     private readonly TransformerDecoderLayer? decoder;
     private readonly Linear head;
+    private readonly bool masked;
 
     /// <summary>Creates it with freshly initialised parameters.</summary>
     public TransformerClassifier(long vocabulary, long width, long heads, long feedForward, bool decoderLayer,
-        Activations activation, long classes) : base(nameof(TransformerClassifier))
+        Activations activation, long classes, bool masked = false, double dropout = 0.0)
+        : base(nameof(TransformerClassifier))
     {
+        this.masked = masked;
         embedding = Embedding(vocabulary, width);
         if (decoderLayer)
         {
             memory = Embedding(vocabulary, width);
-            decoder = TransformerDecoderLayer(width, heads, feedForward, 0.0, activation);
+            decoder = TransformerDecoderLayer(width, heads, feedForward, dropout, activation);
         }
-        else encoder = TransformerEncoderLayer(width, heads, feedForward, 0.0, activation);
+        else encoder = TransformerEncoderLayer(width, heads, feedForward, dropout, activation);
         head = Linear(width, classes);
         RegisterComponents();
     }
@@ -154,7 +159,20 @@ public sealed class TransformerClassifier : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = embedding.call(ids).transpose(0, 1);
-        var y = encoder is not null ? encoder.call(x) : decoder!.call(x, memory!.call(ids).transpose(0, 1));
+        var y = encoder is not null ? encoder.call(x)
+            : masked ? decoder!.call(x, memory!.call(ids).transpose(0, 1), Causal(ids.shape[1], x), null, null,
+                MemoryPadding(ids))
+            : decoder!.call(x, memory!.call(ids).transpose(0, 1));
         return scope.MoveToOuter(head.call(y.mean([0])));
+    }
+
+    private static Tensor Causal(long t, Tensor like) =>
+        full(t, t, double.NegativeInfinity, dtype: like.dtype, device: like.device).triu(1);
+
+    private static Tensor MemoryPadding(Tensor ids)
+    {
+        var padding = ids.eq(0);
+        padding.select(1, 0).fill_(false);
+        return padding;
     }
 }

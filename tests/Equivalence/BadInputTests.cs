@@ -109,6 +109,25 @@ public sealed class BadInputTests
         Expect(method, Problem.RandomnessInTraining, model, randn(2, 4), zeros(2, ScalarType.Int64), "eval");
     }
 
+    [Theory]
+    [InlineData("hooks", false)]
+    [InlineData("hooks", true)]
+    [InlineData("functional", false)]
+    [InlineData("functional", true)]
+    public void A_Transformer_layer_with_dropout_in_training_mode_is_refused(string method, bool decoder)
+    {
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)new TransformerClassifier(10, 8, 2, 12, decoder,
+            Activations.ReLU, 3, dropout: 0.5));
+        model.train();
+        using var snapshot = new ModelSnapshot(model, ones(2, 5, dtype: ScalarType.Int64));
+        var error = Assert.Throws<PerSampleGradientsException>(() => Method(method).Compute(model,
+            randint(1, 10, [4, 5]), zeros(4, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.RandomnessInTraining, error.Problem);
+        Assert.Contains(decoder ? "'decoder' (TransformerDecoderLayer)" : "'encoder' (TransformerEncoderLayer)",
+            error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
+    }
+
     [Theory, MemberData(nameof(Methods))]
     public void Class_targets_out_of_range_are_refused(string method) =>
         Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), tensor(new long[] { 0, 7 }), "[0, 2]");

@@ -20,9 +20,6 @@ public abstract class EngineEquivalenceTests
     /// <summary>The engine under test.</summary>
     protected abstract IPerSampleGradientMethod CreateEngine();
 
-    /// <summary>Whether the engine refuses the case by design (<see cref="CaseRefusals"/>).</summary>
-    protected virtual bool Refuses(string caseId) => false;
-
     /// <summary>A failed float32 comparison on a case this machine computes wrong in plain float32 is skipped, with
     /// the measured error (<see cref="PlatformArithmetic"/>).</summary>
     internal static void SkipWhereTheMachineIsAtFault(bool passed, GradientCase gradientCase, ScalarType dtype)
@@ -33,10 +30,6 @@ public abstract class EngineEquivalenceTests
     }
 
     public static TheoryData<string, string> CasesAndDTypes => CasesAndDTypesWhere(_ => true);
-
-    /// <summary>The cases the functional engine takes (<see cref="CaseRefusals"/>), in every dtype.</summary>
-    public static TheoryData<string, string> FunctionalCasesAndDTypes =>
-        CasesAndDTypesWhere(id => !CaseRefusals.Functional(id));
 
     /// <summary>The cases whose id <paramref name="taken"/> accepts, in every dtype.</summary>
     public static TheoryData<string, string> CasesAndDTypesWhere(Func<string, bool> taken)
@@ -52,7 +45,6 @@ public abstract class EngineEquivalenceTests
     [MemberData(nameof(CasesAndDTypes))]
     public void Agrees_with_the_float64_oracle_and_leaves_the_model_unchanged(string caseId, string dtypeName)
     {
-        if (Refuses(caseId)) Assert.Skip("The engine refuses this case by design (CaseRefusals; SignatureTests).");
         var dtype = ElementTypes.Parse(dtypeName);
         var gradientCase = CaseCatalogue.Get(caseId);
         var expected = OracleCache.Float64(gradientCase);
@@ -107,13 +99,10 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
 {
     protected override IPerSampleGradientMethod CreateEngine() => new FunctionalEngine();
 
-    protected override bool Refuses(string caseId) => CaseRefusals.Functional(caseId);
-
-    public static TheoryData<string> LayerCases =>
-        new(CaseRefusals.ForFunctional(CaseCatalogue.Layers).Select(c => c.Id));
+    public static TheoryData<string> LayerCases => new(CaseCatalogue.Layers.Select(c => c.Id));
 
     [Theory]
-    [MemberData(nameof(FunctionalCasesAndDTypes))]
+    [MemberData(nameof(CasesAndDTypes))]
     public void Agrees_with_the_hook_engine(string caseId, string dtypeName)
     {
         var dtype = ElementTypes.Parse(dtypeName);

@@ -87,7 +87,8 @@ public sealed class FallbackTests
 
 /// <summary>
 /// The fallback's cost (nightly, <c>Category=Timing</c>): the small CNN with its Conv2d and GroupNorm layers taken by
-/// the fallback (tables without them) against the engines with their rules, as ratios to plain backward, in the test
+/// the fallback (tables without them) against the engines with their rules, and a native Transformer layer (the hook
+/// engine's fallback against the functional engine's recomposition), as ratios to plain backward, in the test
 /// output. The fallback's gradients must equal the rules'; no time is asserted.
 /// </summary>
 [Trait("Category", "Timing")]
@@ -133,11 +134,46 @@ public sealed class FallbackCostTests
         {
             using var result = m.Method.Compute(model, inputs, targets, loss);
         })));
-        var timings = BenchmarkRunner.Measure(contenders, CPU, warmUp: 1, repeats: 7, measureMemory: false);
+        Report("small-cnn", n, BenchmarkRunner.Measure(contenders, CPU, warmUp: 1, repeats: 7, measureMemory: false));
+    }
+
+    // TorchSharp's native TransformerEncoderLayer (no managed children): the hook engine can only re-run it per sample
+    // (its fallback), the functional engine recomposes it with per-sample parameters (its rule). The zoo
+    // transformer's sizes: vocabulary 50, width 16, 2 heads, feed-forward 32, 12 tokens, 5 classes.
+    [Fact]
+    public void A_native_Transformer_layer_through_the_hook_fallback_and_the_functional_recomposition()
+    {
+        const long n = 32;
+        using var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)new TransformerClassifier(50, 16, 2, 32,
+            decoderLayer: false, Activations.ReLU, 5));
+        using var inputs = Seeded.Build(2, () => randint(1, 50, [n, 12]));
+        using var targets = Seeded.Build(3, () => randint(0, 5, [n]));
+        var loss = LossFunction.CrossEntropy();
+        using (var hooks = new HookEngine().Compute(model, inputs, targets, loss))
+        using (var functional = new FunctionalEngine().Compute(model, inputs, targets, loss))
+            GradientAssert.Agree(functional, hooks, ScalarType.Float32);
+        var contenders = new List<BenchContender>
+        {
+            new("plain", () =>
+            {
+                using var scope = NewDisposeScope();
+                model.zero_grad();
+                loss.BatchLoss(model.call(inputs), targets).backward();
+                model.zero_grad();
+            }),
+            new("hooks-fallback", () => new HookEngine().Compute(model, inputs, targets, loss).Dispose()),
+            new("functional", () => new FunctionalEngine().Compute(model, inputs, targets, loss).Dispose()),
+        };
+        Report("native-transformer", n, BenchmarkRunner.Measure(contenders, CPU, warmUp: 1, repeats: 7,
+            measureMemory: false));
+    }
+
+    private static void Report(string model, long n, IReadOnlyList<BenchTiming> timings)
+    {
         double plain = timings[0].Median;
         foreach (var t in timings)
             TestContext.Current.TestOutputHelper?.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"small-cnn N={n} threads={get_num_threads()}: {t.Name,-20} median {t.Median,8:0.0} ms  " +
+                $"{model} N={n} threads={get_num_threads()}: {t.Name,-20} median {t.Median,8:0.0} ms  " +
                     $"x{t.Median / plain:0.00} plain backward"));
     }
 }

@@ -1,6 +1,8 @@
 using PerSampleGrads.Engines.Probing;
 using TorchSharp.Modules;
 using PerSampleGrads.Cases;
+using PerSampleGrads.Engines.Functional;
+using PerSampleGrads.Engines.Functional.Layers;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Engines.Hooks.Rules;
 using PerSampleGrads.Maths;
@@ -64,5 +66,57 @@ public sealed class SequenceMutationTests(ITestOutputHelper output)
         var values = g.index_select(0, positions.Sample) * positions.Coefficient.unsqueeze(1);
         sink.Add("weight", zeros([n * rows, g.shape[1]], dtype: g.dtype).index_add_(0,
             positions.Sample * rows + positions.Ids, values, 1).reshape(n, rows, g.shape[1]));
+    }
+}
+
+/// <summary>
+/// Planted bugs in the functional engine's recomposed Transformer layers, injected through its forward table: each
+/// must disagree with the float64 oracle on a Transformer catalogue case where the shipped forward agrees.
+/// </summary>
+[Trait("Category", "Mutation")]
+public sealed class TransformerMutationTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Bugs => new(PlantedBugs.Keys);
+
+    private static readonly Dictionary<string, (Type Layer, BatchedForward Forward)> PlantedBugs = new()
+    {
+        // The decoder recomposed without its four masks (the causal target mask, the memory's key padding).
+        ["decoder-ignores-masks"] = (typeof(TransformerDecoderLayer), call => TransformerLayerForward.Decoder(call
+            with { Arguments = [.. call.Arguments.Take(2), null, null, null, null] })),
+        // The encoder's per-sample parameters replaced by their shared value: right output, no per-sample gradient.
+        ["encoder-shares-parameters"] = (typeof(TransformerEncoderLayer), call => TransformerLayerForward.Encoder(
+            call with { Parameters = Shared(call.Parameters) })),
+    };
+
+    private static SampleParameters Shared(SampleParameters perSample)
+    {
+        var shared = perSample.Names.ToDictionary(n => n, n => perSample.Shared(n)!);
+        long k = perSample[perSample.Names.First()]!.shape[0];
+        return new SampleParameters(shared.ToDictionary(p => p.Key, p => p.Value.unsqueeze(0).expand(
+            [k, .. p.Value.shape])), shared);
+    }
+
+    [Theory]
+    [MemberData(nameof(Bugs))]
+    public void A_planted_bug_disagrees_with_the_oracle_on_a_Transformer_case_where_the_shipped_forward_agrees(
+        string bug)
+    {
+        TestSettings.RequireTorch();
+        var (layer, forward) = PlantedBugs[bug];
+        var forwards = new Dictionary<Type, BatchedForward>(FunctionalRules.Default) { [layer] = forward };
+        var kills = new List<string>();
+        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("transformer-",
+            StringComparison.Ordinal)))
+        {
+            var expected = OracleCache.Float64(gradientCase);
+            using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
+            using (var shipped = problem.Run(new FunctionalEngine())) GradientAssert.Agree(shipped, expected,
+                ScalarType.Float64);
+            using var mutated = problem.Run(new FunctionalEngine(forwards: forwards));
+            var tolerance = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64);
+            if (!Checking.GradientComparison.Compare(mutated, expected, tolerance).Passed) kills.Add(gradientCase.Id);
+        }
+        output.WriteLine($"{bug}: killed by {string.Join(", ", kills)}");
+        Assert.True(kills.Count > 0, $"No 'transformer-*' catalogue case catches '{bug}'.");
     }
 }

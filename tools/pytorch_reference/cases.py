@@ -221,10 +221,12 @@ class AttentionClassifier(nn.Module):
 
 class TransformerClassifier(nn.Module):
     """SequenceModels.cs TransformerClassifier: ids [N, T] -> Embedding -> [T, N, E] -> TransformerEncoderLayer (or
-    TransformerDecoderLayer attending to a second embedding), dropout 0 -> mean over positions -> Linear head."""
+    TransformerDecoderLayer attending to a second embedding; masked: additive causal target mask, ids == 0 except
+    position 0 as the memory's key padding mask), dropout 0 -> mean over positions -> Linear head."""
 
-    def __init__(self, decoder, activation):
+    def __init__(self, decoder, activation, masked=False):
         super().__init__()
+        self.masked = masked
         self.embedding = nn.Embedding(10, 8)
         if decoder:
             self.memory = nn.Embedding(10, 8)
@@ -235,7 +237,17 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, ids):
         x = self.embedding(ids).transpose(0, 1)
-        y = self.decoder(x, self.memory(ids).transpose(0, 1)) if hasattr(self, "decoder") else self.encoder(x)
+        if not hasattr(self, "decoder"):
+            y = self.encoder(x)
+        elif self.masked:
+            t = ids.shape[1]
+            padding = ids.eq(0)
+            padding[:, 0] = False
+            y = self.decoder(x, self.memory(ids).transpose(0, 1),
+                             tgt_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(1),
+                             memory_key_padding_mask=padding)
+        else:
+            y = self.decoder(x, self.memory(ids).transpose(0, 1))
         return self.head(y.mean(0))
 
 
@@ -263,6 +275,7 @@ def sequence_cases():
         "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
         "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
         "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
+        "transformer-decoder-gelu-masked": lambda s: TransformerClassifier(True, "gelu", masked=True),
     }
     return cases
 

@@ -219,10 +219,11 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
         }));
     }
 
-    // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm, whose kernel rejects an
-    // empty batch, and fallback modules, which need not accept one; they run on one sample, 1/N of their cost.
+    // How many samples the layer's own (discarded) forward gets: none, except InstanceNorm and the native encoder
+    // layer, whose kernels reject an empty batch, and fallback modules, which need not accept one; they run on one
+    // sample, 1/N of their cost.
     private long StandInBatch(nn.Module layer) =>
-        layer is InstanceNorm || !_forwards.ContainsKey(layer.GetType()) ? 1 : 0;
+        layer is InstanceNorm or TransformerEncoderLayer || !_forwards.ContainsKey(layer.GetType()) ? 1 : 0;
 
     // The layer's parameters as [k, ...]: its per-sample leaves when trainable, a broadcast view when frozen.
     private SampleParameters Parameters(NamedModule named, Dictionary<ParameterIdentity, Tensor> leaves, long k)

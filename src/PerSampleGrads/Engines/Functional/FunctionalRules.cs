@@ -37,5 +37,7 @@ public static class FunctionalRules
         [typeof(GRUCell)] = RecurrentForward.Forward,
         [typeof(RNNCell)] = RecurrentForward.Forward,
         [typeof(MultiheadAttention)] = MultiheadAttentionForward.Forward,
+        [typeof(TransformerEncoderLayer)] = TransformerLayerForward.Encoder,
+        [typeof(TransformerDecoderLayer)] = TransformerLayerForward.Decoder,
     };
 }

@@ -54,8 +54,9 @@ public sealed class SampleLayout
 /// output as the layer computes it.
 /// </summary>
 /// <remarks>
-/// Cost: one forward without gradients on the batch and two on two or three samples (one more on the batch when a
-/// shared input is found, to verify that giving each sample its own copy of it leaves the model's output unchanged). It
+/// Cost: one forward without gradients on the batch and two on two or three samples (three in training mode, the third
+/// to find a layer that hides dropout; one more on the batch when a shared input is found, to verify that giving each
+/// sample its own copy of it leaves the model's output unchanged). It
 /// runs once per model, input shape, dtype and device, module structure, modes and hooks; later calls reuse the result.
 /// </remarks>
 internal static class SampleSeparationProbe
@@ -91,6 +92,8 @@ internal static class SampleSeparationProbe
         using var baseline = Forward(model, x, layers, access);
         using var resized = Forward(model, small, layers, access);
         using var one = Perturbation.One(small, j) is { } perturbed ? Forward(model, perturbed, layers, access) : null;
+        if (model.training || model.modules().Any(m => m.training))
+            RefuseRandomness(model, small, resized, layers, access);
         if (new[] { resized, one }.OfType<Captures>().Any(run => run.Calls.Count != baseline.Calls.Count
             || run.Calls.Zip(baseline.Calls).Any(p => !ReferenceEquals(p.First.Layer.Module, p.Second.Layer.Module))))
             throw new PerSampleGradientsException(Problem.BatchLayout,
@@ -265,6 +268,32 @@ internal static class SampleSeparationProbe
                 $"changed for other samples when only sample {j} changed (shape [{Shape(shape)}])")
             : AxisVerdict.Of(SampleAxis.Along(d));
     }
+
+    // In training mode, a layer that hides dropout (TorchSharp's native Transformer layers keep theirs inside) gives
+    // another output for the same input; without this check its randomness would read as sample mixing.
+    private static void RefuseRandomness(nn.Module<Tensor, Tensor> model, Tensor small, Captures first,
+        IReadOnlyList<NamedModule> layers, ModelAccess access)
+    {
+        using var second = Forward(model, small, layers, access);
+        if (second.Calls.Count != first.Calls.Count) return;
+        foreach (var (a, b) in first.Calls.Zip(second.Calls))
+            if (Same(a.Arguments, b.Arguments) && !Same(a.Outputs, b.Outputs))
+                throw new PerSampleGradientsException(Problem.RandomnessInTraining,
+                    $"Module '{a.Layer.Display}' ({a.Layer.Module.GetType().Name}) gives another output for the same " +
+                    "input in training mode: it draws random numbers (dropout inside it), so per-sample results " +
+                    "would not be reproducible and no two methods could be compared. Call model.eval(), or create " +
+                    "it with dropout 0.");
+        if (!Same([first.Output], [second.Output]))
+            throw new PerSampleGradientsException(Problem.RandomnessInTraining,
+                "The model gives another output for the same batch in training mode: something in its forward draws " +
+                "random numbers, so per-sample results would not be reproducible and no two methods could be " +
+                "compared. Call model.eval(), or remove the randomness.");
+    }
+
+    private static bool Same(Tensor?[] a, Tensor?[] b) => a.Length == b.Length && a.Zip(b).All(p =>
+        p.First is null ? p.Second is null
+        : p.Second is not null && p.First.shape.SequenceEqual(p.Second.shape)
+            && !Perturbation.Changed(p.First, p.Second).any().item<bool>());
 
     // Tensors of the slots the probe locates (others null), and every output slot.
     private sealed record LayerCapture(NamedModule Layer, IReadOnlyList<string> Slots, Tensor?[] Arguments,
