@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using PerSampleGrads.Cases;
 using PerSampleGrads.Testing.Specs;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -191,34 +192,56 @@ public sealed class CaseGenerators
     // Token ids only for a method that claims Embedding (they always go through one first).
     private Gen<SampleShape> InputShape(Budget budget)
     {
-        var shapes = new List<Gen<SampleShape>>
+        // Weights: the spatial inputs, where most rules live, keep their share as kinds are added.
+        var shapes = new List<(int, Gen<SampleShape>)>
         {
-            Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f)),
-            from c in Gen.Elements(Channels)
-            from l in Gen.Choose(3, budget.Spatial + 4)
-            select new SampleShape(ShapeKind.Signal, [c, l]),
-            from c in Gen.Elements(Channels)
-            from h in Gen.Choose(3, budget.Spatial)
-            from w in Gen.Choose(3, budget.Spatial)
-            select new SampleShape(ShapeKind.Image, [c, h, w]),
+            (2, Gen.Choose(1, budget.Width).Select(f => SampleShape.Features(f))),
+            (3, from c in Gen.Elements(Channels)
+                from l in Gen.Choose(3, budget.Spatial + 4)
+                select new SampleShape(ShapeKind.Signal, [c, l])),
+            (3, from c in Gen.Elements(Channels)
+                from h in Gen.Choose(3, budget.Spatial)
+                from w in Gen.Choose(3, budget.Spatial)
+                select new SampleShape(ShapeKind.Image, [c, h, w])),
         };
         if (Has(typeof(Conv3d)) || Has(typeof(ConvTranspose3d)))
-            shapes.Add(
+            shapes.Add((2,
                 from c in Gen.Elements(Channels.Where(c => c <= 4).ToArray())
                 from d in Gen.Choose(2, 4)
                 from h in Gen.Choose(2, 4)
                 from w in Gen.Choose(2, 4)
-                select new SampleShape(ShapeKind.Volume, [c, d, h, w]));
+                select new SampleShape(ShapeKind.Volume, [c, d, h, w])));
+        if (SequenceLayerTypes.Any(Has))
+            shapes.Add((1,
+                from t in Gen.Choose(2, 6)
+                from d in Gen.Choose(1, budget.Width + 2)
+                select new SampleShape(ShapeKind.Tokens, [t, d])));
         if (Has(typeof(Embedding)))
-            shapes.Add(
+            shapes.Add((2,
                 from t in Gen.Choose(2, 6)
                 from v in Gen.Choose(3, 12)
-                select new SampleShape(ShapeKind.TokenIds, [t], v));
-        return Gen.OneOf(shapes.ToArray());
+                select new SampleShape(ShapeKind.TokenIds, [t], v)));
+        return Gen.Frequency(shapes.ToArray());
     }
 
-    // Token ids always go through an Embedding first (tied to a Linear projection when tied parameters are claimed).
+    // Token ids go through an Embedding first (tied to a Linear projection when tied parameters are claimed), or
+    // through an EmbeddingBag into features.
     private Gen<List<LayerSpec>> TokenBody(SampleShape input, int layers, Budget budget, bool float32) =>
+        Has(typeof(EmbeddingBag))
+            ? Gen.Frequency((3, EmbeddingBody(input, layers, budget, float32)),
+                (1, BagBody(input, layers, budget, float32)))
+            : EmbeddingBody(input, layers, budget, float32);
+
+    private Gen<List<LayerSpec>> BagBody(SampleShape input, int layers, Budget budget, bool float32) =>
+        from width in Gen.Choose(1, budget.Width)
+        from mean in Gen.Elements(false, true)
+        from weighted in mean ? Gen.Constant(false) : Gen.Elements(false, true)
+        from padding in Gen.Elements(false, true)
+        let bag = new EmbeddingBagSpec(width, mean, weighted, padding)
+        from rest in Body(bag.Apply(input)!, layers, budget, normalizationAllowed: !float32, float32)
+        select (List<LayerSpec>)[bag, .. rest];
+
+    private Gen<List<LayerSpec>> EmbeddingBody(SampleShape input, int layers, Budget budget, bool float32) =>
         from width in Gen.Choose(1, budget.Width)
         from padding in Gen.Elements(true, false)
         from tied in Has(ModelPatterns.TiedParameters)
@@ -281,6 +304,7 @@ public sealed class CaseGenerators
                     options.Add((1, Gen.Elements(true, false).Select(unit => (LayerSpec)new PositionsSpec(unit))));
                 if (layerNorm && Has(ModelPatterns.SequenceFirst))
                     options.Add((1, Gen.Constant((LayerSpec)new SequenceFirstSpec(new LayerNormSpec()))));
+                options.AddRange(SequenceLayers(shape, budget).Select(g => (2, g)));
                 break;
             default:
                 bool convolution = Convolves(shape);
@@ -299,6 +323,57 @@ public sealed class CaseGenerators
                 break;
         }
         return Gen.Frequency(options.Select(o => (o.Item1, o.Item2)).ToArray());
+    }
+
+    private static readonly Type[] SequenceLayerTypes =
+    [
+        typeof(LSTM), typeof(GRU), typeof(RNN), typeof(LSTMCell), typeof(GRUCell), typeof(RNNCell),
+        typeof(MultiheadAttention), typeof(TransformerEncoderLayer), typeof(TransformerDecoderLayer),
+    ];
+
+    // The claimed layers over tokens [T, D]: recurrent layers and cells, attention, the Transformer layers.
+    private IEnumerable<Gen<LayerSpec>> SequenceLayers(SampleShape shape, Budget budget)
+    {
+        var kinds = new (RecurrentCellKind Kind, Type Layer, Type Cell)[]
+        {
+            (RecurrentCellKind.Lstm, typeof(LSTM), typeof(LSTMCell)), (RecurrentCellKind.Gru, typeof(GRU),
+                typeof(GRUCell)), (RecurrentCellKind.RnnTanh, typeof(RNN), typeof(RNNCell)),
+            (RecurrentCellKind.RnnRelu, typeof(RNN), typeof(RNNCell)),
+        };
+        var layers = kinds.Where(k => Has(k.Layer)).Select(k => k.Kind).ToArray();
+        if (layers.Length > 0)
+            yield return
+                from kind in Gen.Elements(layers)
+                from hidden in Gen.Choose(1, budget.Width)
+                from stacked in Gen.Frequency((3, Gen.Constant(1L)), (1, Gen.Constant(2L)))
+                from bidirectional in Gen.Elements(false, true)
+                from batchFirst in Gen.Elements(true, false)
+                from bias in Gen.Frequency((2, Gen.Constant(true)), (1, Gen.Constant(false)))
+                select (LayerSpec)new RecurrentSpec(kind, hidden, stacked, bidirectional, batchFirst, bias);
+        var cells = kinds.Where(k => Has(k.Cell)).Select(k => k.Kind).ToArray();
+        if (cells.Length > 0)
+            yield return
+                from kind in Gen.Elements(cells)
+                from hidden in Gen.Choose(1, budget.Width)
+                from bias in Gen.Frequency((2, Gen.Constant(true)), (1, Gen.Constant(false)))
+                select (LayerSpec)new RecurrentSpec(kind, hidden, Bias: bias, Cell: true);
+        if (Has(typeof(MultiheadAttention)))
+            yield return
+                from heads in Gen.Elements(Divisors(shape.Channels))
+                from bias in Gen.Frequency((4, Gen.Constant(true)), (1, Gen.Constant(false)))
+                from biasKeyValue in Gen.Frequency((3, Gen.Constant(false)), (1, Gen.Constant(true)))
+                from zeroAttention in Gen.Frequency((3, Gen.Constant(false)), (1, Gen.Constant(true)))
+                from causal in Gen.Elements(false, true)
+                select (LayerSpec)new AttentionSpec(heads, bias, biasKeyValue, zeroAttention, causal);
+        var transformers = new[] { false, true }
+            .Where(d => Has(d ? typeof(TransformerDecoderLayer) : typeof(TransformerEncoderLayer))).ToArray();
+        if (transformers.Length > 0 && shape.Channels >= LayerSpec.MinimumNormalizedValues)
+            yield return
+                from decoder in Gen.Elements(transformers)
+                from heads in Gen.Elements(Divisors(shape.Channels))
+                from feedForward in Gen.Choose(1, 2 * budget.Width)
+                from gelu in Gen.Elements(false, true)
+                select (LayerSpec)new TransformerLayerSpec(decoder, heads, feedForward, gelu);
     }
 
     // A Linear layer, without bias now and then.

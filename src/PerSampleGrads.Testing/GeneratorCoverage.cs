@@ -148,6 +148,30 @@ public static class GeneratorCoverage
         Add("prelu: one slope per channel", Layer(typeof(PReLU)));
         Add("embedding", Layer(typeof(Embedding)));
         Add("embedding: padding_idx", Layer(typeof(Embedding)));
+        foreach (var label in new[] { "embeddingbag", "embeddingbag: sum mode", "embeddingbag: mean mode",
+            "embeddingbag: per-sample weights", "embeddingbag: padding_idx" })
+            Add(label, Layer(typeof(EmbeddingBag)));
+        foreach (var (layer, type) in new[] { ("lstm", typeof(LSTM)), ("gru", typeof(GRU)), ("rnn", typeof(RNN)) })
+        {
+            var options = new[] { "", "several layers", "bidirectional", "sequence-first", "no bias" };
+            foreach (var option in type == typeof(RNN) ? [.. options, "relu"] : options)
+                Add(option.Length == 0 ? layer : $"{layer}: {option}", Layer(type));
+        }
+        foreach (var (layer, type) in new[] { ("lstmcell", typeof(LSTMCell)), ("grucell", typeof(GRUCell)),
+            ("rnncell", typeof(RNNCell)) })
+        {
+            Add(layer, Layer(type));
+            Add($"{layer}: no bias", Layer(type));
+        }
+        Add("rnncell: relu", Layer(typeof(RNNCell)));
+        foreach (var option in new[] { "", "several heads", "no bias", "add_bias_kv", "add_zero_attn",
+            "attention mask" })
+            Add(option.Length == 0 ? "multiheadattention" : $"multiheadattention: {option}",
+                Layer(typeof(MultiheadAttention)));
+        foreach (var (layer, type) in new[] { ("transformerencoderlayer", typeof(TransformerEncoderLayer)),
+            ("transformerdecoderlayer", typeof(TransformerDecoderLayer)) })
+            foreach (var option in new[] { "", "several heads", "relu", "gelu" })
+                Add(option.Length == 0 ? layer : $"{layer}: {option}", Layer(type));
         Add("pattern: residual block", _ => true);
         Add("pattern: module called twice", Pattern(ModelPatterns.WeightSharing));
         Add("pattern: module under two parents", Pattern(ModelPatterns.WeightSharing));

@@ -5,8 +5,8 @@ using PerSampleGrads.Testing.Specs;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// The generated cases for the clipping method: its claims. It computes norms per module on inputs with the samples
-/// in dimension 0, so it supports weight sharing (one module called twice) but refuses tied tensors, sequence-first
+/// The generated cases for the clipping method: its claims, the layers of its rule table. It computes norms per module
+/// on inputs with the samples in dimension 0, so it supports weight sharing (one module called twice) but refuses tied tensors, sequence-first
 /// layers and shared inputs (tested as refusals in the Equivalence category); custom modules have no clipping rule.
 /// </summary>
 public static class ClippingArbitraries
@@ -14,6 +14,7 @@ public static class ClippingArbitraries
     /// <summary>What the clipping method claims.</summary>
     public static MethodClaims Claims { get; } = MethodClaims.Everything with
     {
+        Layers = Engines.Clipping.Rules.ClippingRules.Default.Keys.ToHashSet(),
         RefusesCustomModules = true,
         Patterns = ModelPatterns.WeightSharing,
     };

@@ -36,9 +36,9 @@ public sealed class GeneratorCoverageTests
             method's properties use (`Arbitraries` for the hook and functional engines, `ClippingArbitraries` for the
             clipping method; float32 columns: the float32 generator, which normalises only after smooth activations),
             exercise the option. A property run draws `PropertyRuns.PerProperty` cases per property, not all
-            {GeneratorCoverage.Draws}. "not claimed": the method refuses it by design. Layers the generators do not
-            build (EmbeddingBag, MultiheadAttention, the recurrent layers, the Transformer layers) are covered by the
-            named catalogue cases only.
+            {GeneratorCoverage.Draws}. "not claimed": the method refuses it by design. Options the generators do not
+            draw (EmbeddingBag with offsets, kdim/vdim and key padding masks in attention, initial recurrent states,
+            the Transformer decoder's masks) are covered by the named catalogue cases.
 
             {GeneratorCoverage.Markdown(Columns)}
             """.ReplaceLineEndings("\n");
