@@ -6,8 +6,9 @@ namespace PerSampleGrads.Tests;
 
 /// <summary>
 /// The generated cases for the clipping method: its claims, the layers of its rule table. It computes norms per module
-/// on inputs with the samples in dimension 0, so it supports weight sharing (one module called twice) but refuses tied tensors, sequence-first
-/// layers and shared inputs (tested as refusals in the Equivalence category); custom modules have no clipping rule.
+/// on inputs with the samples in dimension 0, so it supports weight sharing (one module called twice) but refuses
+/// tied tensors, sequence-first layers and shared inputs (tested as refusals in the Equivalence category); custom
+/// modules have no clipping rule.
 /// </summary>
 public static class ClippingArbitraries
 {
