@@ -46,15 +46,14 @@ public static class PerSampleRerun
     }
 
     /// <summary>
-    /// Per-sample gradients <c>[N, ...]</c> of <paramref name="parameters"/> (the module's own tensors, in order) and,
-    /// when <paramref name="inputGradient"/>, of the input; zeros where the module's output does not depend on one.
+    /// Per-sample gradients <c>[N, ...]</c> of <paramref name="parameters"/> (the module's own tensors, in order);
+    /// zeros where the module's output does not depend on one.
     /// </summary>
-    public static (List<Tensor> Parameters, Tensor? Input) Gradients(nn.Module<Tensor, Tensor> module,
-        IReadOnlyList<Tensor> parameters, Tensor input, Tensor outputGradient, bool inputGradient)
+    public static List<Tensor> Gradients(nn.Module<Tensor, Tensor> module, IReadOnlyList<Tensor> parameters,
+        Tensor input, Tensor outputGradient)
     {
         long n = input.shape[0];
         var results = parameters.Select(p => zeros([n, .. p.shape], dtype: p.dtype, device: p.device)).ToList();
-        var inputResult = inputGradient ? zeros_like(input) : null;
         using var grad = enable_grad();
         // backward() (autograd.grad aborts the process on any error) accumulates into .grad: the caller's are set
         // aside meanwhile.
@@ -62,23 +61,19 @@ public static class PerSampleRerun
         for (long i = 0; i < n; i++)
         {
             using var scope = NewDisposeScope();
-            var sample = input.narrow(0, i, 1).detach();
-            if (inputGradient) sample.requires_grad_(true);
-            var output = module.forward(sample);
+            var output = module.forward(input.narrow(0, i, 1).detach());
             if (!output.requires_grad) continue;
-            var wrt = inputGradient ? [.. parameters, sample] : parameters.ToList();
-            autograd.backward([output], [outputGradient.narrow(0, i, 1)], inputs: wrt);
+            autograd.backward([output], [outputGradient.narrow(0, i, 1)], inputs: parameters.ToList());
             using var _ = no_grad();
-            for (int j = 0; j < wrt.Count; j++)
+            for (int j = 0; j < parameters.Count; j++)
             {
-                using var gradient = wrt[j].grad;
+                using var gradient = parameters[j].grad;
                 if (gradient is null || gradient.IsInvalid) continue;
-                if (j < parameters.Count) results[j][i].copy_(gradient);
-                else inputResult!.narrow(0, i, 1).copy_(gradient);
-                wrt[j].grad = null;
+                results[j][i].copy_(gradient);
+                parameters[j].grad = null;
             }
         }
-        return (results, inputResult);
+        return results;
     }
 
     /// <summary>

@@ -27,8 +27,8 @@ public static class PerSampleRerunRule
         var wanted = module.named_parameters().Where(p => sink.Wants(p.name)).ToList();
         if (wanted.Count == 0) return;
         PerSampleRerun.CheckOneSample(module, call.Path, call.Input, call.OutputGradient.shape);
-        var (gradients, _) = PerSampleRerun.Gradients(module, wanted.Select(p => (Tensor)p.parameter).ToList(),
-            call.Input, call.OutputGradient, inputGradient: false);
+        var gradients = PerSampleRerun.Gradients(module, wanted.Select(p => (Tensor)p.parameter).ToList(),
+            call.Input, call.OutputGradient);
         for (int j = 0; j < wanted.Count; j++) sink.Add(wanted[j].name, gradients[j]);
     }
 
