@@ -40,7 +40,7 @@ public sealed record RecurrentOptions(RecurrentCellKind Kind, bool Cell = false,
 /// called once per step), optionally from <c>h0 = tanh(initial(x[:, 0]))</c> (and <c>c0</c> from the same map's
 /// second half), then <c>head</c> = Linear on the last step's output (concatenated with every final state when
 /// <see cref="RecurrentOptions.ReadFinalState"/>). Parameter names match
-/// <c>tools/pytorch_reference/cases.py</c>.
+/// <c>tools/pytorch_reference/sequence_cases.py</c>.
 /// </summary>
 public sealed class RecurrentClassifier : Module<Tensor, Tensor>
 {
