@@ -64,6 +64,37 @@ public sealed class GradientComparisonTests
     }
 
     [Fact]
+    public void An_error_exactly_at_the_bound_is_accepted()
+    {
+        // Reference 1 (scale 1) and 0; the result's 0 is off by exactly the bound: the largest accepted error.
+        double bound = Float64.Relative;
+        using var expected = Gradients("oracle", P("w", R(1, 0)));
+        using var atBound = Gradients("engine", P("w", R(1, bound)));
+        var p = Assert.Single(GradientComparison.Compare(atBound, expected, Float64).Parameters);
+        Assert.Equal(bound, p.RelativeError);
+        Assert.True(p.Passed);
+    }
+
+    [Theory]
+    [InlineData(1e-6)]
+    [InlineData(1.0)]
+    [InlineData(1e6)]
+    public void Scaling_both_sides_leaves_the_relative_errors_and_the_verdict_unchanged(double factor)
+    {
+        // Relative error 2e-10 (past the float64 bound) in w, 5e-11 (within) in b, at any size of the gradients.
+        using var expected = Gradients("oracle", P("w", R(factor, -2 * factor)), P("b", R(4 * factor)));
+        using var actual = Gradients("engine", P("w", R(factor, -2 * factor * (1 + 2e-10))),
+            P("b", R(4 * factor * (1 + 5e-11))));
+        var comparison = GradientComparison.Compare(actual, expected, Float64);
+        var w = comparison.Parameters.Single(p => p.Name == "w");
+        var b = comparison.Parameters.Single(p => p.Name == "b");
+        Assert.InRange(w.RelativeError, 1.99e-10, 2.01e-10);
+        Assert.InRange(b.RelativeError, 4.9e-11, 5.1e-11);
+        Assert.False(w.Passed);
+        Assert.True(b.Passed);
+    }
+
+    [Fact]
     public void A_sum_whose_terms_cancel_is_scaled_by_its_terms_and_still_fails_on_an_error_of_their_size()
     {
         // Two terms of norm ~0.7 that cancel: the sums differ by rounding (2.8e-17, the CI failure of a clipping
@@ -218,10 +249,11 @@ public sealed class GradientComparisonTests
     [Fact]
     public void The_mean_per_sample_norm_is_the_references()
     {
-        using var expected = Gradients("oracle", P("w", R(3, 4), R(0, 1)));
-        using var actual = Gradients("engine", P("w", R(0, 0), R(0, 0)));
+        // Three samples of two values (not square: rows and columns cannot be confused): norms 5, 1, 0.
+        using var expected = Gradients("oracle", P("w", R(3, 4), R(0, 1), R(0, 0)));
+        using var actual = Gradients("engine", P("w", R(0, 0), R(0, 0), R(0, 0)));
         var p = Assert.Single(GradientComparison.Compare(actual, expected, Float64).Parameters);
-        Assert.Equal(3.0, p.ExpectedNorm, 12);
+        Assert.Equal(2.0, p.ExpectedNorm, 12);
         Assert.False(p.Passed);
         Assert.Equal(0, p.WorstSample);
     }
