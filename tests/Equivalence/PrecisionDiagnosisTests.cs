@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines;
 using PerSampleGrads.Runs;
 using PerSampleGrads.Checking;
 using static TorchSharp.torch;
@@ -153,5 +154,31 @@ public sealed class PrecisionDiagnosisTests
         var error = Assert.Throws<ArgumentException>(() =>
             PrecisionDiagnosis.Conclude([Row("oracle", "float32", 0)], Engines, cuda: false));
         Assert.Contains("float64", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_run_measures_every_engine_in_float32_and_float64_and_the_oracle_in_float32_and_agrees()
+    {
+        TestSettings.RequireTorch();
+        var settings = new CompareSettings(Zoo.ModelZoo.Mlp, 4, 1, CPU, ScalarType.Float32, Tf32: true,
+            LossFunction.CrossEntropy(), [EngineId.Hooks, EngineId.Functional]);
+        var steps = new List<string>();
+        var diagnosis = PrecisionDiagnosis.Run(settings, steps.Add);
+
+        // No TF32 rows on the CPU even when asked: it does not exist there.
+        Assert.Equal(["oracle float32", "hooks float32", "hooks float64", "functional float32", "functional float64"],
+            diagnosis.Rows.Select(r => $"{r.Method} {r.Arithmetic}"));
+        Assert.Equal(["float64 oracle", "oracle in float32", "hooks in float32", "hooks in float64",
+            "functional in float32", "functional in float64"], steps);
+        Assert.All(diagnosis.Rows, r =>
+        {
+            Assert.True(r.Complete && r.Within, $"{r.Method} {r.Arithmetic}: {r.MaxRelativeError}");
+            Assert.Equal(TolerancePolicy.ToleranceFor(r.Arithmetic).Relative, r.Tolerance);
+            Assert.NotEqual("-", r.WorstParameter);
+        });
+        Assert.All(diagnosis.Rows.Where(r => r.Arithmetic == Arithmetic.Float64), r =>
+            Assert.InRange(r.MaxRelativeError, 0, 1e-12));
+        Assert.Equal(DiagnosisVerdict.Agreement, diagnosis.Verdict);
+        Assert.Contains("TF32 does not exist on the CPU", diagnosis.Sentence, StringComparison.Ordinal);
     }
 }
