@@ -50,10 +50,10 @@ public sealed class ReportWriterTests : IDisposable
 
     private static PrecisionDiagnosis Diagnosis() => PrecisionDiagnosis.Conclude(
     [
-        new DiagnosisRow("oracle", Arithmetic.Float32, 1e-7, "0.weight", Float32.Relative),
-        new DiagnosisRow("hooks", Arithmetic.Float32, 1e-7, "0.weight", Float32.Relative),
-        new DiagnosisRow("hooks", Arithmetic.Float64, 0, "0.weight", 1e-10),
-        new DiagnosisRow("functional", Arithmetic.Float32, double.NaN, "0.weight", Float32.Relative),
+        new DiagnosisRow("oracle", Arithmetic.Float32, 1e-7, "0.weight", Float32.Relative, true),
+        new DiagnosisRow("hooks", Arithmetic.Float32, 1e-7, "0.weight", Float32.Relative, true),
+        new DiagnosisRow("hooks", Arithmetic.Float64, 0, "0.weight", 1e-10, true),
+        new DiagnosisRow("functional", Arithmetic.Float32, double.NaN, "0.weight", Float32.Relative, true),
         new DiagnosisRow("functional", Arithmetic.Float64, double.NaN, "0.weight", 1e-10, Complete: false),
     ], ["hooks", "functional"], cuda: false);
 

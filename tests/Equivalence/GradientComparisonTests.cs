@@ -33,6 +33,7 @@ public sealed class GradientComparisonTests
         using var actual = Gradients("engine", P("w", R(1, -2), R(3, 4)), P("b", R(0.5), R(-0.25)));
         var comparison = GradientComparison.Compare(actual, expected, Float64);
         Assert.True(comparison.Passed);
+        Assert.True(comparison.Complete);
         Assert.Equal(0, comparison.MaxRelativeError);
         Assert.Empty(comparison.Describe());
         Assert.All(comparison.Parameters, p => Assert.Equal(0, p.MaxAbsoluteError));
@@ -60,6 +61,7 @@ public sealed class GradientComparisonTests
         Assert.True(GradientComparison.Compare(below, expected, Float64).Passed);
         var failing = GradientComparison.Compare(above, expected, Float64);
         Assert.False(failing.Passed);
+        Assert.True(failing.Complete);
         Assert.Contains("w: relative error", failing.Describe(), StringComparison.Ordinal);
     }
 
@@ -158,6 +160,7 @@ public sealed class GradientComparisonTests
         using var actual = Gradients("engine", P("w", R(1, 2, 0), R(3, 4, 0)), P("b", R(1), R(2 + 2e-12)));
         var comparison = GradientComparison.Compare(actual, expected, Float64);
         Assert.False(comparison.Passed);
+        Assert.False(comparison.Complete);
         var w = comparison.Parameters.Single(p => p.Name == "w");
         Assert.False(w.ShapesMatch);
         Assert.False(w.Passed);

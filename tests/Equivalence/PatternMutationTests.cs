@@ -126,12 +126,4 @@ public sealed class PatternMutationTests(ITestOutputHelper output)
         }
         Assert.Empty(wrong);
     }
-
-    [Fact]
-    public void A_diagnosis_row_with_a_missing_parameter_or_a_NaN_error_is_not_within_tolerance()
-    {
-        Assert.True(new DiagnosisRow("hooks", Arithmetic.Float64, 0, "-", 1e-10).Within);
-        Assert.False(new DiagnosisRow("hooks", Arithmetic.Float64, 0, "-", 1e-10, Complete: false).Within);
-        Assert.False(new DiagnosisRow("hooks", Arithmetic.Float64, double.NaN, "w", 1e-10).Within);
-    }
 }

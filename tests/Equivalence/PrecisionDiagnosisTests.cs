@@ -181,4 +181,39 @@ public sealed class PrecisionDiagnosisTests
         Assert.Equal(DiagnosisVerdict.Agreement, diagnosis.Verdict);
         Assert.Contains("TF32 does not exist on the CPU", diagnosis.Sentence, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_row_is_within_when_complete_and_at_most_its_bound_and_never_with_NaN()
+    {
+        Assert.True(new DiagnosisRow("hooks", Arithmetic.Float64, 0, "-", 1e-10, Complete: true).Within);
+        Assert.True(new DiagnosisRow("hooks", Arithmetic.Float64, 1e-10, "w", 1e-10, Complete: true).Within);
+        Assert.False(new DiagnosisRow("hooks", Arithmetic.Float64, 2e-10, "w", 1e-10, Complete: true).Within);
+        Assert.False(new DiagnosisRow("hooks", Arithmetic.Float64, 0, "-", 1e-10, Complete: false).Within);
+        Assert.False(new DiagnosisRow("hooks", Arithmetic.Float64, double.NaN, "w", 1e-10, Complete: true).Within);
+    }
+
+    [Fact]
+    public void The_CPU_precision_sentence_gives_the_float32_gap_and_the_float32_oracles_own_error()
+    {
+        // The oracle's row last: the sentence must find it by method and arithmetic, not by position.
+        var rows = Rows(0.01 * Bound64, 0, 3 * Bound32, 0.2 * Bound32);
+        rows.Add(rows[0] with { MaxRelativeError = 0.02 * Bound32 });
+        rows.RemoveAt(0);
+        var diagnosis = PrecisionDiagnosis.Conclude(rows, Engines, cuda: false);
+        Assert.Equal(DiagnosisVerdict.Precision, diagnosis.Verdict);
+        Assert.Equal($"Precision: the disagreement vanishes in float64 (in float64 every engine agrees with the oracle "
+            + $"to {E(0.01 * Bound64)}); in float32 the engines differ by up to {E(3 * Bound32)}; the float32 oracle "
+            + $"itself is {E(0.02 * Bound32)} from the float64 one.", diagnosis.Sentence);
+    }
+
+    [Fact]
+    public void A_run_on_a_device_this_machine_lacks_is_refused()
+    {
+        TestSettings.RequireTorch();
+        if (TorchSharp.torch.cuda.is_available()) Assert.Skip("This machine has CUDA.");
+        var settings = new CompareSettings(Zoo.ModelZoo.Mlp, 2, 1, new Device(TorchSharp.DeviceType.CUDA, 0),
+            ScalarType.Float32, Tf32: false, LossFunction.CrossEntropy(), [EngineId.Hooks]);
+        var error = Assert.Throws<PerSampleGradientsException>(() => PrecisionDiagnosis.Run(settings));
+        Assert.Equal(Problem.CudaUnavailable, error.Problem);
+    }
 }

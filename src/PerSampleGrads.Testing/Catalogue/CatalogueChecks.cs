@@ -89,10 +89,8 @@ public static class MethodDiagnosis
         {
             var tolerance = TolerancePolicy.ToleranceFor(arithmetic);
             var comparison = GradientComparison.Compare(result, truth, tolerance);
-            bool complete = comparison.Missing.Count == 0 && comparison.Unexpected.Count == 0
-                && comparison.Parameters.All(p => p.ShapesMatch);
             return new DiagnosisRow(method, arithmetic, comparison.MaxRelativeError, comparison.Worst?.Name ?? "-",
-                tolerance.Relative, complete);
+                tolerance.Relative, comparison.Complete);
         }
     }
 }

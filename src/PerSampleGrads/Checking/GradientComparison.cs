@@ -43,7 +43,10 @@ public sealed record GradientComparison(string Actual, string Expected, Toleranc
     IReadOnlyList<ParameterComparison> Parameters, IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected)
 {
     /// <summary>Same names, same shapes, every parameter within tolerance.</summary>
-    public bool Passed => Missing.Count == 0 && Unexpected.Count == 0 && Parameters.All(p => p.Passed);
+    public bool Passed => Complete && Parameters.All(p => p.Passed);
+
+    /// <summary>Same names and shapes as the reference, whatever the values.</summary>
+    public bool Complete => Missing.Count == 0 && Unexpected.Count == 0 && Parameters.All(p => p.ShapesMatch);
 
     /// <summary>
     /// The largest relative error over parameters with matching shapes (0 if none); NaN when any of them is NaN
