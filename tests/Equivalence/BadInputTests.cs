@@ -168,6 +168,10 @@ public sealed class BadInputTests
     public void A_custom_loss_needs_a_name(string name) =>
         Assert.Throws<ArgumentException>(() => LossFunction.PerSample(name, (output, _) => output.sum(1)));
 
+    [Fact]
+    public void A_custom_loss_needs_a_function() =>
+        Assert.Throws<ArgumentNullException>(() => LossFunction.PerSample("custom", null!));
+
     [Theory, MemberData(nameof(Methods))]
     public void A_model_with_nothing_trainable_is_refused(string method)
     {

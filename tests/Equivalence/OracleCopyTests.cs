@@ -137,4 +137,70 @@ public sealed class OracleCopyTests
             new OracleOptions { ComputeDType = ScalarType.Float64, ModelFactory = problem.Factory }));
         GradientAssert.Agree(copied, expected, ScalarType.Float64);
     }
+
+    [Fact]
+    public void A_copy_takes_the_models_modes_and_frozen_flags_not_the_factorys()
+    {
+        // The factory builds BatchNorm in training mode with every parameter trainable; the caller put the model in
+        // eval mode and froze the head's weight afterwards. A copy with the factory's modes would normalise one sample
+        // by its own statistics (or refuse), one with its flags would report the frozen weight.
+        Module<Tensor, Tensor> Factory() => Seeded.Build(13, () =>
+            (Module<Tensor, Tensor>)Sequential(Linear(6, 8), BatchNorm1d(8), Tanh(), Linear(8, 4)));
+        Module<Tensor, Tensor> Prepared(ScalarType dtype)
+        {
+            var model = Factory();
+            // Running statistics away from 0 and 1 (drawn in float32, then converted), so that eval mode differs
+            // from training mode.
+            Seeded.Build(7, () =>
+            {
+                foreach (var norm in model.modules().OfType<TorchSharp.Modules.BatchNorm>())
+                    Testing.Specs.NormLayers.RandomizeRunningStatistics(norm);
+                return 0;
+            });
+            model.to(dtype);
+            model.eval();
+            model.named_parameters().Single(p => p.name == "3.weight").parameter.requires_grad_(false);
+            return model;
+        }
+        using var inputs = Seeded.Build(2, () => randn(5, 6));
+        using var targets = Seeded.Build(3, () => randint(0, 4, [5]));
+        using var exact = Prepared(ScalarType.Float64);
+        using var expected = new PerSampleGradientOracle().Compute(exact, inputs.to(ScalarType.Float64), targets,
+            LossFunction.CrossEntropy());
+        using var model = Prepared(ScalarType.Float32);
+        using var copied = new PerSampleGradientOracle(new OracleOptions
+            { ComputeDType = ScalarType.Float64, ModelFactory = Factory }).Compute(model, inputs, targets,
+            LossFunction.CrossEntropy());
+        Assert.DoesNotContain("3.weight", copied.Names);
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+    }
+
+    [Fact]
+    public void Parameters_the_caller_tied_after_the_factory_get_the_sum_over_the_copys_untied_tensors()
+    {
+        // ids -> Embedding(7, 4) -> tanh -> Linear(4 -> 7) -> flatten -> Linear: the caller ties the projection to
+        // the embedding table; the factory's fresh instance does not, so the copy holds two tensors for one.
+        Module<Tensor, Tensor> Factory() => Seeded.Build(5, () => (Module<Tensor, Tensor>)Sequential(
+            ("embed", Embedding(7, 4)), ("act", Tanh()), ("project", Linear(4, 7, hasBias: false)),
+            ("flat", Flatten()), ("head", Linear(21, 3))));
+        Module<Tensor, Tensor> Tied(ScalarType dtype)
+        {
+            var model = Factory();
+            model.to(dtype);
+            var modules = model.named_children().ToDictionary(c => c.name, c => c.module);
+            ((TorchSharp.Modules.Linear)modules["project"]).weight =
+                ((TorchSharp.Modules.Embedding)modules["embed"]).weight!;
+            return model;
+        }
+        using var ids = Seeded.Build(2, () => randint(1, 7, [4, 3]));
+        using var targets = Seeded.Build(3, () => randint(0, 3, [4]));
+        using var exact = Tied(ScalarType.Float64);
+        using var expected = new PerSampleGradientOracle().Compute(exact, ids, targets, LossFunction.CrossEntropy());
+        using var model = Tied(ScalarType.Float32);
+        using var copied = new PerSampleGradientOracle(new OracleOptions
+            { ComputeDType = ScalarType.Float64, ModelFactory = Factory }).Compute(model, ids, targets,
+            LossFunction.CrossEntropy());
+        Assert.Contains("embed.weight", copied.Names);
+        GradientAssert.Agree(copied, expected, ScalarType.Float64);
+    }
 }
