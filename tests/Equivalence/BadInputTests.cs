@@ -132,6 +132,10 @@ public sealed class BadInputTests
     public void Class_targets_out_of_range_are_refused(string method) =>
         Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), tensor(new long[] { 0, 7 }), "[0, 2]");
 
+    [Theory, MemberData(nameof(Methods))]
+    public void A_class_target_equal_to_the_number_of_classes_is_refused(string method) =>
+        Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), tensor(new long[] { 0, 3 }), "[0, 2]");
+
     public static TheoryData<string, PaddingModes> EnginesAndPaddingModes
     {
         get
@@ -248,6 +252,20 @@ public sealed class BadInputTests
     public void Integer_targets_for_a_regression_loss_are_refused_naming_the_fix(string method) =>
         Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), zeros(new long[] { 2, 3 }, ScalarType.Int64),
             "floating-point targets", LossFunction.MeanSquaredError());
+
+    [Fact]
+    public void A_factory_that_builds_one_state_entry_more_or_less_is_refused_by_name()
+    {
+        // The model's Linear has no bias, the factory's has one: exactly one state entry differs.
+        var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)Sequential(Linear(4, 3, hasBias: false)));
+        using var snapshot = new ModelSnapshot(model, randn(2, 4));
+        var error = Assert.Throws<PerSampleGradientsException>(() => new PerSampleGradientOracle(new OracleOptions
+            { ComputeDType = ScalarType.Float64, ModelFactory = SmallModel }).Compute(model, randn(2, 4),
+            zeros(2, ScalarType.Int64), LossFunction.CrossEntropy()));
+        Assert.Equal(Problem.ModelCopyUnavailable, error.Problem);
+        Assert.Contains("0.bias", error.Message, StringComparison.Ordinal);
+        Assert.Empty(snapshot.Differences());
+    }
 
     [Fact]
     public void Float64_oracle_without_a_factory_explains_why_it_needs_one()

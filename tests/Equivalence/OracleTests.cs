@@ -14,6 +14,27 @@ public sealed class OracleTests
 {
     private static readonly PerSampleGradientOracle Oracle = new();
 
+    [Fact]
+    public void The_batch_loss_is_the_sum_or_the_mean_of_the_per_sample_losses_as_declared()
+    {
+        TestSettings.RequireTorch();
+        using var output = Seeded.Build(1, () => randn(5, 3, dtype: ScalarType.Float64));
+        using var targets = tensor(new long[] { 0, 2, 1, 1, 0 });
+        using var values = Seeded.Build(2, () => randn(5, 3, dtype: ScalarType.Float64));
+        foreach (var (reduction, reduce) in new (LossReduction, Func<Tensor, Tensor>)[]
+            { (LossReduction.Sum, t => t.sum()), (LossReduction.Mean, t => t.mean()) })
+        {
+            // A built-in loss and a custom one (whose reduction the loss function applies itself).
+            foreach (var (loss, target) in new[] { (LossFunction.CrossEntropy(reduction), targets),
+                (Cases.CaseCatalogue.SoftMargin(reduction), values) })
+            {
+                using var perSample = loss.PerSampleLosses(output, target);
+                using var batch = loss.BatchLoss(output, target);
+                Assert.Equal(reduce(perSample).item<double>(), batch.item<double>(), 12);
+            }
+        }
+    }
+
     public OracleTests() => TestSettings.RequireTorch();
 
     [Theory]
