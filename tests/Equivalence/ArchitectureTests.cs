@@ -149,6 +149,27 @@ public sealed partial class ArchitectureTests
             + string.Join("\n", tooLong));
     }
 
+    [Fact]
+    public void The_readme_layout_names_every_project_and_every_library_folder()
+    {
+        if (Repository is null)
+            Assert.Skip($"No PerSampleGrads.sln above {AppContext.BaseDirectory}: no source tree to read.");
+        var readme = File.ReadAllText(Path.Combine(Repository, "README.md"));
+        int start = readme.IndexOf("## Layout", StringComparison.Ordinal);
+        Assert.True(start >= 0, "README.md has no '## Layout' section.");
+        int end = readme.IndexOf("\n## ", start + 1, StringComparison.Ordinal);
+        var layout = end < 0 ? readme[start..] : readme[start..end];
+        static IEnumerable<string> Folders(string path) => Directory.EnumerateDirectories(path)
+            .Select(Path.GetFileName).OfType<string>().Where(name => name is not ("bin" or "obj"));
+        var expected = Folders(Path.Combine(Repository, "src")).Select(name => $"src/{name}/")
+            .Concat(Folders(Path.Combine(Repository, "tests")).Select(name => $"tests/{name}/"))
+            .Concat(Folders(Path.Combine(Repository, "src", "PerSampleGrads")).Select(name => $"{name}/"))
+            .Concat(Folders(Path.Combine(Repository, "src", "PerSampleGrads", "Engines"))
+                .Select(name => $"Engines/{name}"));
+        var missing = expected.Where(folder => !layout.Contains(folder, StringComparison.Ordinal)).ToList();
+        Assert.True(missing.Count == 0, $"README.md's layout does not name: {string.Join(", ", missing)}");
+    }
+
     // The layer a namespace belongs to: its first segment, or two for the engines' parts (Engines.Hooks.Rules ->
     // Engines.Hooks).
     private static string LayerOf(string relativeNamespace)
