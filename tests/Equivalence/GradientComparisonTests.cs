@@ -287,6 +287,21 @@ public sealed class TolerancePolicyTests
     }
 
     [Fact]
+    public void Bounds_and_floors_cover_the_rounding_the_policy_documents_as_measured()
+    {
+        // TolerancePolicy's remarks: TF32 moves ResNet-18's per-sample gradients at the 1e-2 level; an exactly zero
+        // gradient carries rounding noise up to 1e-13 (float64) and 1e-5 (float32) of the model's largest value,
+        // which the floor times the bound must accept.
+        var float64 = TolerancePolicy.ToleranceFor(Arithmetic.Float64);
+        var float32 = TolerancePolicy.ToleranceFor(Arithmetic.Float32);
+        var tf32 = TolerancePolicy.ToleranceFor(Arithmetic.Float32Tf32);
+        Assert.True(tf32.Relative > 1e-2, $"TF32 bound {tf32.Relative}");
+        Assert.True(float64.ScaleFloor * float64.Relative >= 1e-13, $"float64 floor {float64.ScaleFloor}");
+        Assert.True(float32.ScaleFloor * float32.Relative >= 1e-5, $"float32 floor {float32.ScaleFloor}");
+        Assert.True(tf32.ScaleFloor * tf32.Relative >= 1e-5, $"TF32 floor {tf32.ScaleFloor}");
+    }
+
+    [Fact]
     public void Only_float32_has_a_TF32_arithmetic()
     {
         var error = Assert.Throws<ArgumentException>(() => new Arithmetic(ScalarType.Float64, tf32: true));
