@@ -15,6 +15,27 @@ public sealed class OracleTests
     private static readonly PerSampleGradientOracle Oracle = new();
 
     [Fact]
+    public void A_tensor_held_by_two_modules_is_reported_under_both_names_with_the_hook_engines_gradients()
+    {
+        TestSettings.RequireTorch();
+        // ids -> Embedding(7, 4) -> tanh -> Linear(4 -> 7) holding the embedding's table -> flatten -> head.
+        using var model = Seeded.Build(4, () =>
+        {
+            var embed = Embedding(7, 4);
+            var project = Linear(4, 7, hasBias: false);
+            project.weight = embed.weight!;
+            return (Module<Tensor, Tensor>)Sequential(("embed", embed), ("act", Tanh()), ("project", project),
+                ("flat", Flatten()), ("head", Linear(21, 3)));
+        });
+        using var ids = Seeded.Build(5, () => randint(1, 7, [4, 3]));
+        using var y = tensor(new long[] { 0, 2, 1, 1 });
+        using var oracle = Oracle.Compute(model, ids, y, LossFunction.CrossEntropy());
+        using var hooks = new Engines.Hooks.HookEngine().Compute(model, ids, y, LossFunction.CrossEntropy());
+        Assert.Equal(model.named_parameters().Select(p => p.name), oracle.Names);
+        GradientAssert.Agree(oracle, hooks, ScalarType.Float32);
+    }
+
+    [Fact]
     public void The_batch_loss_is_the_sum_or_the_mean_of_the_per_sample_losses_as_declared()
     {
         TestSettings.RequireTorch();
