@@ -265,6 +265,13 @@ public sealed class BadInputTests
         Assert.Equal(Problem.ModelCopyUnavailable, error.Problem);
         Assert.Contains("0.bias", error.Message, StringComparison.Ordinal);
         Assert.Empty(snapshot.Differences());
+        // The refused copy is disposed: refusing again and again leaves no tensor behind.
+        using var x = randn(2, 4);
+        using var y = zeros(2, ScalarType.Int64);
+        var oracle = new PerSampleGradientOracle(new OracleOptions
+            { ComputeDType = ScalarType.Float64, ModelFactory = SmallModel });
+        Assert.Equal(0, TensorLeaks.Growth(() => Assert.Throws<PerSampleGradientsException>(() =>
+            oracle.Compute(model, x, y, LossFunction.CrossEntropy())), repeats: 5, warmUp: 2));
     }
 
     [Fact]
