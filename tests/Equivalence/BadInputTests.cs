@@ -172,6 +172,11 @@ public sealed class BadInputTests
     public void A_custom_loss_needs_a_name(string name) =>
         Assert.Throws<ArgumentException>(() => LossFunction.PerSample(name, (output, _) => output.sum(1)));
 
+    [Theory, MemberData(nameof(Methods))]
+    public void A_custom_loss_that_returns_more_than_one_value_per_sample_is_refused(string method) =>
+        Expect(method, Problem.InvalidTargets, SmallModel(), randn(2, 4), randn(2, 3), "must return per-sample losses",
+            LossFunction.PerSample("unreduced", (output, target) => (output - target).square()));
+
     [Fact]
     public void A_custom_loss_needs_a_function() =>
         Assert.Throws<ArgumentNullException>(() => LossFunction.PerSample("custom", null!));
