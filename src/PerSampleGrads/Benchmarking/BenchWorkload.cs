@@ -30,7 +30,7 @@ public sealed class BenchWorkload : IDisposable
         _targets = y.DetachFromDisposeScope();
     }
 
-    /// <summary>The settings.</summary>
+    /// <summary>The model, batch, arithmetic and loss this workload was built from.</summary>
     public CompareSettings Settings => _settings;
 
     private Tf32Mode Tf32 => _settings.Arithmetic.Tf32Mode;

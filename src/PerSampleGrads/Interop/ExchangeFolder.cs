@@ -18,7 +18,7 @@ internal sealed class ExchangeFolder : IDisposable
         _keep = keep;
     }
 
-    /// <summary>The folder.</summary>
+    /// <summary>Absolute path of the exchange folder (under the system temp directory).</summary>
     public string Path { get; }
 
     /// <summary>Where the script writes its answer.</summary>

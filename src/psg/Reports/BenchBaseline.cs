@@ -23,7 +23,7 @@ internal sealed class BenchBaseline
         _samples = samples;
     }
 
-    /// <summary>The file.</summary>
+    /// <summary>Path of the baseline's JSON file, as given.</summary>
     public string Path { get; }
 
     /// <summary>The machine the baseline was recorded on, as the JSON says.</summary>

@@ -9,7 +9,7 @@ namespace PerSampleGrads.Engines.Clipping;
 /// </summary>
 public class ClippingSteps
 {
-    /// <summary>The definition.</summary>
+    /// <summary>The steps as DP-SGD defines them: the shipped arithmetic.</summary>
     public static ClippingSteps Default { get; } = new();
 
     /// <summary>
