@@ -83,6 +83,8 @@ public static class CaseCatalogue
             // 22x14 = 308 output positions: the functional engine's grouped-convolution route on the CPU (from 256),
             // with groups and a non-square output (the other grouped-route cases are square).
             Classifier("conv2d-g2-grouped-route-22x14", [4, 24, 16], 2, CeMean, () => [Conv2d(4, 6, 3, groups: 2)]),
+            // Exactly two output positions (1x2): the contraction over positions has its own route for one.
+            Classifier("conv2d-two-positions", [3, 3, 4], 3, CeMean, () => [Conv2d(3, 4, 3)]),
             Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeMean,
                 () => [Conv2d(4, 6, 3, stride: 2, dilation: 2, groups: 2)]),
             Classifier("conv2d-k3-s2-d2-g2", [4, 9, 9], 5, CeSum,
@@ -365,6 +367,7 @@ public static class CaseCatalogue
             Attention(new AttentionOptions(BiasKeyValue: true, ZeroAttention: true, KeyPadding: true, UseWeights: true),
                 2, CeMean),
             Attention(new AttentionOptions(CrossKeyValue: true, KeyValueWidth: 6), 3, CeMean),
+            Attention(new AttentionOptions(CrossKeyValue: true, DistinctValues: true), 3, CeSum),
             Transformer("transformer-encoder-relu", false, Activations.ReLU, 3, CeMean),
             Transformer("transformer-encoder-gelu", false, Activations.GELU, 2, CeSum),
             Transformer("transformer-decoder-relu", true, Activations.ReLU, 3, CeMean),

@@ -61,15 +61,17 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
 /// <param name="ZeroAttention"><c>add_zero_attn</c>: a zero key and value appended per head.</param>
 /// <param name="KeyValueWidth"><c>kdim = vdim</c> other than the model width (with <paramref name="CrossKeyValue"/>:
 /// the second embedding has this width), or null.</param>
+/// <param name="DistinctValues">Values <c>tanh(keys)</c> instead of the keys themselves (key and value slots
+/// differ).</param>
 public sealed record AttentionOptions(long Heads = 2, bool Bias = true, bool KeyPadding = false, bool Causal = false,
     bool UseWeights = false, bool CrossKeyValue = false, bool BiasKeyValue = false, bool ZeroAttention = false,
-    long? KeyValueWidth = null)
+    long? KeyValueWidth = null, bool DistinctValues = false)
 {
     /// <inheritdoc/>
     public override string ToString() => $"h{Heads}" + (Bias ? "" : "-nobias") + (KeyPadding ? "-keypad" : "")
         + (Causal ? "-causal" : "") + (UseWeights ? "-weights" : "") + (CrossKeyValue ? "-cross" : "")
         + (BiasKeyValue ? "-biaskv" : "") + (ZeroAttention ? "-zeroattn" : "")
-        + (KeyValueWidth is { } w ? $"-kv{w}" : "");
+        + (KeyValueWidth is { } w ? $"-kv{w}" : "") + (DistinctValues ? "-values" : "");
 }
 
 /// <summary>
@@ -115,7 +117,8 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
         // Additive: libtorch's C++ layer adds even a boolean mask (1 where true), unlike PyTorch's Python layer.
         var causal = _options.Causal
             ? full(t, t, double.NegativeInfinity, dtype: query.dtype, device: ids.device).triu(1) : null;
-        var (output, weights) = attention.call(query, keys, keys, padding, _options.UseWeights, causal);
+        var values = _options.DistinctValues ? keys.tanh() : keys;
+        var (output, weights) = attention.call(query, keys, values, padding, _options.UseWeights, causal);
         var pooled = output.mean([0]);
         if (_options.UseWeights) pooled = cat([pooled, weights.reshape(n, -1)], 1);
         return scope.MoveToOuter(head.call(pooled));

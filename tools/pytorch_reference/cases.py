@@ -123,6 +123,7 @@ CASES = {
     # Conv2d
     "conv2d-k3-s2-d2-g2": classifier(5, lambda: [nn.Conv2d(4, 6, 3, stride=2, dilation=2, groups=2)]),
     "conv2d-g2-grouped-route-22x14": classifier(5, lambda: [nn.Conv2d(4, 6, 3, groups=2)]),
+    "conv2d-two-positions": classifier(5, lambda: [nn.Conv2d(3, 4, 3)]),
     "conv2d-k3-p1": classifier(5, lambda: [nn.Conv2d(3, 4, 3, padding=1)]),
     "conv2d-depthwise-k3": classifier(5, lambda: [nn.Conv2d(4, 8, 3, padding=1, groups=4)]),
     "conv2d-k2x3-s1x2-p1x0": classifier(5, lambda: [nn.Conv2d(3, 5, (2, 3), stride=(1, 2), padding=(1, 0))]),

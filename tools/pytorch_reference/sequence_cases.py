@@ -95,7 +95,7 @@ class AttentionClassifier(nn.Module):
     embedding) -> mean over positions -> Linear head. Same parameter names as TorchSharp (in_proj_weight, ...)."""
 
     def __init__(self, heads=2, bias=True, key_padding=False, causal=False, use_weights=False, cross=False,
-                 bias_kv=False, zero_attn=False, kv_width=None):
+                 bias_kv=False, zero_attn=False, kv_width=None, distinct_values=False):
         super().__init__()
         self.embedding = nn.Embedding(10, 8)
         self.memory = nn.Embedding(10, kv_width or 8) if cross else None
@@ -104,6 +104,7 @@ class AttentionClassifier(nn.Module):
         keys = 5 + (1 if bias_kv else 0) + (1 if zero_attn else 0)
         self.head = nn.Linear(8 + (5 * keys if use_weights else 0), 3)
         self.key_padding, self.causal, self.use_weights = key_padding, causal, use_weights
+        self.distinct_values = distinct_values
 
     def forward(self, ids):
         n, t = ids.shape
@@ -114,8 +115,9 @@ class AttentionClassifier(nn.Module):
             padding = ids.eq(0)
             padding[:, 0] = False
         causal = torch.full((t, t), float("-inf"), dtype=query.dtype).triu(1) if self.causal else None
-        output, weights = self.attention(query, keys, keys, key_padding_mask=padding, need_weights=self.use_weights,
-                                         attn_mask=causal)
+        values = torch.tanh(keys) if self.distinct_values else keys
+        output, weights = self.attention(query, keys, values, key_padding_mask=padding,
+                                         need_weights=self.use_weights, attn_mask=causal)
         pooled = output.mean(0)
         if self.use_weights:
             pooled = torch.cat([pooled, weights.reshape(n, -1)], 1)
@@ -175,6 +177,7 @@ def sequence_cases():
         "attention-h2-keypad-weights-biaskv-zeroattn": lambda s: AttentionClassifier(
             key_padding=True, use_weights=True, bias_kv=True, zero_attn=True),
         "attention-h2-cross-kv6": lambda s: AttentionClassifier(cross=True, kv_width=6),
+        "attention-h2-cross-values": lambda s: AttentionClassifier(cross=True, distinct_values=True),
         "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
         "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
         "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
