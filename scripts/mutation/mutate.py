@@ -55,6 +55,9 @@ OPERATORS = [
 CALL_STATEMENT = re.compile(r"^\s*(?!return\b|var\b|throw\b|using\b|if\b|else\b|for\b|foreach\b|while\b|yield\b)"
                             r"[A-Za-z_][\w.\[\]]*\s*(\(|=[^=>]|\+=|-=|\*=)[^;{}]*;\s*$")
 
+# A parameter with a default value in a signature line (`double termMagnitude = 0)`).
+DEFAULT_PARAMETER = re.compile(r"\b[\w<>\[\]?]+\s+\w+\s*=\s*[^=;(){}]+[,)]")
+
 PRESETS = {
     "checker": {
         "files": ["src/PerSampleGrads/Checking/GradientComparison.cs",
@@ -208,6 +211,9 @@ def main():
             sys.exit("the test selection runs no test (filters of different kinds are ANDed by xunit):\n"
                      + output[-1000:])
         print(f"clean copy: built in {seconds:.0f} s, selection passes in {baseline:.0f} s", flush=True)
+        # The clean assemblies, put back after every mutant: a mutant in one project must not outlive its run (a
+        # later mutant in another project would otherwise run beside it).
+        clean = {name: (binaries / name).read_bytes() for name in ("PerSampleGrads.dll", "PerSampleGrads.Oracle.dll")}
 
         results = []
         for index, (path, number, operator, mutated) in enumerate(mutants, start=1):
@@ -219,9 +225,15 @@ def main():
             source.write_text("\n".join(lines))
             project = project_of(path)
             assembly = "PerSampleGrads.Oracle.dll" if "Oracle" in project else "PerSampleGrads.dll"
+            # C# copies a parameter's default value into every call site: such a mutant changes nothing unless the
+            # callers (the tests) are rebuilt too, and then rebuilt again without it.
+            inlined = DEFAULT_PARAMETER.search(before) is not None
             try:
                 code, output, build_seconds = run(["dotnet", "build", project, "-c", "Debug", "--no-restore",
                                                    "--no-dependencies", "-p:TreatWarningsAsErrors=false"], work)
+                if code == 0 and inlined:
+                    code, output, _ = run(["dotnet", "build", "tests/Equivalence/Equivalence.csproj", "-c", "Debug",
+                                           "--no-restore", "-p:TreatWarningsAsErrors=false"], work)
                 if code != 0:
                     status, test_seconds = "stillborn", 0.0
                 else:
@@ -232,6 +244,11 @@ def main():
                     status = "timeout" if code is None else "survived" if code == 0 else "killed"
             finally:
                 source.write_text(original)
+                if inlined:
+                    run(["dotnet", "build", "tests/Equivalence/Equivalence.csproj", "-c", "Debug", "--no-restore",
+                         "-p:TreatWarningsAsErrors=false"], work)
+                for name, content in clean.items():
+                    (binaries / name).write_bytes(content)
             results.append({"file": path, "line": number, "operator": operator, "before": before.strip(),
                             "after": mutated.strip(), "status": status,
                             "buildSeconds": round(build_seconds, 1), "testSeconds": round(test_seconds, 1)})
