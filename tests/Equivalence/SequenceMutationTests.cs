@@ -41,16 +41,25 @@ public sealed class SequenceMutationTests(ITestOutputHelper output)
         TestSettings.RequireTorch();
         var (layer, prefix, rule) = PlantedBugs[bug];
         var rules = new Dictionary<Type, PerSampleRule>(HookRules.Default) { [layer] = rule };
+        AssertKilled(output, bug, prefix, () => new HookEngine(), () => new HookEngine(rules: rules));
+    }
+
+    /// <summary>
+    /// On every catalogue case whose id starts with <paramref name="prefix"/>: the shipped method agrees with the
+    /// float64 oracle; the mutated one must disagree on at least one of them.
+    /// </summary>
+    internal static void AssertKilled(ITestOutputHelper output, string bug, string prefix,
+        Func<IPerSampleGradientMethod> shipped, Func<IPerSampleGradientMethod> mutated)
+    {
         var kills = new List<string>();
+        var tolerance = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64);
         foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith(prefix, StringComparison.Ordinal)))
         {
             var expected = OracleCache.Float64(gradientCase);
             using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
-            using (var shipped = problem.Run(new HookEngine())) GradientAssert.Agree(shipped, expected,
-                ScalarType.Float64);
-            using var mutated = problem.Run(new HookEngine(rules: rules));
-            var tolerance = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64);
-            if (!Checking.GradientComparison.Compare(mutated, expected, tolerance).Passed) kills.Add(gradientCase.Id);
+            using (var result = problem.Run(shipped())) GradientAssert.Agree(result, expected, ScalarType.Float64);
+            using var wrong = problem.Run(mutated());
+            if (!Checking.GradientComparison.Compare(wrong, expected, tolerance).Passed) kills.Add(gradientCase.Id);
         }
         output.WriteLine($"{bug}: killed by {string.Join(", ", kills)}");
         Assert.True(kills.Count > 0, $"No '{prefix}*' catalogue case catches '{bug}'.");
@@ -104,19 +113,7 @@ public sealed class TransformerMutationTests(ITestOutputHelper output)
         TestSettings.RequireTorch();
         var (layer, forward) = PlantedBugs[bug];
         var forwards = new Dictionary<Type, BatchedForward>(FunctionalRules.Default) { [layer] = forward };
-        var kills = new List<string>();
-        foreach (var gradientCase in CaseCatalogue.All.Where(c => c.Id.StartsWith("transformer-",
-            StringComparison.Ordinal)))
-        {
-            var expected = OracleCache.Float64(gradientCase);
-            using var problem = gradientCase.Create(ScalarType.Float64, TestSettings.Device);
-            using (var shipped = problem.Run(new FunctionalEngine())) GradientAssert.Agree(shipped, expected,
-                ScalarType.Float64);
-            using var mutated = problem.Run(new FunctionalEngine(forwards: forwards));
-            var tolerance = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64);
-            if (!Checking.GradientComparison.Compare(mutated, expected, tolerance).Passed) kills.Add(gradientCase.Id);
-        }
-        output.WriteLine($"{bug}: killed by {string.Join(", ", kills)}");
-        Assert.True(kills.Count > 0, $"No 'transformer-*' catalogue case catches '{bug}'.");
+        SequenceMutationTests.AssertKilled(output, bug, "transformer-", () => new FunctionalEngine(),
+            () => new FunctionalEngine(forwards: forwards));
     }
 }
