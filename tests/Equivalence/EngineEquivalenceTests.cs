@@ -60,15 +60,19 @@ public abstract class EngineEquivalenceTests
         Assert.Empty(snapshot.Differences());
     }
 
-    [Fact]
-    public void Memory_stays_flat_over_a_thousand_calls()
+    // The LSTM: both engines build libtorch layers of their own on every call.
+    [Theory]
+    [InlineData("small-cnn", 1000)]
+    [InlineData("lstm", 200)]
+    public void Memory_stays_flat_over_many_calls(string model, int calls)
     {
-        using var problem = CaseCatalogue.FromZoo(ModelZoo.SmallCnn, 2).Create(ScalarType.Float32, TestSettings.Device);
+        using var problem = CaseCatalogue.FromZoo(ModelZoo.Get(model), 2).Create(ScalarType.Float32,
+            TestSettings.Device);
         var engine = CreateEngine();
         long growth = TensorLeaks.Growth(() =>
         {
             using var result = problem.Run(engine);
-        }, repeats: 1000);
+        }, repeats: calls);
         Assert.Equal(0, growth);
     }
 

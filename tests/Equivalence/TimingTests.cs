@@ -50,9 +50,12 @@ public sealed class TimingTests
             JsonSerializer.Serialize(new { model, batchSize, device = settings.Device.ToString(),
                 mediansMs = figures }));
 
-        double oracle = figures[BenchWorkload.OracleLoop];
+        // Fastest repeat against fastest repeat: a shared VM stalls a process for 100-250 ms at times, which only ever
+        // adds time, and with three repeats two stalled ones decide a median.
+        var fastest = timings.ToDictionary(t => t.Name, t => t.Min);
+        double oracle = fastest[BenchWorkload.OracleLoop];
         foreach (var engine in EngineId.PerSampleEngines.Select(e => e.Name))
-            Assert.True(figures[engine] < oracle, $"{engine} took {figures[engine]:0.0} ms, the oracle loop " +
+            Assert.True(fastest[engine] < oracle, $"{engine} took {fastest[engine]:0.0} ms at best, the oracle loop " +
                 $"{oracle:0.0} ms, at N = {batchSize}.");
     }
 }

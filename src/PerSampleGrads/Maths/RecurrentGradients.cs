@@ -29,16 +29,16 @@ public sealed record RecurrentStepGradients(int Layer, int Direction, Tensor Inp
     Tensor InputGradient, Tensor HiddenGradient);
 
 /// <summary>
-/// Per-sample gradients of a recurrent layer's weights from one call (Opacus' DPLSTM idea): the recurrence is
-/// recomputed from the call's inputs with the layer's own weights (<see cref="RecurrentUnroll"/>), each step's gate
-/// pre-activations carrying a zero leaf <c>E</c>; one backward of the call's output gradients through it gives the
-/// gradient at every step's pre-activations, <c>dz[t, n, g]</c>, for every sample at once. Then, for each layer and
-/// direction (index letters: t step, n sample, g gate row, i input feature, h hidden feature):
-/// <c>dW_ih[n] = sum_t dz_ih[t, n] x[t, n]^T</c> (<c>[N, G*H, I]</c>, x the layer's input), <c>dW_hh[n] = sum_t
-/// dz_hh[t, n] h[t-1, n]^T</c> (<c>[N, G*H, H]</c>, h[t-1] the state before step t in that direction's order),
-/// <c>db_ih[n] = sum_t dz_ih[t, n]</c>, <c>db_hh[n] = sum_t dz_hh[t, n]</c>. For LSTM and RNN the gates are <c>gi +
-/// gh</c>, so <c>dz_hh = dz_ih</c>; GRU's candidate gate multiplies <c>gh_n</c> by r, so it gets a leaf of its own.
-/// No per-sample loop: each product is one batched matrix product over the samples.
+/// Per-sample gradients of a recurrent layer's weights from one call (Opacus' DPLSTM idea): the call is rerun through
+/// libtorch's own layers with a zero input e at every step's gate pre-activations (<see cref="GateInputRecurrence"/>);
+/// one backward of the call's output gradients through it gives the gradient at every step's pre-activations,
+/// <c>dz[t, n, g]</c>, for every sample at once. Then, for each layer and direction (index letters: t step, n
+/// sample, g gate row, i input feature, h hidden feature): <c>dW_ih[n] = sum_t dz_ih[t, n] x[t, n]^T</c> (<c>[N,
+/// G*H, I]</c>, x the layer's input), <c>dW_hh[n] = sum_t dz_hh[t, n] h[t-1, n]^T</c> (<c>[N, G*H, H]</c>, h[t-1]
+/// the state before step t in that direction's order), <c>db_ih[n] = sum_t dz_ih[t, n]</c>, <c>db_hh[n] = sum_t
+/// dz_hh[t, n]</c>. For LSTM and RNN the gates are <c>gi + gh</c>, so <c>dz_hh = dz_ih</c>; GRU's candidate gate
+/// multiplies <c>gh_n</c> by the reset gate r, so there <c>dz_hh_n = r dz_ih_n</c>. No per-sample loop: each product
+/// is one batched matrix product over the samples.
 /// </summary>
 public static class RecurrentGradients
 {
@@ -56,16 +56,21 @@ public static class RecurrentGradients
     public static List<RecurrentStepGradients> Backpropagate(RecurrentLayout layout, nn.Module module,
         RecurrentCall call)
     {
-        var input = call.Input.detach();
-        long n = layout.IsCell || layout.BatchFirst ? input.shape[0] : input.shape[1];
-        long[] stateShape = layout.IsCell ? [n, layout.HiddenSize]
-            : [layout.Layers * layout.Directions, n, layout.HiddenSize];
-        var hidden = call.Hidden?.detach() ?? zeros(stateShape, input.dtype, input.device);
-        var cell = layout.HasCellState ? call.Cell?.detach() ?? zeros(stateShape, input.dtype, input.device) : null;
-        var weights = new PerturbedWeights(layout, module);
+        var weights = module.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
+        using var recurrence = new GateInputRecurrence(layout, weights);
+        var starts = new List<RecurrentLayerStart>();
+        var leaves = new List<Tensor>();
+        GateInputRun run;
         using (enable_grad())
         {
-            var result = RecurrentUnroll.Run(layout, input, hidden, cell, weights);
+            run = recurrence.Run(call.Input.detach(), call.Hidden?.detach(), call.Cell?.detach(), start =>
+            {
+                starts.Add(start);
+                var leaf = zeros([start.Input.shape[0], start.Input.shape[1], layout.Directions *
+                    recurrence.GateWidth], start.Input.dtype, start.Input.device).requires_grad_();
+                leaves.Add(leaf);
+                return leaf;
+            });
             var outputs = new List<Tensor>();
             var gradients = new List<Tensor>();
             void Add(Tensor? output, Tensor? gradient)
@@ -74,15 +79,34 @@ public static class RecurrentGradients
                 outputs.Add(output);
                 gradients.Add(gradient);
             }
-            Add(result.Output, call.OutputGradient);
-            if (!layout.IsCell) Add(result.FinalHidden, call.FinalHiddenGradient);
-            Add(result.FinalCell, call.FinalCellGradient);
-            if (outputs.Count > 0) autograd.backward(outputs, gradients, inputs: weights.Leaves);
+            Add(run.Result.Output, call.OutputGradient);
+            if (!layout.IsCell) Add(run.Result.FinalHidden, call.FinalHiddenGradient);
+            Add(run.Result.FinalCell, call.FinalCellGradient);
+            if (outputs.Count > 0) autograd.backward(outputs, gradients, inputs: leaves);
         }
         var steps = new List<RecurrentStepGradients>();
         for (int layer = 0; layer < layout.Layers; layer++)
+        {
+            var start = starts[layer];
+            var x = start.Input.detach();
+            // Zero where the backward did not reach.
+            var dz = leaves[layer].grad is { } grad ? grad : zeros_like(leaves[layer]);
             for (int direction = 0; direction < layout.Directions; direction++)
-                steps.Add(weights.Recorded(layer, direction));
+            {
+                var states = recurrence.States(direction, run.LayerOutputs[layer].detach(), start.Hidden);
+                var dzInput = dz.narrow(2, direction * recurrence.GateWidth, recurrence.GateWidth);
+                var dzHidden = dzInput;
+                if (layout.Kind == RecurrentKind.Gru)
+                {
+                    Tensor? Weight(string role) => weights.GetValueOrDefault(layout.Name(role, layer, direction));
+                    var reset = GateInputRecurrence.ResetGate(x, states, Weight("weight_ih")!, Weight("bias_ih"),
+                        Weight("weight_hh")!, Weight("bias_hh"));
+                    long h = layout.HiddenSize;
+                    dzHidden = cat([dzInput.narrow(2, 0, 2 * h), dzInput.narrow(2, 2 * h, h) * reset], 2);
+                }
+                steps.Add(new RecurrentStepGradients(layer, direction, x, states, dzInput, dzHidden));
+            }
+        }
         return steps;
     }
 
@@ -108,46 +132,5 @@ public static class RecurrentGradients
             if (layout.HasBias && wants(Name("bias_hh"))) perSample[Name("bias_hh")] = step.HiddenGradient.sum(dim: 0);
         }
         return perSample;
-    }
-
-    // The layer's own weights, with a zero leaf added to each pre-activation and each map's input recorded.
-    private sealed class PerturbedWeights(RecurrentLayout layout, nn.Module module) : IRecurrentWeights
-    {
-        private readonly SharedRecurrentWeights _shared = new(layout, module);
-        private readonly Dictionary<(int, int), Tensor> _inputs = [];
-        private readonly Dictionary<(int, int), Tensor> _inputLeaves = [];
-        private readonly Dictionary<(int, int), Tensor> _hiddenLeaves = [];
-        private readonly Dictionary<(int, int), Tensor[]> _states = [];
-
-        public List<Tensor> Leaves => [.. _inputLeaves.Values, .. _hiddenLeaves.Values];
-
-        public Tensor InputProjection(int layer, int direction, Tensor x)
-        {
-            var projection = _shared.InputProjection(layer, direction, x);
-            var leaf = zeros_like(projection).requires_grad_();
-            _inputs[(layer, direction)] = x.detach();
-            _inputLeaves[(layer, direction)] = leaf;
-            _states[(layer, direction)] = new Tensor[x.shape[0]];
-            if (layout.Kind == RecurrentKind.Gru) _hiddenLeaves[(layer, direction)] = zeros_like(leaf).requires_grad_();
-            return projection + leaf;
-        }
-
-        public Tensor HiddenProjection(int layer, int direction, long step, Tensor hidden)
-        {
-            _states[(layer, direction)][step] = hidden.detach();
-            var projection = _shared.HiddenProjection(layer, direction, step, hidden);
-            return _hiddenLeaves.TryGetValue((layer, direction), out var leaf) ? projection + leaf[step] : projection;
-        }
-
-        // Zero where the backward did not reach.
-        public RecurrentStepGradients Recorded(int layer, int direction)
-        {
-            var key = (layer, direction);
-            var dzInput = GradientOf(_inputLeaves[key]);
-            var dzHidden = _hiddenLeaves.TryGetValue(key, out var leaf) ? GradientOf(leaf) : dzInput;
-            return new RecurrentStepGradients(layer, direction, _inputs[key], stack(_states[key]), dzInput, dzHidden);
-        }
-
-        private static Tensor GradientOf(Tensor leaf) => leaf.grad is { } grad ? grad : zeros_like(leaf);
     }
 }

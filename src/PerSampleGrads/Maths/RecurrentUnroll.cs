@@ -33,8 +33,10 @@ public sealed record RecurrentResult(Tensor Output, Tensor FinalHidden, Tensor? 
 /// <summary>
 /// The recurrences of PyTorch's LSTM, GRU and RNN in managed TorchSharp operations, unrolled over time, layers and
 /// directions, with the weights supplied by an <see cref="IRecurrentWeights"/>. With a layer's own weights it
-/// reproduces the native forward (the equivalence tests check it to the float64 tolerance); the hook rules recompute
-/// it to reach each step's gate pre-activations, the functional engine runs it with per-sample weights.
+/// reproduces the native forward (the equivalence tests check it to the float64 tolerance). It is the statement of
+/// what the layouts mean: <see cref="RecurrentInspection"/> accepts a layout only when the native layer reproduces it.
+/// The engines run libtorch's own layers instead (<see cref="GateInputRecurrence"/>): one call per layer rather than a
+/// dozen operations per step.
 /// </summary>
 public static class RecurrentUnroll
 {

@@ -5,10 +5,14 @@ namespace PerSampleGrads.Engines.Functional.Layers;
 
 /// <summary>
 /// LSTM, GRU and RNN (tanh, ReLU; any layers, directions, batch-first, bias) and their cells with per-sample weights
-/// <c>W_ih[n]</c> <c>[k, G*H, I]</c>, <c>W_hh[n]</c> <c>[k, G*H, H]</c>, biases <c>[k, G*H]</c>: the recurrence of
-/// <see cref="RecurrentUnroll"/> with each affine map one batched matrix product in which sample n uses its own copy:
-/// <c>gi[t, n] = W_ih[n] x[t, n] + b_ih[n]</c>, <c>gh[n] = W_hh[n] h[n] + b_hh[n]</c>. Autograd does every
-/// reduction over time.
+/// <c>W_ih[n]</c> <c>[k, G*H, I]</c>, <c>W_hh[n]</c> <c>[k, G*H, H]</c>, biases <c>[k, G*H]</c>. The value comes from
+/// libtorch's own layers with the shared weights (<see cref="GateInputRecurrence"/>); sample n's copies enter through
+/// the gate input, as a term whose value is zero and whose derivative is theirs: <c>e[t, n] = (W_ih[n] - sg(W_ih[n]))
+/// x[t, n] + (b_ih[n] - sg(b_ih[n])) + (W_hh[n] - sg(W_hh[n])) h[t-1, n] + (b_hh[n] - sg(b_hh[n]))</c> with sg the
+/// stop-gradient (detach) and h[t-1] the state before step t, read from a first run without them. The gate
+/// pre-activations then equal <c>W_ih[n] x + b_ih[n] + W_hh[n] h + b_hh[n]</c> in value and in derivative with
+/// respect to every copy; GRU's candidate gate takes <c>r (W_hn h + b_hn)</c>, so its hidden terms are scaled by the
+/// reset gate r. Autograd does every reduction over time.
 /// </summary>
 public static class RecurrentForward
 {
@@ -36,29 +40,51 @@ public static class RecurrentForward
     public static RecurrentResult Run(RecurrentLayout layout, SampleParameters parameters, Tensor input,
         Tensor? hidden, Tensor? cell)
     {
-        long n = layout.IsCell || layout.BatchFirst ? input.shape[0] : input.shape[1];
-        long[] stateShape = layout.IsCell ? [n, layout.HiddenSize]
-            : [layout.Layers * layout.Directions, n, layout.HiddenSize];
-        hidden ??= zeros(stateShape, input.dtype, input.device);
-        if (layout.HasCellState) cell ??= zeros(stateShape, input.dtype, input.device);
-        return RecurrentUnroll.Run(layout, input, hidden, layout.HasCellState ? cell : null,
-            new PerSampleWeights(layout, parameters));
+        var shared = parameters.Names.ToDictionary(name => name, name => parameters.Shared(name)!);
+        using var recurrence = new GateInputRecurrence(layout, shared);
+        return recurrence.Run(input, hidden, layout.HasCellState ? cell : null, start =>
+        {
+            long length = start.Input.shape[0], k = start.Input.shape[1];
+            var x = start.Input.detach();
+            // The states before each step: from a run without the per-sample terms (its value is the same).
+            Tensor? before = null;
+            if (length > 1)
+                before = recurrence.Layer(start with { Input = x }, zeros([length, k, layout.Directions *
+                    recurrence.GateWidth], x.dtype, x.device)).Output.detach();
+            var blocks = new List<Tensor>();
+            for (int direction = 0; direction < layout.Directions; direction++)
+            {
+                // One step: States reads only h0 (and the length from x).
+                var states = recurrence.States(direction, before ?? x, start.Hidden.detach());
+                Tensor? Copy(string role) => parameters[layout.Name(role, start.Layer, direction)] is
+                    { requires_grad: true } p ? p : null;
+                Tensor? Shared(string role) => shared.GetValueOrDefault(layout.Name(role, start.Layer, direction));
+                var inputTerm = Term(Copy("weight_ih"), Copy("bias_ih"), x);
+                var hiddenTerm = Term(Copy("weight_hh"), Copy("bias_hh"), states);
+                if (hiddenTerm is not null && layout.Kind == RecurrentKind.Gru)
+                {
+                    var reset = GateInputRecurrence.ResetGate(x, states, Shared("weight_ih")!, Shared("bias_ih"),
+                        Shared("weight_hh")!, Shared("bias_hh"));
+                    hiddenTerm = hiddenTerm * cat([ones_like(reset), ones_like(reset), reset], 2);
+                }
+                var block = inputTerm is null ? hiddenTerm : hiddenTerm is null ? inputTerm : inputTerm + hiddenTerm;
+                blocks.Add(block ?? zeros([length, k, recurrence.GateWidth], x.dtype, x.device));
+            }
+            return blocks.Count == 1 ? blocks[0] : cat(blocks, 2);
+        }).Result;
     }
 
-    private sealed class PerSampleWeights(RecurrentLayout layout, SampleParameters parameters) : IRecurrentWeights
+    // (W[n] - sg(W[n])) v[t, n] + (b[n] - sg(b[n])), [T, k, G*H]: zero in value; null when neither is trained.
+    private static Tensor? Term(Tensor? weight, Tensor? bias, Tensor v)
     {
-        // x [T, k, in] -> [k, T, in] x W_ih[n]^T [k, in, G*H] -> [T, k, G*H].
-        public Tensor InputProjection(int layer, int direction, Tensor x) =>
-            Affine(x.transpose(0, 1), layer, direction, "weight_ih", "bias_ih").transpose(0, 1);
-
-        // h [k, H] -> [k, 1, H] x W_hh[n]^T [k, H, G*H] -> [k, G*H].
-        public Tensor HiddenProjection(int layer, int direction, long step, Tensor hidden) =>
-            Affine(hidden.unsqueeze(1), layer, direction, "weight_hh", "bias_hh").squeeze(1);
-
-        private Tensor Affine(Tensor x, int layer, int direction, string weight, string bias)
+        Tensor? term = null;
+        if (weight is not null) term = bmm(v.transpose(0, 1), (weight - weight.detach()).transpose(1, 2))
+            .transpose(0, 1);
+        if (bias is not null)
         {
-            var y = bmm(x, parameters[layout.Name(weight, layer, direction)]!.transpose(1, 2));
-            return parameters[layout.Name(bias, layer, direction)] is { } b ? y + b.unsqueeze(1) : y;
+            var shift = (bias - bias.detach()).unsqueeze(0);
+            term = term is null ? shift.expand(v.shape[0], -1, -1) : term + shift;
         }
+        return term;
     }
 }
