@@ -128,11 +128,11 @@ public sealed class FallbackCostTests
         Report("small-cnn", n, BenchmarkRunner.Measure(contenders, CPU, warmUp: 1, repeats: 7, measureMemory: false));
     }
 
-    // TorchSharp's native TransformerEncoderLayer (no managed children): the hook engine can only re-run it per sample
-    // (its fallback), the functional engine recomposes it with per-sample parameters (its rule). The zoo
-    // transformer's sizes: vocabulary 50, width 16, 2 heads, feed-forward 32, 12 tokens, 5 classes.
+    // TorchSharp's native TransformerEncoderLayer (no managed children): the hook engine's rule and the functional
+    // engine's forward recompose it; the hook engine's fallback re-runs it per sample (its cost recorded beside them).
+    // The zoo transformer's sizes: vocabulary 50, width 16, 2 heads, feed-forward 32, 12 tokens, 5 classes.
     [Fact]
-    public void A_native_Transformer_layer_through_the_hook_fallback_and_the_functional_recomposition()
+    public void A_native_Transformer_layer_through_the_hook_rule_the_hook_fallback_and_the_functional_recomposition()
     {
         const long n = 32;
         using var model = Seeded.Build(1, () => (Module<Tensor, Tensor>)new TransformerClassifier(50, 16, 2, 32,
@@ -140,13 +140,21 @@ public sealed class FallbackCostTests
         using var inputs = Seeded.Build(2, () => randint(1, 50, [n, 12]));
         using var targets = Seeded.Build(3, () => randint(0, 5, [n]));
         var loss = LossFunction.CrossEntropy();
+        var withoutRule = HookRules.Default.Where(e => e.Key != typeof(TransformerEncoderLayer))
+            .ToDictionary(e => e.Key, e => e.Value);
         using (var hooks = new HookEngine().Compute(model, inputs, targets, loss))
+        using (var fallback = new HookEngine(rules: withoutRule).Compute(model, inputs, targets, loss))
         using (var functional = new FunctionalEngine().Compute(model, inputs, targets, loss))
+        {
+            GradientAssert.Agree(fallback, hooks, ScalarType.Float32);
             GradientAssert.Agree(functional, hooks, ScalarType.Float32);
+        }
         var contenders = new List<BenchContender>
         {
             PlainBackward(model, inputs, targets, loss),
-            new("hooks-fallback", () => new HookEngine().Compute(model, inputs, targets, loss).Dispose()),
+            new("hooks", () => new HookEngine().Compute(model, inputs, targets, loss).Dispose()),
+            new("hooks-fallback", () => new HookEngine(rules: withoutRule).Compute(model, inputs, targets, loss)
+                .Dispose()),
             new("functional", () => new FunctionalEngine().Compute(model, inputs, targets, loss).Dispose()),
         };
         Report("native-transformer", n, BenchmarkRunner.Measure(contenders, CPU, warmUp: 1, repeats: 7,

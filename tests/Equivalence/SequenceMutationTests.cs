@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// Planted bugs in the EmbeddingBag and MultiheadAttention rules, injected through the hook engine's rule table:
+/// Planted bugs in the EmbeddingBag, MultiheadAttention and Transformer-layer rules, injected through the hook engine's rule table:
 /// each must disagree with the float64 oracle on at least one catalogue case of its layer, and the shipped rules
 /// must agree on every one of those cases (else a kill would prove nothing).
 /// </summary>
@@ -31,6 +31,10 @@ public sealed class SequenceMutationTests(ITestOutputHelper output)
                 call.Arguments[4], null] }, sink)),
         // The bag rule in mean mode adds every row with coefficient 1, as in sum mode.
         ["bag-ignores-mean-mode"] = (typeof(EmbeddingBag), "bag-", BagAsSum),
+        // The native Transformer decoder layer recomposed without its four masks.
+        ["transformer-rule-ignores-masks"] = (typeof(TransformerDecoderLayer), "transformer-",
+            (call, sink) => TransformerLayerRule.Compute(call with { Arguments = [.. call.Arguments.Take(2), null, null,
+                null, null] }, sink)),
     };
 
     [Theory]

@@ -17,9 +17,50 @@ public enum FeedForwardActivation
 public sealed record TransformerLayerBehaviour(long Heads, FeedForwardActivation Activation);
 
 /// <summary>
+/// The affine maps and LayerNorms of a Transformer layer, however its parameters are held: one copy per sample, or the
+/// layer's own with each map's input and output gradient recorded. Inputs are samples first, <c>[N, L, in]</c>.
+/// </summary>
+public interface ITransformerMaps
+{
+    /// <summary>
+    /// <c>x W^T + b</c> with the parameters named <paramref name="weight"/> and <paramref name="bias"/>; for a packed
+    /// <c>in_proj_weight</c> <c>[3E, E]</c>, <paramref name="part"/> 0, 1 or 2 takes its rows of the query, key or
+    /// value (null: the whole weight).
+    /// </summary>
+    Tensor Affine(string weight, string bias, int? part, Tensor x);
+
+    /// <summary>LayerNorm over the last dimension (epsilon <see cref="TransformerLayers.LayerNormEpsilon"/>) with
+    /// the affine parameters <paramref name="prefix"/><c>weight</c> and <paramref name="prefix"/><c>bias</c>.</summary>
+    Tensor Norm(string prefix, Tensor x);
+}
+
+/// <summary>
+/// Maps whose parameters come per sample, <c>[N, ...parameter shape]</c> by local name (per-sample copies, or the
+/// shared value expanded): one batched product per map.
+/// </summary>
+public sealed class PerSampleTransformerMaps(Func<string, Tensor> parameter) : ITransformerMaps
+{
+    /// <inheritdoc/>
+    public Tensor Affine(string weight, string bias, int? part, Tensor x)
+    {
+        var (w, b) = (parameter(weight), parameter(bias));
+        if (part is { } p)
+        {
+            long e = w.shape[^1];
+            (w, b) = (w.narrow(1, p * e, e), b.narrow(1, p * e, e));
+        }
+        return bmm(x, w.transpose(1, 2)) + b.unsqueeze(1);
+    }
+
+    /// <inheritdoc/>
+    public Tensor Norm(string prefix, Tensor x) =>
+        nn.functional.layer_norm(x, [x.shape[^1]], eps: TransformerLayers.LayerNormEpsilon)
+            * parameter(prefix + "weight").unsqueeze(1) + parameter(prefix + "bias").unsqueeze(1);
+}
+
+/// <summary>
 /// TorchSharp's native Transformer layers as libtorch's C++ frontend computes them (post-norm, LayerNorm epsilon
-/// 1e-5, dropout 0), samples first, with a parameter lookup by local name that gives <c>[N, ...parameter shape]</c>
-/// (per-sample copies, or the shared value expanded):
+/// 1e-5, dropout 0), samples first, through the maps of an <see cref="ITransformerMaps"/>:
 /// encoder <c>h = LN1(x + SA(x))</c>, <c>y = LN2(h + FF(h))</c>; decoder <c>h1 = LN1(x + SA(x))</c>,
 /// <c>h2 = LN2(h1 + CA(h1, memory))</c>, <c>y = LN3(h2 + FF(h2))</c>, where SA and CA are multi-head attention
 /// (<see cref="AttentionCore"/>, packed <c>in_proj_weight</c>) and <c>FF(h) = W2 act(W1 h + b1) + b2</c>.
@@ -30,55 +71,40 @@ public static class TransformerLayers
     public const double LayerNormEpsilon = 1e-5;
 
     /// <summary>The encoder layer's output <c>[N, L, E]</c> for input <c>x [N, L, E]</c>.</summary>
-    public static Tensor Encode(Func<string, Tensor> parameter, TransformerLayerBehaviour behaviour, Tensor x,
+    public static Tensor Encode(ITransformerMaps maps, TransformerLayerBehaviour behaviour, Tensor x,
         Tensor? mask = null, Tensor? keyPaddingMask = null)
     {
-        var h = Norm(parameter, "norm1.", x + Attend(parameter, "self_attn.", behaviour.Heads, x, x, mask,
-            keyPaddingMask));
-        return Norm(parameter, "norm2.", h + FeedForward(parameter, behaviour.Activation, h));
+        var h = maps.Norm("norm1.", x + Attend(maps, "self_attn.", behaviour.Heads, x, x, mask, keyPaddingMask));
+        return maps.Norm("norm2.", h + FeedForward(maps, behaviour.Activation, h));
     }
 
     /// <summary>The decoder layer's output <c>[N, L, E]</c> for target <c>x [N, L, E]</c> and memory
     /// <c>[N, S, E]</c>.</summary>
-    public static Tensor Decode(Func<string, Tensor> parameter, TransformerLayerBehaviour behaviour, Tensor x,
+    public static Tensor Decode(ITransformerMaps maps, TransformerLayerBehaviour behaviour, Tensor x,
         Tensor memory, Tensor? targetMask = null, Tensor? memoryMask = null, Tensor? targetKeyPaddingMask = null,
         Tensor? memoryKeyPaddingMask = null)
     {
-        var h1 = Norm(parameter, "norm1.", x + Attend(parameter, "self_attn.", behaviour.Heads, x, x, targetMask,
+        var h1 = maps.Norm("norm1.", x + Attend(maps, "self_attn.", behaviour.Heads, x, x, targetMask,
             targetKeyPaddingMask));
-        var h2 = Norm(parameter, "norm2.", h1 + Attend(parameter, "multihead_attn.", behaviour.Heads, h1, memory,
+        var h2 = maps.Norm("norm2.", h1 + Attend(maps, "multihead_attn.", behaviour.Heads, h1, memory,
             memoryMask, memoryKeyPaddingMask));
-        return Norm(parameter, "norm3.", h2 + FeedForward(parameter, behaviour.Activation, h2));
+        return maps.Norm("norm3.", h2 + FeedForward(maps, behaviour.Activation, h2));
     }
 
-    private static Tensor Attend(Func<string, Tensor> parameter, string prefix, long heads, Tensor query,
-        Tensor keyValue, Tensor? mask, Tensor? keyPaddingMask)
+    private static Tensor Attend(ITransformerMaps maps, string prefix, long heads, Tensor query, Tensor keyValue,
+        Tensor? mask, Tensor? keyPaddingMask)
     {
-        var packed = parameter(prefix + "in_proj_weight");
-        var bias = parameter(prefix + "in_proj_bias");
-        long e = packed.shape[^1];
-        Tensor Slice(Tensor t, int part) => t.narrow(1, part * e, e);
-        var (context, _) = AttentionCore.Attend(Project(query, Slice(packed, 0), Slice(bias, 0)),
-            Project(keyValue, Slice(packed, 1), Slice(bias, 1)), Project(keyValue, Slice(packed, 2), Slice(bias, 2)),
-            heads, null, null, false, mask, keyPaddingMask);
-        return Project(context, parameter(prefix + "out_proj.weight"), parameter(prefix + "out_proj.bias"));
+        string weight = prefix + "in_proj_weight", bias = prefix + "in_proj_bias";
+        var (context, _) = AttentionCore.Attend(maps.Affine(weight, bias, 0, query),
+            maps.Affine(weight, bias, 1, keyValue), maps.Affine(weight, bias, 2, keyValue), heads, null, null, false,
+            mask, keyPaddingMask);
+        return maps.Affine(prefix + "out_proj.weight", prefix + "out_proj.bias", null, context);
     }
 
-    private static Tensor FeedForward(Func<string, Tensor> parameter, FeedForwardActivation activation, Tensor h)
+    private static Tensor FeedForward(ITransformerMaps maps, FeedForwardActivation activation, Tensor h)
     {
-        var inner = Project(h, parameter("linear1.weight"), parameter("linear1.bias"));
+        var inner = maps.Affine("linear1.weight", "linear1.bias", null, h);
         inner = activation == FeedForwardActivation.GELU ? nn.functional.gelu(inner) : nn.functional.relu(inner);
-        return Project(inner, parameter("linear2.weight"), parameter("linear2.bias"));
-    }
-
-    // Per-sample weights [N, O, I] and biases [N, O] on [N, L, I].
-    private static Tensor Project(Tensor x, Tensor weight, Tensor bias) =>
-        bmm(x, weight.transpose(1, 2)) + bias.unsqueeze(1);
-
-    // LayerNorm over the last dimension with per-sample weight and bias [N, E].
-    private static Tensor Norm(Func<string, Tensor> parameter, string prefix, Tensor x)
-    {
-        var normalized = nn.functional.layer_norm(x, [x.shape[^1]], eps: LayerNormEpsilon);
-        return normalized * parameter(prefix + "weight").unsqueeze(1) + parameter(prefix + "bias").unsqueeze(1);
+        return maps.Affine("linear2.weight", "linear2.bias", null, inner);
     }
 }

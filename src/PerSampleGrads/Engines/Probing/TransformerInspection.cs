@@ -16,19 +16,34 @@ namespace PerSampleGrads.Engines.Probing;
 /// </summary>
 public static class TransformerInspection
 {
-    private static readonly ConditionalWeakTable<nn.Module, TransformerLayerBehaviour> Cache = new();
+    private static readonly ConditionalWeakTable<nn.Module, Inspected> Cache = new();
 
     /// <summary>The behaviour of <paramref name="layer"/> (an encoder or decoder layer).</summary>
     /// <exception cref="PerSampleGradientsException">Dropout in training mode, or no configuration reproduces the
     /// layer (<see cref="Problem.UnsupportedLayers"/>).</exception>
     public static TransformerLayerBehaviour Inspect(nn.Module layer, string path)
     {
+        var inspected = Find(layer, path);
+        return inspected.Behaviour ?? throw new PerSampleGradientsException(Problem.UnsupportedLayers,
+            $"{layer.GetType().Name} '{path}': {inspected.Why}, so the functional engine cannot recompose it with " +
+            "per-sample parameters. Use the hook engine (it re-runs such a layer per sample), or freeze its " +
+            "parameters.");
+    }
+
+    /// <summary>The behaviour of <paramref name="layer"/>, or null when no configuration reproduces it.</summary>
+    /// <exception cref="PerSampleGradientsException">Dropout in training mode.</exception>
+    public static TransformerLayerBehaviour? TryInspect(nn.Module layer, string path) => Find(layer, path).Behaviour;
+
+    private static Inspected Find(nn.Module layer, string path)
+    {
         RefuseDropout(layer, path);
         if (Cache.TryGetValue(layer, out var known)) return known;
-        var behaviour = Probe(layer, path);
-        Cache.AddOrUpdate(layer, behaviour);
-        return behaviour;
+        var inspected = Probe(layer);
+        Cache.AddOrUpdate(layer, inspected);
+        return inspected;
     }
+
+    private sealed record Inspected(TransformerLayerBehaviour? Behaviour, string Why);
 
     private static void RefuseDropout(nn.Module layer, string path)
     {
@@ -42,17 +57,24 @@ public static class TransformerInspection
                 "random, so a per-sample gradient is not defined. Create it with dropout 0, or put it in eval mode.");
     }
 
-    private static TransformerLayerBehaviour Probe(nn.Module layer, string path)
+    private static Inspected Probe(nn.Module layer)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var (x, memory) = ProbeInputs(layer);
         var output = Native(layer, x, memory).transpose(0, 1);
         var parameters = layer.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
+        var missing = new[] { "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias" }
+            .SelectMany(role => memory is null ? ["self_attn." + role] : new[] { "self_attn." + role,
+                "multihead_attn." + role })
+            .Concat(["linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias", "norm1.weight",
+                "norm1.bias", "norm2.weight", "norm2.bias"])
+            .Concat(memory is null ? [] : new[] { "norm3.weight", "norm3.bias" })
+            .FirstOrDefault(name => !parameters.ContainsKey(name));
+        if (missing is not null) return new Inspected(null, $"it has no parameter '{missing}'");
         long n = x.shape[1];
-        Tensor Parameter(string name) => parameters.TryGetValue(name, out var p)
-            ? p.unsqueeze(0).expand([n, .. p.shape])
-            : throw Unreproducible(layer, path, $"it has no parameter '{name}'");
+        var maps = new PerSampleTransformerMaps(name => parameters[name].unsqueeze(0).expand([n,
+            .. parameters[name].shape]));
         long e = x.shape[2];
         double tolerance = x.dtype == ScalarType.Float64 ? 1e-10 : 1e-4;
         for (long heads = 1; heads <= e; heads++)
@@ -62,20 +84,15 @@ public static class TransformerInspection
             {
                 var behaviour = new TransformerLayerBehaviour(heads, activation);
                 var mine = memory is null
-                    ? TransformerLayers.Encode(Parameter, behaviour, x.transpose(0, 1))
-                    : TransformerLayers.Decode(Parameter, behaviour, x.transpose(0, 1), memory.transpose(0, 1));
+                    ? TransformerLayers.Encode(maps, behaviour, x.transpose(0, 1))
+                    : TransformerLayers.Decode(maps, behaviour, x.transpose(0, 1), memory.transpose(0, 1));
                 if (mine.shape.SequenceEqual(output.shape) && (mine - output).abs().max().ToDouble()
                     <= tolerance * Math.Max(1, output.abs().max().ToDouble()))
-                    return behaviour;
+                    return new Inspected(behaviour, "");
             }
         }
-        throw Unreproducible(layer, path, "no number of heads and activation reproduces its output");
+        return new Inspected(null, "no number of heads and activation reproduces its output");
     }
-
-    private static PerSampleGradientsException Unreproducible(nn.Module layer, string path, string why) =>
-        new(Problem.UnsupportedLayers, $"{layer.GetType().Name} '{path}': {why}, so the functional engine cannot " +
-            "recompose it with per-sample parameters. Use the hook engine (it re-runs the layer per sample), or " +
-            "freeze its parameters.");
 
     private static Tensor Native(nn.Module layer, Tensor x, Tensor? memory) => layer switch
     {

@@ -23,8 +23,8 @@ public static class TransformerLayerForward
             call.Argument(0)!, call.Argument(1)!, call.Argument(2), call.Argument(3), call.Argument(4),
             call.Argument(5));
 
-    private static Func<string, Tensor> Lookup(FunctionalCall call) => name => call.Parameters[name]
+    private static PerSampleTransformerMaps Lookup(FunctionalCall call) => new(name => call.Parameters[name]
         ?? throw new PerSampleGradientsException(Problem.UnsupportedLayers,
             $"{call.Layer.GetType().Name} '{call.Path}' has no parameter '{name}', which the recomposed layer " +
-            "needs. Use the hook engine.");
+            "needs. Use the hook engine."));
 }

@@ -37,5 +37,7 @@ public static class HookRules
         [typeof(GRUCell)] = RecurrentRule.Compute,
         [typeof(RNNCell)] = RecurrentRule.Compute,
         [typeof(MultiheadAttention)] = MultiheadAttentionRule.Compute,
+        [typeof(TransformerEncoderLayer)] = TransformerLayerRule.Compute,
+        [typeof(TransformerDecoderLayer)] = TransformerLayerRule.Compute,
     };
 }
