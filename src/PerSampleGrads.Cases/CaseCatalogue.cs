@@ -318,6 +318,10 @@ public static class CaseCatalogue
             Recurrent("gru-l2-bi-h0", new(gru, Layers: 2, Bidirectional: true, InitialState: true), 3, CeMean),
             Recurrent("gru-batchfirst-nobias-final", new(gru, BatchFirst: true, Bias: false, ReadFinalState: true), 4,
                 CeSum),
+            // Biases trained, weights frozen: the per-sample terms carry biases only (GRU's b_hn scaled by r).
+            WithFrozen(Recurrent("gru-bi-frozen-weights", new(gru, Bidirectional: true), 3, CeMean),
+                "recurrent.weight_ih_l0", "recurrent.weight_hh_l0", "recurrent.weight_ih_l0_reverse",
+                "recurrent.weight_hh_l0_reverse"),
             Recurrent("rnn-tanh-l2-final", new(tanh, Layers: 2, ReadFinalState: true), 3, CeMean),
             Recurrent("rnn-relu-bi-batchfirst-h0", new(relu, Bidirectional: true, BatchFirst: true,
                 InitialState: true), 3, CeMean),
@@ -385,6 +389,12 @@ public static class CaseCatalogue
             model.train();
             return model;
         },
+    };
+
+    // The case with the parameters named frozen.
+    private static GradientCase WithFrozen(GradientCase gradientCase, params string[] names) => gradientCase with
+    {
+        Build = () => Frozen(gradientCase.Build(), names),
     };
 
     // The case with InstanceNorm running statistics away from 0 and 1, so that a rule ignoring them in eval mode fails.

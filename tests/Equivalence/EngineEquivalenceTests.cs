@@ -3,6 +3,7 @@ using PerSampleGrads.Cases;
 using PerSampleGrads.Checking;
 using PerSampleGrads.Testing.Checks;
 using PerSampleGrads.Engines.Functional;
+using PerSampleGrads.Engines.Functional.Layers;
 using PerSampleGrads.Engines.Hooks;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
@@ -129,6 +130,19 @@ public sealed class FunctionalEngineEquivalenceTests : EngineEquivalenceTests
             using var chunked = problem.Run(new FunctionalEngine(new FunctionalEngineOptions { ChunkSize = chunk }));
             GradientAssert.Agree(chunked, whole, ScalarType.Float64);
         }
+    }
+
+    // Every route gives the same gradients, so only this pins the measured choice (a wrong one costs up to 25x).
+    [Fact]
+    public void Auto_takes_the_measured_convolution_route_and_a_requested_one_as_asked()
+    {
+        long threshold = ConvolutionForward.CpuGroupedMinPositions;
+        Assert.Equal(ConvolutionStrategy.SharedValueUnfold,
+            ConvolutionForward.Choose(ConvolutionStrategy.Auto, CPU, threshold - 1));
+        Assert.Equal(ConvolutionStrategy.GroupedConvolution,
+            ConvolutionForward.Choose(ConvolutionStrategy.Auto, CPU, threshold));
+        Assert.Equal(ConvolutionStrategy.UnfoldMatmul,
+            ConvolutionForward.Choose(ConvolutionStrategy.UnfoldMatmul, CPU, threshold));
     }
 
     [Theory]

@@ -28,7 +28,7 @@ public static class RecurrentForward
             layout.HasCellState ? Argument(2) : null);
         Tensor?[] outputs = layout.IsCell ? [result.FinalHidden, result.FinalCell]
             : [result.Output, result.FinalHidden, result.FinalCell];
-        for (int slot = 1; slot < call.OtherOutputs.Length && slot < outputs.Length; slot++)
+        for (int slot = 1; slot < call.OtherOutputs.Length; slot++)
             call.OtherOutputs[slot] = outputs[slot] is { } o ? SlotLayout.First(o, call.OutputAxes[slot]) : null;
         return SlotLayout.First(outputs[0]!, call.OutputAxes[0]);
     }
