@@ -67,6 +67,8 @@ public static class CaseCatalogue
             Plain("linear-3d", [7, 5], 4, mse(LossReduction.Sum), () => [Linear(5, 3)]),
             Plain("linear-3d", [7, 5], 3, mse(LossReduction.Mean), () => [Linear(5, 3)]),
             Plain("linear-4d", [2, 3, 5], 3, l1(LossReduction.Mean), () => [Linear(5, 4)]),
+            // One output feature at several positions: the one-position shortcuts must not take it.
+            Plain("linear-3d-one-output", [7, 5], 3, mse(LossReduction.Mean), () => [Linear(5, 1)]),
             Classifier("linear-nobias", [9], 4, CeMean, () => [Linear(9, 6, hasBias: false), Tanh()]),
             // Conv1d: stride, padding, dilation, groups, 'same' with an even kernel, 'valid', bias off, reflect
             // padding.
@@ -341,8 +343,8 @@ public static class CaseCatalogue
     private static IEnumerable<GradientCase> SequenceCases()
     {
         GradientCase Bag(string name, EmbeddingBagMode mode, BagInput input, bool weighted, long n,
-            LossFunction loss, long padding = -1) =>
-            Case(name, [4], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new BagClassifier(12, 5,
+            LossFunction loss, long padding = -1, long width = 4) =>
+            Case(name, [width], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new BagClassifier(12, 5,
                 mode, input, weighted, 3, padding)), vocabulary: 12);
         GradientCase Attention(AttentionOptions options, long n, LossFunction loss) =>
             Case($"attention-{options}", [5], loss, n, () => Seeded.Build(11, () =>
@@ -358,6 +360,9 @@ public static class CaseCatalogue
             Bag("bag-sum-offsets", EmbeddingBagMode.Sum, BagInput.FlatWithOffsets, false, 4, CeSum),
             Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 4, CeMean),
             Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 1, CeMean),
+            // Bags of one id: the mean divides by 1.
+            Bag("bag-mean-offsets-one-id", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 3, CeMean,
+                width: 1),
             Bag("bag-sum-weighted-rows", EmbeddingBagMode.Sum, BagInput.Rows, true, 3, CeMean),
             Bag("bag-sum-weighted-offsets", EmbeddingBagMode.Sum, BagInput.FlatWithOffsets, true, 4, CeMean),
             Bag("bag-mean-pad0-rows", EmbeddingBagMode.Mean, BagInput.Rows, false, 4, CeMean, padding: 0),

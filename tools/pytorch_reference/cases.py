@@ -113,6 +113,7 @@ CASES = {
     "linear-2d": plain(lambda: [nn.Linear(6, 4)]),
     "linear-3d": plain(lambda: [nn.Linear(5, 3)]),
     "linear-4d": plain(lambda: [nn.Linear(5, 4)]),
+    "linear-3d-one-output": plain(lambda: [nn.Linear(5, 1)]),
     "linear-nobias": classifier(5, lambda: [nn.Linear(9, 6, bias=False), nn.Tanh()]),
     # Conv1d
     "conv1d-k3-p1": classifier(5, lambda: [nn.Conv1d(3, 5, 3, padding=1)]),

@@ -163,6 +163,7 @@ def sequence_cases():
         "bag-mean-rows": lambda s: BagClassifier("mean", False, False),
         "bag-sum-offsets": lambda s: BagClassifier("sum", True, False),
         "bag-mean-offsets": lambda s: BagClassifier("mean", True, False),
+        "bag-mean-offsets-one-id": lambda s: BagClassifier("mean", True, False),
         "bag-sum-weighted-rows": lambda s: BagClassifier("sum", False, True),
         "bag-sum-weighted-offsets": lambda s: BagClassifier("sum", True, True),
         "bag-mean-pad0-rows": lambda s: BagClassifier("mean", False, False, padding=0),
