@@ -360,6 +360,7 @@ public static class CaseCatalogue
             Bag("bag-sum-offsets", EmbeddingBagMode.Sum, BagInput.FlatWithOffsets, false, 4, CeSum),
             Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 4, CeMean),
             Bag("bag-mean-offsets", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 1, CeMean),
+            Bag("bag-mean-lastoffset", EmbeddingBagMode.Mean, BagInput.FlatWithLastOffset, false, 3, CeMean),
             // Bags of one id: the mean divides by 1.
             Bag("bag-mean-offsets-one-id", EmbeddingBagMode.Mean, BagInput.FlatWithOffsets, false, 3, CeMean,
                 width: 1),

@@ -12,6 +12,9 @@ public enum BagInput
     Rows,
     /// <summary>1-d ids <c>[N*bag]</c> and offsets <c>[N]</c>: one bag per sample.</summary>
     FlatWithOffsets,
+    /// <summary>1-d ids <c>[N*bag]</c> and offsets <c>[N + 1]</c> ending with the id count, the layer created with
+    /// <c>include_last_offset</c>: one bag per sample.</summary>
+    FlatWithLastOffset,
 }
 
 /// <summary>
@@ -29,7 +32,8 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
     public BagClassifier(long vocabulary, long width, EmbeddingBagMode mode, BagInput input, bool weighted,
         long classes, long paddingIndex = -1) : base(nameof(BagClassifier))
     {
-        bag = EmbeddingBag(vocabulary, width, mode: mode, padding_index: paddingIndex);
+        bag = EmbeddingBag(vocabulary, width, mode: mode, include_last_offset: input == BagInput.FlatWithLastOffset,
+            padding_index: paddingIndex);
         head = Linear(width, classes);
         _input = input;
         _weighted = weighted;
@@ -44,7 +48,8 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
         long n = ids.shape[0], width = ids.shape[1];
         var pooled = _input == BagInput.Rows
             ? bag.call(ids, null, weights)
-            : bag.call(ids.reshape(-1), arange(n, device: ids.device).mul(width), weights?.reshape(-1));
+            : bag.call(ids.reshape(-1), arange(_input == BagInput.FlatWithLastOffset ? n + 1 : n, device: ids.device)
+                .mul(width), weights?.reshape(-1));
         return scope.MoveToOuter(head.call(functional.tanh(pooled)));
     }
 }

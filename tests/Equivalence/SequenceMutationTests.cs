@@ -11,9 +11,9 @@ using static TorchSharp.torch;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// Planted bugs in the EmbeddingBag, MultiheadAttention and Transformer-layer rules, injected through the hook engine's rule table:
-/// each must disagree with the float64 oracle on at least one catalogue case of its layer, and the shipped rules
-/// must agree on every one of those cases (else a kill would prove nothing).
+/// Planted bugs in the EmbeddingBag, MultiheadAttention and Transformer-layer rules, injected through the hook
+/// engine's rule table: each must disagree with the float64 oracle on at least one catalogue case of its layer, and
+/// the shipped rules must agree on every one of those cases (else a kill would prove nothing).
 /// </summary>
 [Trait("Category", "Mutation")]
 public sealed class SequenceMutationTests(ITestOutputHelper output)

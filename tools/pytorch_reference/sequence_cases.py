@@ -73,16 +73,17 @@ class BagClassifier(nn.Module):
     """SequenceModels.cs BagClassifier: ids [N, bag] -> EmbeddingBag (2-d rows, or 1-d ids with offsets; optional
     per-sample weights 0.5 + (id mod 3) / 2) -> tanh -> Linear head. Names as TorchSharp's: bag.weight, head.*."""
 
-    def __init__(self, mode, flat, weighted, padding=None):
+    def __init__(self, mode, flat, weighted, padding=None, last_offset=False):
         super().__init__()
-        self.bag = nn.EmbeddingBag(12, 5, mode=mode, padding_idx=padding)
+        self.bag = nn.EmbeddingBag(12, 5, mode=mode, padding_idx=padding, include_last_offset=last_offset)
         self.head = nn.Linear(5, 3)
-        self.flat, self.weighted = flat, weighted
+        self.flat, self.weighted, self.last_offset = flat, weighted, last_offset
 
     def forward(self, ids):
         weights = (ids % 3).to(self.bag.weight.dtype) / 2 + 0.5 if self.weighted else None
         if self.flat:
-            offsets = torch.arange(ids.shape[0], device=ids.device) * ids.shape[1]
+            bags = ids.shape[0] + 1 if self.last_offset else ids.shape[0]
+            offsets = torch.arange(bags, device=ids.device) * ids.shape[1]
             pooled = self.bag(ids.reshape(-1), offsets, None if weights is None else weights.reshape(-1))
         else:
             pooled = self.bag(ids, None, weights)
@@ -164,6 +165,7 @@ def sequence_cases():
         "bag-sum-offsets": lambda s: BagClassifier("sum", True, False),
         "bag-mean-offsets": lambda s: BagClassifier("mean", True, False),
         "bag-mean-offsets-one-id": lambda s: BagClassifier("mean", True, False),
+        "bag-mean-lastoffset": lambda s: BagClassifier("mean", True, False, last_offset=True),
         "bag-sum-weighted-rows": lambda s: BagClassifier("sum", False, True),
         "bag-sum-weighted-offsets": lambda s: BagClassifier("sum", True, True),
         "bag-mean-pad0-rows": lambda s: BagClassifier("mean", False, False, padding=0),
