@@ -346,13 +346,15 @@ public static class CaseCatalogue
             LossFunction loss, long padding = -1, long width = 4) =>
             Case(name, [width], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new BagClassifier(12, 5,
                 mode, input, weighted, 3, padding)), vocabulary: 12);
+        // Attention and the Transformer layers start with zero projection biases and unit LayerNorm weights: moved
+        // away from them, so a rule that misuses their values cannot pass.
         GradientCase Attention(AttentionOptions options, long n, LossFunction loss) =>
-            Case($"attention-{options}", [5], loss, n, () => Seeded.Build(11, () =>
-                (Module<Tensor, Tensor>)new AttentionClassifier(10, 8, 5, options, 3)), vocabulary: 10);
+            Case($"attention-{options}", [5], loss, n, () => Perturbed(Seeded.Build(11, () =>
+                (Module<Tensor, Tensor>)new AttentionClassifier(10, 8, 5, options, 3))), vocabulary: 10);
         GradientCase Transformer(string name, bool decoder, Activations activation, long n, LossFunction loss,
             bool masked = false) =>
-            Case(name, [5], loss, n, () => Seeded.Build(11, () => (Module<Tensor, Tensor>)new TransformerClassifier(
-                10, 8, 2, 12, decoder, activation, 3, masked)), vocabulary: 10);
+            Case(name, [5], loss, n, () => Perturbed(Seeded.Build(11, () => (Module<Tensor, Tensor>)
+                new TransformerClassifier(10, 8, 2, 12, decoder, activation, 3, masked))), vocabulary: 10);
         return
         [
             Bag("bag-sum-rows", EmbeddingBagMode.Sum, BagInput.Rows, false, 4, CeMean),
@@ -420,6 +422,16 @@ public static class CaseCatalogue
             return model;
         },
     };
+
+    // Every parameter plus seeded noise (standard deviation 0.2).
+    private static Module<Tensor, Tensor> Perturbed(Module<Tensor, Tensor> model)
+    {
+        using var generator = Seeded.Generator(19);
+        using (no_grad())
+            foreach (var p in model.parameters())
+                p.add_(randn(p.shape, generator: generator).to(p.dtype, p.device).mul(0.2));
+        return model;
+    }
 
     private static Module<Tensor, Tensor> Frozen(Module<Tensor, Tensor> model, params string[] names)
     {
