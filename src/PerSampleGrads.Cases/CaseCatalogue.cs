@@ -352,9 +352,10 @@ public static class CaseCatalogue
             Case($"attention-{options}", [5], loss, n, () => Perturbed(Seeded.Build(11, () =>
                 (Module<Tensor, Tensor>)new AttentionClassifier(10, 8, 5, options, 3))), vocabulary: 10);
         GradientCase Transformer(string name, bool decoder, Activations activation, long n, LossFunction loss,
-            bool masked = false) =>
+            bool masked = false, bool everyMask = false) =>
             Case(name, [5], loss, n, () => Perturbed(Seeded.Build(11, () => (Module<Tensor, Tensor>)
-                new TransformerClassifier(10, 8, 2, 12, decoder, activation, 3, masked))), vocabulary: 10);
+                new TransformerClassifier(10, 8, 2, 12, decoder, activation, 3, masked, everyMask: everyMask))),
+                vocabulary: 10);
         return
         [
             Bag("bag-sum-rows", EmbeddingBagMode.Sum, BagInput.Rows, false, 4, CeMean),
@@ -385,6 +386,7 @@ public static class CaseCatalogue
             Transformer("transformer-decoder-relu", true, Activations.ReLU, 3, CeMean),
             Transformer("transformer-decoder-gelu-masked", true, Activations.GELU, 4, CeSum, masked: true),
             Transformer("transformer-decoder-gelu-masked", true, Activations.GELU, 1, CeMean, masked: true),
+            Transformer("transformer-decoder-relu-every-mask", true, Activations.ReLU, 3, CeMean, everyMask: true),
         ];
     }
 

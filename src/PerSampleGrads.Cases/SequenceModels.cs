@@ -144,13 +144,17 @@ public sealed class TransformerClassifier : Module<Tensor, Tensor>
     private readonly TransformerDecoderLayer? decoder;
     private readonly Linear head;
     private readonly bool masked;
+    private readonly bool everyMask;
 
-    /// <summary>Creates it with freshly initialised parameters.</summary>
+    /// <summary>Creates it with freshly initialised parameters; <paramref name="everyMask"/> gives a decoder all four
+    /// masks: the causal target mask, a memory mask hiding memory beyond the next position, and both key padding
+    /// masks.</summary>
     public TransformerClassifier(long vocabulary, long width, long heads, long feedForward, bool decoderLayer,
-        Activations activation, long classes, bool masked = false, double dropout = 0.0)
+        Activations activation, long classes, bool masked = false, double dropout = 0.0, bool everyMask = false)
         : base(nameof(TransformerClassifier))
     {
         this.masked = masked;
+        this.everyMask = everyMask;
         embedding = Embedding(vocabulary, width);
         if (decoderLayer)
         {
@@ -167,15 +171,18 @@ public sealed class TransformerClassifier : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = embedding.call(ids).transpose(0, 1);
+        long t = ids.shape[1];
         var y = encoder is not null ? encoder.call(x)
-            : masked ? decoder!.call(x, memory!.call(ids).transpose(0, 1), Causal(ids.shape[1], x), null, null,
+            : everyMask ? decoder!.call(x, memory!.call(ids).transpose(0, 1), Causal(t, x, 1), Causal(t, x, 2),
+                MemoryPadding(ids), MemoryPadding(ids))
+            : masked ? decoder!.call(x, memory!.call(ids).transpose(0, 1), Causal(t, x, 1), null, null,
                 MemoryPadding(ids))
             : decoder!.call(x, memory!.call(ids).transpose(0, 1));
         return scope.MoveToOuter(head.call(y.mean([0])));
     }
 
-    private static Tensor Causal(long t, Tensor like) =>
-        full(t, t, double.NegativeInfinity, dtype: like.dtype, device: like.device).triu(1);
+    private static Tensor Causal(long t, Tensor like, long diagonal) =>
+        full(t, t, double.NegativeInfinity, dtype: like.dtype, device: like.device).triu(diagonal);
 
     private static Tensor MemoryPadding(Tensor ids)
     {

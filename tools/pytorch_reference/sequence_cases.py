@@ -130,9 +130,9 @@ class TransformerClassifier(nn.Module):
     TransformerDecoderLayer attending to a second embedding; masked: additive causal target mask, ids == 0 except
     position 0 as the memory's key padding mask), dropout 0 -> mean over positions -> Linear head."""
 
-    def __init__(self, decoder, activation, masked=False):
+    def __init__(self, decoder, activation, masked=False, every_mask=False):
         super().__init__()
-        self.masked = masked
+        self.masked, self.every_mask = masked, every_mask
         self.embedding = nn.Embedding(10, 8)
         if decoder:
             self.memory = nn.Embedding(10, 8)
@@ -145,6 +145,14 @@ class TransformerClassifier(nn.Module):
         x = self.embedding(ids).transpose(0, 1)
         if not hasattr(self, "decoder"):
             y = self.encoder(x)
+        elif self.every_mask:
+            t = ids.shape[1]
+            padding = ids.eq(0)
+            padding[:, 0] = False
+            y = self.decoder(x, self.memory(ids).transpose(0, 1),
+                             tgt_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(1),
+                             memory_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(2),
+                             tgt_key_padding_mask=padding, memory_key_padding_mask=padding)
         elif self.masked:
             t = ids.shape[1]
             padding = ids.eq(0)
@@ -185,5 +193,6 @@ def sequence_cases():
         "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
         "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
         "transformer-decoder-gelu-masked": lambda s: TransformerClassifier(True, "gelu", masked=True),
+        "transformer-decoder-relu-every-mask": lambda s: TransformerClassifier(True, "relu", every_mask=True),
     }
     return cases
