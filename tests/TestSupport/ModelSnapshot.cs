@@ -72,7 +72,9 @@ public sealed class ModelSnapshot : IDisposable
         foreach (var (m, before) in ModelInspection.AllModules(_model).Zip(_modes))
             if (m.Module.training != before.Training) problems.Add($"{m.Display}: training {m.Module.training}, was " +
                 $"{before.Training}");
-        if (!Probe().equal(_probeOutput).all().item<bool>())
+        // A left-behind hook changes every forward; this machine's libtorch now and then computes one float32 forward
+        // wrong (PlatformArithmetic), so one differing forward is retried twice before it counts.
+        if (Enumerable.Range(0, 3).All(_ => !Probe().equal(_probeOutput).all().item<bool>()))
             problems.Add("the model's output on the probe input changed (a hook left behind?)");
         return problems;
     }
