@@ -145,21 +145,17 @@ class TransformerClassifier(nn.Module):
         x = self.embedding(ids).transpose(0, 1)
         if not hasattr(self, "decoder"):
             y = self.encoder(x)
-        elif self.every_mask:
+        elif self.masked or self.every_mask:
             t = ids.shape[1]
             padding = ids.eq(0)
             padding[:, 0] = False
-            y = self.decoder(x, self.memory(ids).transpose(0, 1),
-                             tgt_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(1),
-                             memory_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(2),
-                             tgt_key_padding_mask=padding, memory_key_padding_mask=padding)
-        elif self.masked:
-            t = ids.shape[1]
-            padding = ids.eq(0)
-            padding[:, 0] = False
-            y = self.decoder(x, self.memory(ids).transpose(0, 1),
-                             tgt_mask=torch.full((t, t), float("-inf"), dtype=x.dtype).triu(1),
-                             memory_key_padding_mask=padding)
+
+            def causal(diagonal):
+                return torch.full((t, t), float("-inf"), dtype=x.dtype).triu(diagonal)
+
+            every = dict(memory_mask=causal(2), tgt_key_padding_mask=padding) if self.every_mask else {}
+            y = self.decoder(x, self.memory(ids).transpose(0, 1), tgt_mask=causal(1),
+                             memory_key_padding_mask=padding, **every)
         else:
             y = self.decoder(x, self.memory(ids).transpose(0, 1))
         return self.head(y.mean(0))
