@@ -169,7 +169,21 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     parser.add_argument("--min-score", type=float, default=0,
                         help="exit with status 1 when the score (percent) is below this")
+    parser.add_argument("--shard", default="1/1",
+                        help="K/M: run every M-th mutant starting at the K-th (M runners side by side, each its own "
+                             "--out; --merge joins them)")
+    parser.add_argument("--merge", nargs="*", default=None, metavar="DIR",
+                        help="join the results.json of these folders into --out (no mutant is run)")
     args = parser.parse_args()
+    if args.merge is not None:
+        merged = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge]
+        out = Path(args.out).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        results = sorted((r for m in merged for r in m["results"]), key=lambda r: (r["file"], r["line"]))
+        score = write(out, results, sorted({f for m in merged for f in m["files"]}), merged[0]["tests"])
+        print(f"mutation score {score:.1f}% over {len(results)} mutants: {out / 'results.md'}", flush=True)
+        return
+    shard, shards = (int(part) for part in args.shard.split("/"))
 
     files = list(args.files) + (PRESETS[args.preset]["files"] if args.preset else [])
     tests = args.tests if args.tests else (PRESETS[args.preset]["tests"] if args.preset else ["-trait", "Category=Checker"])
@@ -186,6 +200,7 @@ def main():
         mutants.extend(sorted(found, key=lambda m: m[1]))
     if args.max and len(mutants) > args.max:
         mutants = sorted(rng.sample(mutants, args.max), key=lambda m: (m[0], m[1]))
+    mutants = mutants[shard - 1::shards]
     print(f"{len(mutants)} mutants in {len(files)} files; tests: {' '.join(tests)}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="psg-mutation-"))
@@ -262,7 +277,9 @@ def main():
         if score < args.min_score:
             sys.exit(f"mutation score {score:.1f}% is below --min-score {args.min_score}")
     finally:
-        run(["dotnet", "build-server", "shutdown"], root)
+        # Side-by-side shards share the compiler server: the last one to finish may stop it, none before.
+        if shards == 1:
+            run(["dotnet", "build-server", "shutdown"], root)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
