@@ -79,6 +79,9 @@ internal sealed class PreparedCall : IDisposable
     public List<ParameterGroup> Groups { get; }
     public SampleLayout Layout { get; }
 
+    /// <summary>Forward pre-hooks and forward hooks the caller had registered on <paramref name="module"/>.</summary>
+    public (int Pre, int Post) UserHooks(nn.Module module) => _access.UserHooks(module);
+
     /// <summary>
     /// Everything an engine does before computing, in one place: load check, exclusive use of the model with
     /// gradients on, placement, the one validator, the per-layer support check, hooks the caller registered, the

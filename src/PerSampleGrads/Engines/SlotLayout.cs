@@ -35,6 +35,27 @@ internal static class SlotLayout
         arguments.Select((a, i) => a is Tensor t
             ? (object)keep(First(t, i < axes.Arguments.Count ? axes.Arguments[i] : null)) : a).ToArray();
 
+    /// <summary>
+    /// The arguments of a call whose outputs are discarded, on one sample: every tensor narrowed to its first sample
+    /// along its located dimension; null (the arguments as given) when some tensor's samples were not located or are
+    /// shared.
+    /// </summary>
+    public static object?[]? OneSampleStandIn(object?[] arguments, LayerAxes axes)
+    {
+        var standIn = new object?[arguments.Length];
+        for (int slot = 0; slot < arguments.Length; slot++)
+        {
+            if (arguments[slot] is not Tensor t)
+            {
+                standIn[slot] = arguments[slot];
+                continue;
+            }
+            if (slot >= axes.Arguments.Count || axes.Arguments[slot] is not { IsShared: false } axis) return null;
+            standIn[slot] = t.narrow(axis.Dimension, 0, 1);
+        }
+        return standIn;
+    }
+
     /// <summary>Whether <paramref name="slot"/> holds one value per sample along a dimension.</summary>
     public static bool PerSample(IReadOnlyList<SampleAxis?> axes, int slot) =>
         slot < axes.Count && axes[slot] is { IsShared: false };

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -26,20 +28,49 @@ public sealed record GateInputRun(RecurrentResult Result, IReadOnlyList<Tensor> 
 /// them. Why: libtorch runs a layer's recurrence and its backward in one call, where a managed unroll costs a dozen
 /// operations per step. A cell is a one-layer, one-direction layer run for one step.
 /// </summary>
-public sealed class GateInputRecurrence : IDisposable
+public sealed class GateInputRecurrence
 {
+    // One recurrence per layer module, element type and device, kept while the module lives: building libtorch's
+    // modules costs more than the layer's forward on small batches.
+    private static readonly ConditionalWeakTable<nn.Module,
+        Dictionary<(ScalarType, DeviceType, int), GateInputRecurrence>> Kept = new();
+
     private readonly RecurrentLayout _layout;
     private readonly nn.Module[] _layers;
+    // Where each of the layer's weights lives in the libtorch modules: the whole parameter, or W_ih's own columns.
+    private readonly List<(Tensor Target, string Source)> _targets = [];
 
-    /// <summary>
-    /// Builds the modules for <paramref name="layout"/> from <paramref name="weights"/>, the layer's weights and
-    /// biases by local name (<c>weight_ih_l0</c>, ...), in their element type and on their device.
-    /// </summary>
-    public GateInputRecurrence(RecurrentLayout layout, IReadOnlyDictionary<string, Tensor> weights)
+    private GateInputRecurrence(RecurrentLayout layout, IReadOnlyDictionary<string, Tensor> weights)
     {
         _layout = layout;
         _layers = new nn.Module[layout.Layers];
         for (int layer = 0; layer < layout.Layers; layer++) _layers[layer] = Build(layer, weights);
+        Load(weights);
+    }
+
+    /// <summary>
+    /// The recurrence of <paramref name="layer"/> (laid out as <paramref name="layout"/>) with
+    /// <paramref name="weights"/>, the layer's weights and biases by local name (<c>weight_ih_l0</c>, ...), in their
+    /// element type and on their device. Built once per layer, element type and device and kept while the layer
+    /// lives; each call copies in the weights that changed since the last one (so a layer called twice in one
+    /// forward leaves the first call's graph intact).
+    /// </summary>
+    public static GateInputRecurrence Of(nn.Module layer, RecurrentLayout layout,
+        IReadOnlyDictionary<string, Tensor> weights)
+    {
+        var reference = weights[layout.Name("weight_ih", 0, 0)];
+        var key = (reference.dtype, reference.device_type, reference.device_index);
+        var kept = Kept.GetOrCreateValue(layer);
+        lock (kept)
+        {
+            if (kept.TryGetValue(key, out var recurrence) && recurrence._layout == layout)
+            {
+                recurrence.Load(weights);
+                return recurrence;
+            }
+            recurrence?.Release();
+            return kept[key] = new GateInputRecurrence(layout, weights);
+        }
     }
 
     /// <summary>The gate features of one direction, <c>G*H</c>.</summary>
@@ -115,9 +146,15 @@ public sealed class GateInputRecurrence : IDisposable
     /// from a layer's <paramref name="output"/> <c>[T, N, D*H]</c> and its <paramref name="hidden"/> h0 <c>[D, N,
     /// H]</c>.
     /// </summary>
-    public Tensor States(int direction, Tensor output, Tensor hidden)
+    public Tensor States(int direction, Tensor output, Tensor hidden) => States(_layout, direction, output, hidden);
+
+    /// <summary>
+    /// The state before each step, as <see cref="States(int, Tensor, Tensor)"/>, for a layer of
+    /// <paramref name="layout"/>.
+    /// </summary>
+    public static Tensor States(RecurrentLayout layout, int direction, Tensor output, Tensor hidden)
     {
-        long length = output.shape[0], h = _layout.HiddenSize;
+        long length = output.shape[0], h = layout.HiddenSize;
         var first = hidden[direction].unsqueeze(0);
         if (length == 1) return first;
         var own = output.narrow(2, direction * h, h);
@@ -140,13 +177,25 @@ public sealed class GateInputRecurrence : IDisposable
             + nn.functional.linear(states, weightHh.narrow(0, 0, h), biasHh?.narrow(0, 0, h))).sigmoid();
     }
 
-    /// <inheritdoc/>
-    public void Dispose()
+    private void Release()
     {
+        foreach (var target in _targets) target.Target.Dispose();
         foreach (var layer in _layers) layer.Dispose();
     }
 
-    // One libtorch layer with every direction of `layer`, its input widened by D*G*H features.
+    // Copies each weight that differs from its place in the modules.
+    private void Load(IReadOnlyDictionary<string, Tensor> weights)
+    {
+        using var _ = no_grad();
+        foreach (var (target, source) in _targets)
+        {
+            var own = weights[source];
+            if (!target.allclose(own, rtol: 0, atol: 0)) target.copy_(own);
+        }
+    }
+
+    // One libtorch layer with every direction of `layer`, its input widened by D*G*H features and the identity block
+    // in place; its weights' places are added to _targets. Its tensors outlive the caller's dispose scope.
     private nn.Module Build(int layer, IReadOnlyDictionary<string, Tensor> weights)
     {
         var reference = weights[_layout.Name("weight_ih", layer, 0)];
@@ -165,19 +214,20 @@ public sealed class GateInputRecurrence : IDisposable
         using var _ = no_grad();
         foreach (var (name, parameter) in module.named_parameters())
         {
+            parameter.DetachFromDisposeScope();
             parameter.requires_grad_(false);
             int direction = name.EndsWith("_reverse", StringComparison.Ordinal) ? 1 : 0;
             string role = name[..name.IndexOf("_l0", StringComparison.Ordinal)];
-            var own = weights[_layout.Name(role, layer, direction)];
+            string source = _layout.Name(role, layer, direction);
             if (role != "weight_ih")
             {
-                parameter.copy_(own);
+                _targets.Add((parameter.alias().DetachFromDisposeScope(), source));
                 continue;
             }
             parameter.zero_();
-            parameter.narrow(1, 0, input).copy_(own);
+            _targets.Add((parameter.narrow(1, 0, input).DetachFromDisposeScope(), source));
             parameter.narrow(1, input + direction * GateWidth, GateWidth)
-                .copy_(eye(GateWidth, dtype: own.dtype, device: own.device));
+                .copy_(eye(GateWidth, dtype: reference.dtype, device: reference.device));
         }
         return module;
     }

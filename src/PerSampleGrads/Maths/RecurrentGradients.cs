@@ -56,8 +56,8 @@ public static class RecurrentGradients
     public static List<RecurrentStepGradients> Backpropagate(RecurrentLayout layout, nn.Module module,
         RecurrentCall call)
     {
-        var weights = module.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
-        using var recurrence = new GateInputRecurrence(layout, weights);
+        var weights = Weights(module);
+        var recurrence = GateInputRecurrence.Of(module, layout, weights);
         var starts = new List<RecurrentLayerStart>();
         var leaves = new List<Tensor>();
         GateInputRun run;
@@ -84,17 +84,32 @@ public static class RecurrentGradients
             Add(run.Result.FinalCell, call.FinalCellGradient);
             if (outputs.Count > 0) autograd.backward(outputs, gradients, inputs: leaves);
         }
+        return Steps(layout, weights, starts, run.LayerOutputs, leaves.Select(leaf => leaf.grad).ToList());
+    }
+
+    /// <summary>
+    /// For each layer and direction, the layer's input, the state before each step and the gradients at each step's
+    /// pre-activations, from a run of a <see cref="GateInputRecurrence"/>: each layer's <paramref name="starts"/>,
+    /// its output <paramref name="layerOutputs"/> <c>[T, N, D*H]</c> and the gradient at its gate input e
+    /// <paramref name="gateGradients"/> <c>[T, N, D*G*H]</c> (null where the backward did not reach: zeros).
+    /// </summary>
+    public static List<RecurrentStepGradients> Steps(RecurrentLayout layout,
+        IReadOnlyDictionary<string, Tensor> weights, IReadOnlyList<RecurrentLayerStart> starts,
+        IReadOnlyList<Tensor> layerOutputs, IReadOnlyList<Tensor?> gateGradients)
+    {
+        long width = layout.Gates * layout.HiddenSize;
         var steps = new List<RecurrentStepGradients>();
         for (int layer = 0; layer < layout.Layers; layer++)
         {
             var start = starts[layer];
             var x = start.Input.detach();
-            // Zero where the backward did not reach.
-            var dz = leaves[layer].grad is { } grad ? grad : zeros_like(leaves[layer]);
+            var dz = gateGradients[layer] ?? zeros([x.shape[0], x.shape[1], layout.Directions * width], x.dtype,
+                x.device);
             for (int direction = 0; direction < layout.Directions; direction++)
             {
-                var states = recurrence.States(direction, run.LayerOutputs[layer].detach(), start.Hidden);
-                var dzInput = dz.narrow(2, direction * recurrence.GateWidth, recurrence.GateWidth);
+                var states = GateInputRecurrence.States(layout, direction, layerOutputs[layer].detach(),
+                    start.Hidden.detach());
+                var dzInput = dz.narrow(2, direction * width, width);
                 var dzHidden = dzInput;
                 if (layout.Kind == RecurrentKind.Gru)
                 {
@@ -109,6 +124,10 @@ public static class RecurrentGradients
         }
         return steps;
     }
+
+    /// <summary>The layer's weights and biases by local name, detached.</summary>
+    public static Dictionary<string, Tensor> Weights(nn.Module module) =>
+        module.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
 
     /// <summary>
     /// The per-sample weight gradients from <paramref name="steps"/> (the class summary's sums over t), by local

@@ -171,9 +171,9 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
             ?? ModelInspection.PerSampleZeros(g.Parameter, k));
     }
 
-    // A module of another signature (ModuleSignatures): its own forward runs on the real arguments without gradients
-    // (its outputs are discarded: no stand-in batch fits every signature), then the batched forward's outputs replace
-    // them, each moved back to where the module keeps the samples.
+    // A module of another signature (ModuleSignatures): its own forward runs without gradients on one sample where
+    // every tensor argument has its samples located (else on the real arguments), its outputs are discarded, and the
+    // batched forward's outputs replace them, each moved back to where the module keeps the samples.
     private void HookSlots(NamedModule named, ModuleSignature signature, BatchedForward forward,
         SampleParameters parameterCopies, LayerAxes probed, long k, List<Action> removers,
         Stack<IDisposable> realForwards)
@@ -188,7 +188,7 @@ public sealed class FunctionalEngine : IPerSampleGradientMethod
                 ? [axis.ExpandShared(input, k), .. arguments[1..]] : arguments;
             stash.Push(SlotLayout.ArgumentsFirst(given, axes, t => t));
             realForwards.Push(no_grad());
-            return null;
+            return axis.IsShared ? null : SlotLayout.OneSampleStandIn(arguments, axes);
         }));
         removers.Add(signature.HookAfter(layer, (_, real) =>
         {

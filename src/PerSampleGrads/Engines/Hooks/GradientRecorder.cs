@@ -53,6 +53,10 @@ internal sealed class CapturedCall : IDisposable
     /// <summary>The gradients at every output slot (null where none arrived).</summary>
     public IReadOnlyList<Tensor?> OutputGradients => _outputGradients;
 
+    /// <summary>What the layer's recording forward kept, when the engine computed the layer's forward with one
+    /// (<see cref="RecordingForward"/>); null otherwise.</summary>
+    public ForwardTape? Tape { get; set; }
+
     /// <summary>Whether some output slot received a gradient.</summary>
     public bool ReachedLoss => _outputGradients.Any(g => g is not null);
 
@@ -72,6 +76,7 @@ internal sealed class CapturedCall : IDisposable
     {
         foreach (var argument in Arguments) (argument as Tensor)?.Dispose();
         foreach (var gradient in _outputGradients) gradient?.Dispose();
+        Tape?.Dispose();
     }
 }
 
@@ -104,6 +109,7 @@ internal sealed class GradientRecorder : autograd.SingleTensorFunction<GradientR
         {
             case RecordingSlot slot: slot.Call.Record(slot.Output, grad_output); break;
             case CapturedCall call: call.Record(grad_output); break;
+            case TapeSlot slot: slot.Tape.Record(slot.Index, grad_output); break;
         }
         return [grad_output, null!, null!];
     }

@@ -31,12 +31,19 @@ public sealed class HookEngine : IPerSampleGradientMethod
 {
     private readonly HookEngineOptions _options;
     private readonly IReadOnlyDictionary<Type, PerSampleRule> _rules;
+    private readonly IReadOnlyDictionary<Type, RecordingForward> _forwards;
 
-    /// <summary>Creates the engine with the default rule table or <paramref name="rules"/>.</summary>
-    public HookEngine(HookEngineOptions? options = null, IReadOnlyDictionary<Type, PerSampleRule>? rules = null)
+    /// <summary>
+    /// Creates the engine with the default rule table or <paramref name="rules"/>, and the default recording forwards
+    /// (<see cref="HookRules.RecordingForwards"/>) or <paramref name="forwards"/>; a recording forward is used only
+    /// for a layer type that has a rule.
+    /// </summary>
+    public HookEngine(HookEngineOptions? options = null, IReadOnlyDictionary<Type, PerSampleRule>? rules = null,
+        IReadOnlyDictionary<Type, RecordingForward>? forwards = null)
     {
         _options = options ?? new HookEngineOptions();
         _rules = rules ?? HookRules.Default;
+        _forwards = forwards ?? HookRules.RecordingForwards;
     }
 
     /// <inheritdoc/>
@@ -102,11 +109,38 @@ public sealed class HookEngine : IPerSampleGradientMethod
                 if (axis.IsShared)
                     removers.Add(signature.HookBefore(layer, arguments => arguments[0] is Tensor input
                         ? [axis.ExpandShared(input, n), .. arguments[1..]] : null));
+                // A layer the engine computes itself: the module's own forward gets a one-sample stand-in where every
+                // tensor argument has its samples located, and its outputs are replaced. Not with hooks of the
+                // caller's on the layer, which would see the stand-in.
+                var recording = _rules.ContainsKey(layer.GetType()) && !axis.IsShared
+                    && prepared.UserHooks(layer) is (0, 0) ? _forwards.GetValueOrDefault(layer.GetType()) : null;
+                var realArguments = new Stack<object?[]>();
+                if (recording is not null)
+                    removers.Add(signature.HookBefore(layer, arguments =>
+                    {
+                        realArguments.Push(arguments);
+                        return SlotLayout.OneSampleStandIn(arguments, axes);
+                    }));
                 removers.Add(signature.HookAfter(layer, (arguments, outputs) =>
                 {
+                    ForwardTape? tape = null;
+                    if (recording is not null)
+                    {
+                        arguments = realArguments.Pop();
+                        tape = new ForwardTape(probe);
+                        try
+                        {
+                            outputs = recording(layer, named.Display, arguments, tape).Take(outputs.Length).ToArray();
+                        }
+                        catch
+                        {
+                            tape.Dispose();
+                            throw;
+                        }
+                    }
                     var sampleFirst = axis.IsShared ? SampleAxis.First : axis;
                     var call = new CapturedCall(named, sampleFirst, SlotLayout.ArgumentsFirst(arguments, axes,
-                        t => t.detach().DetachFromDisposeScope()), axes, outputs);
+                        t => t.detach().DetachFromDisposeScope()), axes, outputs) { Tape = tape };
                     calls.Add(call);
                     return outputs.Select((o, i) => o is null ? null
                         : GradientRecorder.apply(o, new RecordingSlot(call, i), probe)).ToArray();
@@ -154,6 +188,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             {
                 ArgumentAxes = call.Axes.Arguments,
                 OutputAxes = call.Axes.Outputs,
+                Tape = call.Tape,
             };
         var primary = gradients[0] ?? zeros(call.OutputShapes[0]!, dtype: call.OutputTypes[0]!.Value,
             device: call.Input.device).movedim([call.Axes.Outputs[0]?.Dimension ?? 0], [0]);
@@ -163,6 +198,7 @@ public sealed class HookEngine : IPerSampleGradientMethod
             ArgumentAxes = call.Axes.Arguments,
             OutputGradients = gradients,
             OutputAxes = call.Axes.Outputs,
+            Tape = call.Tape,
         };
     }
 

@@ -35,6 +35,10 @@ public sealed record LayerCall(nn.Module Layer, string Path, Tensor Input, Tenso
     /// <summary>Where each output slot kept the samples in the module's own call (null: not located).</summary>
     public IReadOnlyList<SampleAxis?> OutputAxes { get; init; } = [SampleAxis.First];
 
+    /// <summary>What the layer's recording forward (<see cref="RecordingForward"/>) kept, when the engine computed
+    /// the layer's forward with one; null otherwise.</summary>
+    public ForwardTape? Tape { get; init; }
+
     /// <summary>The tensor in argument slot <paramref name="slot"/>, or null.</summary>
     public Tensor? Argument(int slot) => slot < Arguments.Count ? Arguments[slot] as Tensor : null;
 
@@ -65,3 +69,12 @@ public interface ILayerGradientSink
 /// the layer's own parameters. Pure: reads the call, writes only to the sink.
 /// </summary>
 public delegate void PerSampleRule(LayerCall call, ILayerGradientSink sink);
+
+/// <summary>
+/// A layer's forward computed by the hook engine in place of the module's own, so that the one backward also
+/// delivers what the layer's rule needs (a recurrent layer's gradients at every step's gates): from the call's
+/// <paramref name="arguments"/> in the module's own layout (<see cref="ModuleSignature"/> slots, still in the graph),
+/// the outputs the module would return, one per output slot, computed through tensors marked in
+/// <paramref name="tape"/>. The rule then reads the tape (<see cref="LayerCall.Tape"/>).
+/// </summary>
+public delegate Tensor?[] RecordingForward(nn.Module layer, string path, object?[] arguments, ForwardTape tape);

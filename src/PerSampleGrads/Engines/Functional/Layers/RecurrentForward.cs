@@ -24,7 +24,7 @@ public static class RecurrentForward
         // Back to the layer's own layout: input [T, N, I] unless batch-first, states [L*D, N, H].
         Tensor? Argument(int slot) =>
             call.Argument(slot) is { } t ? SlotLayout.Back(t, call.ArgumentAxes[slot]) : null;
-        var result = Run(layout, call.Parameters, Argument(0)!, Argument(1),
+        var result = Run(call.Layer, layout, call.Parameters, Argument(0)!, Argument(1),
             layout.HasCellState ? Argument(2) : null);
         Tensor?[] outputs = layout.IsCell ? [result.FinalHidden, result.FinalCell]
             : [result.Output, result.FinalHidden, result.FinalCell];
@@ -34,14 +34,15 @@ public static class RecurrentForward
     }
 
     /// <summary>
-    /// The layer's outputs for <paramref name="input"/> (its own layout) from <paramref name="hidden"/> and
-    /// <paramref name="cell"/> (null: zeros), with <paramref name="parameters"/> by local name.
+    /// The outputs of <paramref name="layer"/> for <paramref name="input"/> (its own layout) from
+    /// <paramref name="hidden"/> and <paramref name="cell"/> (null: zeros), with <paramref name="parameters"/> by local
+    /// name.
     /// </summary>
-    public static RecurrentResult Run(RecurrentLayout layout, SampleParameters parameters, Tensor input,
+    public static RecurrentResult Run(nn.Module layer, RecurrentLayout layout, SampleParameters parameters, Tensor input,
         Tensor? hidden, Tensor? cell)
     {
         var shared = parameters.Names.ToDictionary(name => name, name => parameters.Shared(name)!);
-        using var recurrence = new GateInputRecurrence(layout, shared);
+        var recurrence = GateInputRecurrence.Of(layer, layout, shared);
         return recurrence.Run(input, hidden, layout.HasCellState ? cell : null, start =>
         {
             long length = start.Input.shape[0], k = start.Input.shape[1];

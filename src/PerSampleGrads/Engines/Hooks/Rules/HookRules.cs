@@ -40,4 +40,20 @@ public static class HookRules
         [typeof(TransformerEncoderLayer)] = TransformerLayerRule.Compute,
         [typeof(TransformerDecoderLayer)] = TransformerLayerRule.Compute,
     };
+
+    /// <summary>
+    /// Layers whose forward the hook engine computes itself (<see cref="RecordingForward"/>), so that the model's one
+    /// backward gives their rule what it would otherwise recompute: the recurrent layers' gradients at every step's
+    /// gates. The module's own forward then runs on one sample (its outputs are replaced).
+    /// </summary>
+    public static IReadOnlyDictionary<Type, RecordingForward> RecordingForwards { get; } =
+        new Dictionary<Type, RecordingForward>
+        {
+            [typeof(LSTM)] = RecurrentRule.Forward,
+            [typeof(GRU)] = RecurrentRule.Forward,
+            [typeof(RNN)] = RecurrentRule.Forward,
+            [typeof(LSTMCell)] = RecurrentRule.Forward,
+            [typeof(GRUCell)] = RecurrentRule.Forward,
+            [typeof(RNNCell)] = RecurrentRule.Forward,
+        };
 }

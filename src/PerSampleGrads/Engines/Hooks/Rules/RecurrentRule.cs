@@ -15,14 +15,50 @@ public static class RecurrentRule
 {
     /// <summary>
     /// Adds this call's per-sample gradients of the layer's trainable parameters, <c>[N, ...parameter shape]</c>,
-    /// to the sink (the formula is in the class summary).
+    /// to the sink (the formula is in the class summary): from the tape when the engine ran <see cref="Forward"/>,
+    /// else by running the recurrence again from the call's inputs and output gradients.
     /// </summary>
     public static void Compute(LayerCall call, ILayerGradientSink sink)
     {
         var layout = RecurrentInspection.Inspect(call.Layer, call.Path);
-        foreach (var (name, gradient) in RecurrentGradients.Compute(layout, call.Layer, Arguments(call, layout),
-            sink.Wants))
+        var steps = call.Tape is { } tape ? Steps(layout, call.Layer, tape)
+            : RecurrentGradients.Backpropagate(layout, call.Layer, Arguments(call, layout));
+        foreach (var (name, gradient) in RecurrentGradients.WeightGradients(layout, steps, sink.Wants))
             sink.Add(name, gradient);
+    }
+
+    /// <summary>
+    /// The layer's forward through libtorch's layers with a marked zero input at every step's gates
+    /// (<see cref="GateInputRecurrence"/>): the outputs are the layer's, and the model's backward records the gradient
+    /// at every step's gate pre-activations. Keeps, per layer: its input, its h0 and its output sequence; marks its
+    /// gate input.
+    /// </summary>
+    public static Tensor?[] Forward(nn.Module layer, string path, object?[] arguments, ForwardTape tape)
+    {
+        var layout = RecurrentInspection.Inspect(layer, path);
+        var recurrence = GateInputRecurrence.Of(layer, layout, RecurrentGradients.Weights(layer));
+        var input = (Tensor)arguments[0]!;
+        var run = recurrence.Run(input, ModuleSignature.TensorAt(arguments, 1),
+            layout.HasCellState ? ModuleSignature.TensorAt(arguments, 2) : null, start =>
+            {
+                tape.Keep(start.Input);
+                tape.Keep(start.Hidden);
+                return tape.Mark(zeros([start.Input.shape[0], start.Input.shape[1],
+                    layout.Directions * recurrence.GateWidth], start.Input.dtype, start.Input.device));
+            });
+        foreach (var output in run.LayerOutputs) tape.Keep(output);
+        var result = run.Result;
+        return layout.IsCell ? [result.FinalHidden, result.FinalCell]
+            : [result.Output, result.FinalHidden, result.FinalCell];
+    }
+
+    // The tape of Forward: per layer its input and h0, then every layer's output; one gradient per layer.
+    private static List<RecurrentStepGradients> Steps(RecurrentLayout layout, nn.Module layer, ForwardTape tape)
+    {
+        var starts = Enumerable.Range(0, (int)layout.Layers)
+            .Select(l => new RecurrentLayerStart(l, tape.Values[2 * l], tape.Values[2 * l + 1], null)).ToList();
+        var outputs = tape.Values.Skip(2 * (int)layout.Layers).ToList();
+        return RecurrentGradients.Steps(layout, RecurrentGradients.Weights(layer), starts, outputs, tape.Gradients);
     }
 
     /// <summary>
