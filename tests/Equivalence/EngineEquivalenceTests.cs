@@ -61,7 +61,7 @@ public abstract class EngineEquivalenceTests
         Assert.Empty(snapshot.Differences());
     }
 
-    // The LSTM: both engines build libtorch layers of their own on every call.
+    // The LSTM: both engines run libtorch layers of their own, kept between calls.
     [Theory]
     [InlineData("small-cnn", 1000)]
     [InlineData("lstm", 200)]
