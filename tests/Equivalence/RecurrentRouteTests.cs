@@ -34,12 +34,14 @@ public sealed class RecurrentRouteTests
         var truth = OracleCache.Float64(gradientCase);
         var tolerance = TolerancePolicy.ToleranceFor(ScalarType.Float64);
         int recorded = 0;
-        var counting = RecurrentLayers.ToDictionary(t => t, _ => (RecordingForward)((layer, path, arguments, tape) =>
+        RecordingForward forward = (layer, path, arguments, axes, tape) =>
         {
             recorded++;
-            return RecurrentRule.Forward(layer, path, arguments, tape);
-        }));
-        foreach (var engine in new[] { new HookEngine(forwards: counting), new HookEngine(forwards: new Dictionary<Type, RecordingForward>()) })
+            return RecurrentRule.Forward(layer, path, arguments, axes, tape);
+        };
+        var counting = RecurrentLayers.ToDictionary(t => t, _ => forward);
+        var rerunning = new Dictionary<Type, RecordingForward>();
+        foreach (var engine in new[] { new HookEngine(forwards: counting), new HookEngine(forwards: rerunning) })
         {
             using var problem = gradientCase.Create(ScalarType.Float64);
             using var actual = problem.Run(engine);

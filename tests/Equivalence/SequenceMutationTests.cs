@@ -20,21 +20,30 @@ public sealed class SequenceMutationTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Bugs => new(PlantedBugs.Keys);
 
-    private static readonly Dictionary<string, (Type Layer, string CasePrefix, PerSampleRule Rule)> PlantedBugs = new()
+    // The attention rule's two routes: from the engine's own forward of the layer (the default) and rerun from the
+    // call (taken when the caller's hooks sit on the layer); a bug planted in the rule's rerun is run without the
+    // recording forward.
+    private static readonly Dictionary<string, (string CasePrefix, Func<HookEngine> Mutated)> PlantedBugs = new()
     {
-        // The attention core without the 1/sqrt(d) score scale.
-        ["attention-forgets-scale"] = (typeof(MultiheadAttention), "attention-",
-            (call, sink) => MultiheadAttentionRule.Compute(call, sink, 1.0)),
-        // The attention core recomputed without the key padding and attention masks.
-        ["attention-ignores-masks"] = (typeof(MultiheadAttention), "attention-",
+        // The attention core without the 1/sqrt(d) score scale, in the rerun and in the recording forward.
+        ["attention-forgets-scale"] = ("attention-", () => Rerunning(typeof(MultiheadAttention),
+            (call, sink) => MultiheadAttentionRule.Compute(call, sink, 1.0))),
+        ["attention-forward-forgets-scale"] = ("attention-", () => Recording(typeof(MultiheadAttention),
+            (layer, path, arguments, axes, tape) =>
+                MultiheadAttentionRule.ScaledForward(layer, path, arguments, axes, tape, 1.0))),
+        // The attention core without the key padding and attention masks, in the rerun and in the recording forward.
+        ["attention-ignores-masks"] = ("attention-", () => Rerunning(typeof(MultiheadAttention),
             (call, sink) => MultiheadAttentionRule.Compute(call with { Arguments = [.. call.Arguments.Take(3), null,
-                call.Arguments[4], null] }, sink)),
+                call.Arguments[4], null] }, sink))),
+        ["attention-forward-ignores-masks"] = ("attention-", () => Recording(typeof(MultiheadAttention),
+            (layer, path, arguments, axes, tape) => MultiheadAttentionRule.Forward(layer, path,
+                [.. arguments.Take(3), null, arguments[4], null], axes, tape))),
         // The bag rule in mean mode adds every row with coefficient 1, as in sum mode.
-        ["bag-ignores-mean-mode"] = (typeof(EmbeddingBag), "bag-", BagAsSum),
+        ["bag-ignores-mean-mode"] = ("bag-", () => Rerunning(typeof(EmbeddingBag), BagAsSum)),
         // The native Transformer decoder layer recomposed without its four masks.
-        ["transformer-rule-ignores-masks"] = (typeof(TransformerDecoderLayer), "transformer-",
+        ["transformer-rule-ignores-masks"] = ("transformer-", () => Rerunning(typeof(TransformerDecoderLayer),
             (call, sink) => TransformerLayerRule.Compute(call with { Arguments = [.. call.Arguments.Take(2), null, null,
-                null, null] }, sink)),
+                null, null] }, sink))),
     };
 
     [Theory]
@@ -43,10 +52,18 @@ public sealed class SequenceMutationTests(ITestOutputHelper output)
         string bug)
     {
         TestSettings.RequireTorch();
-        var (layer, prefix, rule) = PlantedBugs[bug];
-        var rules = new Dictionary<Type, PerSampleRule>(HookRules.Default) { [layer] = rule };
-        AssertKilled(output, bug, prefix, () => new HookEngine(), () => new HookEngine(rules: rules));
+        var (prefix, mutated) = PlantedBugs[bug];
+        AssertKilled(output, bug, prefix, () => new HookEngine(), mutated);
     }
+
+    // The hook engine with `rule` for `layer` and no recording forward at all.
+    private static HookEngine Rerunning(Type layer, PerSampleRule rule) =>
+        new(rules: new Dictionary<Type, PerSampleRule>(HookRules.Default) { [layer] = rule },
+            forwards: new Dictionary<Type, RecordingForward>());
+
+    // The hook engine with `forward` as the recording forward of `layer`.
+    private static HookEngine Recording(Type layer, RecordingForward forward) =>
+        new(forwards: new Dictionary<Type, RecordingForward>(HookRules.RecordingForwards) { [layer] = forward });
 
     /// <summary>
     /// On every catalogue case whose id starts with <paramref name="prefix"/>: the shipped method agrees with the

@@ -130,7 +130,11 @@ public sealed class HookEngine : IPerSampleGradientMethod
                         tape = new ForwardTape(probe);
                         try
                         {
-                            outputs = recording(layer, named.Display, arguments, tape).Take(outputs.Length).ToArray();
+                            // Slots the module left empty in this call stay empty.
+                            var real = outputs;
+                            outputs = recording(layer, named.Display, arguments, axes, tape)
+                                .Select((o, i) => i < real.Length && real[i] is not null ? o : null)
+                                .Take(real.Length).ToArray();
                         }
                         catch
                         {

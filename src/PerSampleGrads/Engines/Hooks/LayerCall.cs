@@ -72,9 +72,11 @@ public delegate void PerSampleRule(LayerCall call, ILayerGradientSink sink);
 
 /// <summary>
 /// A layer's forward computed by the hook engine in place of the module's own, so that the one backward also
-/// delivers what the layer's rule needs (a recurrent layer's gradients at every step's gates): from the call's
-/// <paramref name="arguments"/> in the module's own layout (<see cref="ModuleSignature"/> slots, still in the graph),
-/// the outputs the module would return, one per output slot, computed through tensors marked in
-/// <paramref name="tape"/>. The rule then reads the tape (<see cref="LayerCall.Tape"/>).
+/// delivers what the layer's rule needs (a recurrent layer's gradients at every step's gates, attention's at its
+/// projections): from the call's <paramref name="arguments"/> in the module's own layout (<see cref="ModuleSignature"/>
+/// slots, still in the graph; <paramref name="axes"/> tells where each keeps the samples), the outputs the module
+/// would return, one per output slot in its own layout, computed through tensors marked in <paramref name="tape"/>.
+/// The rule then reads the tape (<see cref="LayerCall.Tape"/>).
 /// </summary>
-public delegate Tensor?[] RecordingForward(nn.Module layer, string path, object?[] arguments, ForwardTape tape);
+public delegate Tensor?[] RecordingForward(nn.Module layer, string path, object?[] arguments, LayerAxes axes,
+    ForwardTape tape);

@@ -38,8 +38,8 @@ public static class RecurrentForward
     /// <paramref name="hidden"/> and <paramref name="cell"/> (null: zeros), with <paramref name="parameters"/> by local
     /// name.
     /// </summary>
-    public static RecurrentResult Run(nn.Module layer, RecurrentLayout layout, SampleParameters parameters, Tensor input,
-        Tensor? hidden, Tensor? cell)
+    public static RecurrentResult Run(nn.Module layer, RecurrentLayout layout, SampleParameters parameters,
+        Tensor input, Tensor? hidden, Tensor? cell)
     {
         var shared = parameters.Names.ToDictionary(name => name, name => parameters.Shared(name)!);
         var recurrence = GateInputRecurrence.Of(layer, layout, shared);

@@ -44,7 +44,8 @@ public static class HookRules
     /// <summary>
     /// Layers whose forward the hook engine computes itself (<see cref="RecordingForward"/>), so that the model's one
     /// backward gives their rule what it would otherwise recompute: the recurrent layers' gradients at every step's
-    /// gates. The module's own forward then runs on one sample (its outputs are replaced).
+    /// gates, attention's at its projections. The module's own forward then runs on one sample where every tensor
+    /// argument has its samples located (its outputs are replaced).
     /// </summary>
     public static IReadOnlyDictionary<Type, RecordingForward> RecordingForwards { get; } =
         new Dictionary<Type, RecordingForward>
@@ -55,5 +56,6 @@ public static class HookRules
             [typeof(LSTMCell)] = RecurrentRule.Forward,
             [typeof(GRUCell)] = RecurrentRule.Forward,
             [typeof(RNNCell)] = RecurrentRule.Forward,
+            [typeof(MultiheadAttention)] = MultiheadAttentionRule.Forward,
         };
 }

@@ -1,3 +1,4 @@
+using PerSampleGrads.Engines.Probing;
 using PerSampleGrads.Maths;
 using static TorchSharp.torch;
 
@@ -33,7 +34,8 @@ public static class RecurrentRule
     /// at every step's gate pre-activations. Keeps, per layer: its input, its h0 and its output sequence; marks its
     /// gate input.
     /// </summary>
-    public static Tensor?[] Forward(nn.Module layer, string path, object?[] arguments, ForwardTape tape)
+    public static Tensor?[] Forward(nn.Module layer, string path, object?[] arguments, LayerAxes axes,
+        ForwardTape tape)
     {
         var layout = RecurrentInspection.Inspect(layer, path);
         var recurrence = GateInputRecurrence.Of(layer, layout, RecurrentGradients.Weights(layer));
