@@ -182,6 +182,8 @@ def main():
         results = sorted((r for m in merged for r in m["results"]), key=lambda r: (r["file"], r["line"]))
         score = write(out, results, sorted({f for m in merged for f in m["files"]}), merged[0]["tests"])
         print(f"mutation score {score:.1f}% over {len(results)} mutants: {out / 'results.md'}", flush=True)
+        if score < args.min_score:
+            sys.exit(f"mutation score {score:.1f}% is below --min-score {args.min_score}")
         return
     shard, shards = (int(part) for part in args.shard.split("/"))
 
