@@ -99,7 +99,10 @@ def classifier(classes, layers, tokens=False):
         with torch.no_grad():
             probe = torch.zeros((1,) + tuple(sample_shape), dtype=torch.int64 if tokens else torch.float32)
             for layer in body:
-                probe = layer(probe)
+                # In eval mode: BatchNorm in training mode refuses one sample, and would update its statistics.
+                training = layer.training
+                probe = layer.eval()(probe)
+                layer.train(training)
         return nn.Sequential(*body, nn.Flatten(), nn.Linear(probe[0].numel(), classes))
 
     return build
