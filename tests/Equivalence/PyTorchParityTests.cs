@@ -83,6 +83,9 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         "cannot handle function conv_transpose",
         // PyTorch 1.13: ExpandedWeights has no rule for prelu.
         "cannot handle function prelu",
+        // PyTorch 1.13: ExpandedWeights handles library layers' functions only, not a custom module's raw parameter
+        // in an elementwise product (the fallback cases).
+        "cannot handle function mul",
         // PyTorch 1.13: ExpandedWeights' 3-d convolution rule accepts dilation 1 only.
         "dilation=(2, 2, 2) not supported",
     ];
@@ -155,6 +158,9 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
                 known => expandedWeights.UnsupportedReason!.Contains(known, StringComparison.Ordinal));
 
         var failures = comparisons.Where(c => !c.Passed).Select(c => c.Describe()).ToList();
+        // A float32 case this machine's libtorch computes wrong (PlatformArithmetic) is skipped, as in the engines'
+        // own equivalence tests.
+        EngineEquivalenceTests.SkipWhereTheMachineIsAtFault(failures.Count == 0, gradientCase, dtype);
         Assert.True(failures.Count == 0, string.Join(Environment.NewLine, failures));
     }
 

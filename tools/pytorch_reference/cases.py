@@ -186,10 +186,10 @@ CASES = {
     "prelu-per-channel": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.PReLU(4)]),
     "prelu-per-feature": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(5)]),
     # Custom modules without a rule (the per-sample rerun fallback)
-    "custom-gainshift-fallback": classifier(4, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
+    "custom-gainshift-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
     "custom-unused-parameter-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainTanhWithSpare(5)]),
-    "custom-gainshift-fallback-tokens": classifier(3, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
-    "custom-scaled-linear-fallback": classifier(4, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
+    "custom-gainshift-fallback-tokens": classifier(5, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
+    "custom-scaled-linear-fallback": classifier(5, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
     # Embedding
     "embedding-pad0": classifier(3, lambda: [nn.Embedding(20, 4, padding_idx=0)], tokens=True),
     "embedding-nopad": classifier(4, lambda: [nn.Embedding(15, 3)], tokens=True),
@@ -213,8 +213,8 @@ CASES = {
         5, lambda: [nn.Conv3d(2, 3, (3, 2, 2), stride=(1, 2, 1), padding=(0, 1, 2), dilation=(2, 1, 1))]),
     "conv3d-same-k3x2x1-d1x1x2": classifier(
         5, lambda: [nn.Conv3d(2, 2, (3, 2, 1), padding="same", dilation=(1, 1, 2))]),
-    "convtranspose2d-k3x2-s2x3-p1x0-op1x2": classifier(
-        5, lambda: [nn.ConvTranspose2d(3, 2, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2))]),
+    "convtranspose2d-k3x2-s2x3-p1x0-op1": classifier(
+        5, lambda: [nn.ConvTranspose2d(3, 2, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 1))]),
     "convtranspose3d-k2x3x1-s2x3x2-p0x1x0-op1-d1x1x2": classifier(
         5, lambda: [nn.ConvTranspose3d(2, 2, (2, 3, 1), stride=(2, 3, 2), padding=(0, 1, 0), output_padding=1,
                                        dilation=(1, 1, 2))]),
