@@ -86,6 +86,13 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         // PyTorch 1.13: ExpandedWeights handles library layers' functions only, not a custom module's raw parameter
         // in an elementwise product (the fallback cases).
         "cannot handle function mul",
+        // PyTorch 1.13: ExpandedWeights has no rule for these layers' functions.
+        "cannot handle function multi_head_attention_forward",
+        "cannot handle function embedding_bag",
+        "cannot handle function lstm_cell",
+        "cannot handle function gru_cell",
+        "cannot handle function rnn_tanh_cell",
+        "cannot handle function rnn_relu_cell",
         // PyTorch 1.13: ExpandedWeights' 3-d convolution rule accepts dilation 1 only.
         "dilation=(2, 2, 2) not supported",
     ];
@@ -95,10 +102,34 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
     [
         // functorch 1.13 has no batching rule for nn.LSTM (_VF.lstm): its per-sample call fails on a shape check.
         "doesn't match the broadcast shape",
+        // functorch 1.13 has no batching rule for nn.GRU's split of the gates.
+        "Batching rule not implemented for aten::unsafe_split.Tensor",
+        // functorch 1.13 refuses to update InstanceNorm's running statistics in training mode under vmap.
+        "Batch norm got a batched tensor as input while the running_mean or running_var",
         // functorch 1.13's PReLU batching rule takes a per-sample single weight for one weight per channel and fails
         // the channel check ("parameter numbers = 1 and channel size = C").
         "Mismatch of parameter numbers and input channel size",
     ];
+
+    /// <summary>
+    /// Where PyTorch's fast methods return per-sample gradients without an error that disagree with its own
+    /// one-sample-at-a-time loop on the same model (PyTorch 1.13, measured on the whole catalogue, 2026-12-02): a
+    /// defect of that method, which the test requires to be still there (remove the entry when a PyTorch release mends
+    /// it) and around which the engines are compared with the loop.
+    /// </summary>
+    private static readonly (string Method, string CasePrefix)[] KnownWrongInPyTorch =
+    [
+        // ExpandedWeights runs nn.LSTM, nn.GRU and nn.RNN (the _VF kernels on the flat weights) without complaint;
+        // its per-sample gradients are off by 100% of the loop's (relative error 1.0 on every trained weight).
+        (PyTorchReference.ExpandedWeights, "lstm-"),
+        (PyTorchReference.ExpandedWeights, "gru-"),
+        (PyTorchReference.ExpandedWeights, "rnn-"),
+        // vmap(grad) of a bidirectional, batch-first ReLU RNN given h0 disagrees with the loop in both dtypes.
+        (PyTorchReference.Vmap, "rnn-relu-bi-batchfirst-h0"),
+    ];
+
+    private static bool KnownWrong(string method, string caseId) =>
+        KnownWrongInPyTorch.Any(k => k.Method == method && caseId.StartsWith(k.CasePrefix, StringComparison.Ordinal));
 
     public static TheoryData<string, string> CasesAndDTypes
     {
@@ -125,9 +156,21 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
 
         var loop = pytorch[PyTorchReference.LoopFloat64];
         var vmapResult = pytorch.Methods.Single(m => m.Method == PyTorchReference.Vmap);
-        // Where vmap is unsupported (a known limitation, asserted below), the engines are checked against the loop.
-        var vmap = vmapResult.Gradients ?? loop;
         var expandedWeights = pytorch.Methods.Single(m => m.Method == PyTorchReference.ExpandedWeights);
+        var knownWrong = new List<GradientComparison>();
+        foreach (var method in new[] { vmapResult, expandedWeights }.Where(m => KnownWrong(m.Method, caseId)))
+        {
+            Assert.True(method.Gradients is not null, $"{method.Method} no longer runs {caseId}: update the list.");
+            knownWrong.Add(GradientComparison.Compare(method.Gradients!, loop, TolerancePolicy.ToleranceFor(dtype)));
+            Assert.False(knownWrong[^1].Passed, $"{method.Method} now agrees with the loop on {caseId}: remove it " +
+                "from KnownWrongInPyTorch.");
+        }
+        // Where vmap is unsupported (a known limitation, asserted below) or known wrong, the engines are checked
+        // against the loop.
+        var usableVmap = KnownWrong(PyTorchReference.Vmap, caseId) ? null : vmapResult.Gradients;
+        var usableExpandedWeights = KnownWrong(PyTorchReference.ExpandedWeights, caseId) ? null
+            : expandedWeights.Gradients;
+        var vmap = usableVmap ?? loop;
         using var hooks = problem.Run(new HookEngine());
         using var functional = problem.Run(new FunctionalEngine());
         var comparisons = new List<GradientComparison>();
@@ -137,8 +180,8 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             comparisons.Add(GradientComparison.Compare(OracleCache.Float64(gradientCase), loop, tolerance));
             comparisons.Add(GradientComparison.Compare(hooks, vmap, tolerance));
             comparisons.Add(GradientComparison.Compare(functional, vmap, tolerance));
-            if (vmapResult.Gradients is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
-            if (expandedWeights.Gradients is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
+            if (usableVmap is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
+            if (usableExpandedWeights is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
         }
         else
         {
@@ -146,10 +189,10 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             comparisons.Add(GradientComparison.Compare(oracle, loop, tolerance));
             comparisons.Add(GradientComparison.Compare(hooks, loop, tolerance));
             comparisons.Add(GradientComparison.Compare(functional, loop, tolerance));
-            if (vmapResult.Gradients is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
-            if (expandedWeights.Gradients is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
+            if (usableVmap is not null) comparisons.Add(GradientComparison.Compare(vmap, loop, tolerance));
+            if (usableExpandedWeights is { } ew) comparisons.Add(GradientComparison.Compare(ew, loop, tolerance));
         }
-        Report(comparisons, vmapResult, expandedWeights);
+        Report([.. comparisons, .. knownWrong], vmapResult, expandedWeights);
         if (!vmapResult.Supported)
             Assert.Contains(KnownVmapLimitations,
                 known => vmapResult.UnsupportedReason!.Contains(known, StringComparison.Ordinal));
