@@ -56,8 +56,23 @@ public enum BenchClock
 /// Times contenders the same way: warm-up calls first, then repeats interleaved (one call of each contender per
 /// round, so that drifts of the machine hit all of them alike), with the device synchronised around each call.
 /// </summary>
+/// <remarks>
+/// The warm-up runs each contender at least <c>warmUp</c> times and then on until it has made
+/// <see cref="JitWarmUpCalls"/> calls or spent <see cref="JitWarmUpBudget"/>: .NET first compiles a method without
+/// optimisation and recompiles it optimised after about 30 calls, and until then the engines' managed work (hooks,
+/// rules, inspection) is slower; on small models that was up to a third of a call (zoo <c>lstm</c>, N = 32: hooks
+/// 3.3x plain backward after 2 warm-up calls, 2.5x after 60, docs/benchmarks.md). A training loop runs the optimised
+/// code.
+/// </remarks>
 public static class BenchmarkRunner
 {
+    /// <summary>Calls per contender after which the warm-up may stop (the JIT has optimised what runs).</summary>
+    public const int JitWarmUpCalls = 40;
+
+    /// <summary>Warm-up time per contender after which the warm-up stops even short of
+    /// <see cref="JitWarmUpCalls"/> (slow contenders, whose managed work weighs little).</summary>
+    public static readonly TimeSpan JitWarmUpBudget = TimeSpan.FromSeconds(2);
+
     /// <summary>Measures every contender; <paramref name="progress"/> hears (contender, round).</summary>
     public static List<BenchTiming> Measure(IReadOnlyList<BenchContender> contenders, Device device, int warmUp,
         int repeats,
@@ -69,7 +84,11 @@ public static class BenchmarkRunner
         if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats,
             "At least one repeat is needed.");
         foreach (var contender in contenders)
-            for (int i = 0; i < warmUp; i++) contender.Run();
+        {
+            var warming = Stopwatch.StartNew();
+            for (int i = 0; i < warmUp || (i < JitWarmUpCalls && warming.Elapsed < JitWarmUpBudget); i++)
+                contender.Run();
+        }
 
         var times = contenders.ToDictionary(c => c.Name, _ => new List<double>());
         var stopwatch = new Stopwatch();

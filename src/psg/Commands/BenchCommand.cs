@@ -32,7 +32,8 @@ internal static class BenchCommand
             .AcceptOnlyFromAmong("seed");
         var repeats = new Option<int>("--repeats", "-r") { Description = "Timed repeats per contender (interleaved).",
             DefaultValueFactory = _ => 7 };
-        var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first.",
+        var warmUp = new Option<int>("--warmup") { Description = "Untimed calls per contender first (at least; the " +
+            "warm-up goes on to 40 calls or 2 s per contender, so that .NET's JIT has optimised the managed code).",
             DefaultValueFactory = _ => 2 };
         var methods = new Option<string>("--methods")
         {
