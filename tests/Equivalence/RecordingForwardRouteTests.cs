@@ -10,36 +10,36 @@ using static TorchSharp.torch;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// The hook engine's two routes to a recurrent layer's per-sample gradients: the recording forward (the engine runs
-/// the layer itself and the model's backward records the gates' gradients; the default) and the rerun from the call's
-/// inputs and output gradients (taken when the caller's hooks sit on the layer, which must see the real batch).
+/// The hook engine's two routes to the per-sample gradients of a layer it can compute itself (recurrent layers,
+/// MultiheadAttention): the recording forward (the engine runs the layer and the model's backward records the
+/// gradients inside it; the default) and the rerun from the call's inputs and output gradients (taken when the
+/// caller's hooks sit on the layer, which must see the real batch).
 /// </summary>
 [Trait("Category", "Equivalence")]
-public sealed class RecurrentRouteTests
+public sealed class RecordingForwardRouteTests
 {
     private static readonly Type[] RecurrentLayers =
         [typeof(LSTM), typeof(GRU), typeof(RNN), typeof(LSTMCell), typeof(GRUCell), typeof(RNNCell)];
 
-    public RecurrentRouteTests() => TestSettings.RequireTorch();
+    public RecordingForwardRouteTests() => TestSettings.RequireTorch();
 
-    public static TheoryData<string> RecurrentCases => new(CaseCatalogue.Layers.Select(c => c.Id)
-        .Where(id => id.StartsWith("lstm", StringComparison.Ordinal) || id.StartsWith("gru", StringComparison.Ordinal)
-            || id.StartsWith("rnn", StringComparison.Ordinal)));
+    public static TheoryData<string> RecordedCases => new(CaseCatalogue.Layers.Select(c => c.Id)
+        .Where(id => new[] { "lstm", "gru", "rnn", "attention-" }.Any(p => id.StartsWith(p, StringComparison.Ordinal))));
 
     [Theory]
-    [MemberData(nameof(RecurrentCases))]
+    [MemberData(nameof(RecordedCases))]
     public void Both_routes_agree_with_the_float64_oracle(string caseId)
     {
         var gradientCase = CaseCatalogue.Get(caseId);
         var truth = OracleCache.Float64(gradientCase);
         var tolerance = TolerancePolicy.ToleranceFor(ScalarType.Float64);
         int recorded = 0;
-        RecordingForward forward = (layer, path, arguments, axes, tape) =>
-        {
-            recorded++;
-            return RecurrentRule.Forward(layer, path, arguments, axes, tape);
-        };
-        var counting = RecurrentLayers.ToDictionary(t => t, _ => forward);
+        var counting = HookRules.RecordingForwards.ToDictionary(entry => entry.Key,
+            entry => (RecordingForward)((layer, path, arguments, axes, tape) =>
+            {
+                recorded++;
+                return entry.Value(layer, path, arguments, axes, tape);
+            }));
         var rerunning = new Dictionary<Type, RecordingForward>();
         foreach (var engine in new[] { new HookEngine(forwards: counting), new HookEngine(forwards: rerunning) })
         {
@@ -51,8 +51,9 @@ public sealed class RecurrentRouteTests
     }
 
     [Fact]
-    public void Every_recurrent_layer_has_a_recording_forward_by_default() =>
-        Assert.All(RecurrentLayers, t => Assert.True(HookRules.RecordingForwards.ContainsKey(t), t.Name));
+    public void Every_recurrent_layer_and_attention_have_a_recording_forward_by_default() =>
+        Assert.All([.. RecurrentLayers, typeof(MultiheadAttention)],
+            t => Assert.True(HookRules.RecordingForwards.ContainsKey(t), t.Name));
 
     [Fact]
     public void A_callers_hook_on_the_layer_never_sees_the_one_sample_stand_in_and_the_result_is_right()
