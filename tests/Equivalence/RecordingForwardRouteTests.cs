@@ -24,7 +24,9 @@ public sealed class RecordingForwardRouteTests
     public RecordingForwardRouteTests() => TestSettings.RequireTorch();
 
     public static TheoryData<string> RecordedCases => new(CaseCatalogue.Layers.Select(c => c.Id)
-        .Where(id => new[] { "lstm", "gru", "rnn", "attention-" }.Any(p => id.StartsWith(p, StringComparison.Ordinal))));
+        .Where(id => RecordedFamilies.Any(p => id.StartsWith(p, StringComparison.Ordinal))));
+
+    private static readonly string[] RecordedFamilies = ["lstm", "gru", "rnn", "attention-"];
 
     [Theory]
     [MemberData(nameof(RecordedCases))]
