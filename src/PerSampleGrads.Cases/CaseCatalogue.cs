@@ -326,6 +326,9 @@ public static class CaseCatalogue
             WithFrozen(Recurrent("gru-bi-frozen-weights", new(gru, Bidirectional: true), 3, CeMean),
                 "recurrent.weight_ih_l0", "recurrent.weight_hh_l0", "recurrent.weight_ih_l0_reverse",
                 "recurrent.weight_hh_l0_reverse"),
+            // Weights trained, biases frozen: no bias gradient may be formed for the sink.
+            WithFrozen(Recurrent("lstm-frozen-biases", new(lstm), 3, CeSum), "recurrent.bias_ih_l0",
+                "recurrent.bias_hh_l0"),
             Recurrent("rnn-tanh-l2-final", new(tanh, Layers: 2, ReadFinalState: true), 3, CeMean),
             Recurrent("rnn-relu-bi-batchfirst-h0", new(relu, Bidirectional: true, BatchFirst: true,
                 InitialState: true), 3, CeMean),

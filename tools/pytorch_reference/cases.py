@@ -266,6 +266,7 @@ CASES = {
     "gru-l2-bi-h0": recurrent("gru", layers=2, bidirectional=True, initial_state=True),
     "gru-batchfirst-nobias-final": recurrent("gru", batch_first=True, bias=False, read_final_state=True),
     "gru-bi-frozen-weights": recurrent("gru", bidirectional=True),
+    "lstm-frozen-biases": recurrent("lstm"),
     "rnn-tanh-l2-final": recurrent("rnn-tanh", layers=2, read_final_state=True),
     "rnn-relu-bi-batchfirst-h0": recurrent("rnn-relu", bidirectional=True, batch_first=True, initial_state=True),
     "rnn-relu-nobias": recurrent("rnn-relu", bias=False),
