@@ -72,8 +72,10 @@ public sealed class ResultReuseTests
 
     [Theory]
     [InlineData(1L, 5L)]
+    [InlineData(1L, 2L)]
     [InlineData(1L, 1L)]
     [InlineData(3L, 4L)]
+    [InlineData(3L, 2L)]
     [InlineData(3L, 1L)]
     public void The_in_place_products_write_the_batched_products_into_memory_filled_with_NaN(long groups,
         long positions)
