@@ -171,6 +171,8 @@ public static class CaseCatalogue
                 () => [new GainShiftTanh(4), Linear(4, 4)]),
             Classifier("custom-scaled-linear-fallback", [6], 4, CeMean,
                 () => [Linear(6, 6), Tanh(), new ScaledLinear(6, 5)]),
+            // Raw parameters in a ParameterList: the list owns them, the layer above it is re-run.
+            Classifier("custom-listed-gains-fallback", [6], 3, CeSum, () => [Linear(6, 5), new ListedGainsTanh(5)]),
             // Embedding with padding_idx and 2-d token inputs.
             Case("embedding-pad0", [6], CeMean, 5, () => CaseModels.Build(11, () => [Embedding(20, 4, padding_idx: 0)],
                 [6], 3, ScalarType.Int64), vocabulary: 20),

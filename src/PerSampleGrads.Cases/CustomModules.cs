@@ -68,3 +68,23 @@ public sealed class ScaledLinear : Module<Tensor, Tensor>
     /// <inheritdoc/>
     public override Tensor forward(Tensor input) => linear.call(input) * scale;
 }
+
+/// <summary>
+/// A custom layer that keeps its raw parameters in a list: <c>y = tanh(x * gains[0] + gains[1])</c>, the gains in a
+/// <c>ParameterList</c> (names <c>gains.0</c>, <c>gains.1</c>). The list owns the parameters and has no forward, so
+/// the fallback re-runs this layer, and the functional engine's copy must swap parameters held in a list.
+/// </summary>
+public sealed class ListedGainsTanh : Module<Tensor, Tensor>
+{
+    private readonly ParameterList gains;
+
+    /// <summary>Creates it for <paramref name="features"/> features, gain 1 + 0.2 z and shift 0.2 z.</summary>
+    public ListedGainsTanh(long features) : base(nameof(ListedGainsTanh))
+    {
+        gains = new ParameterList(Parameter(1 + 0.2 * randn(features)), Parameter(0.2 * randn(features)));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => (input * gains[0] + gains[1]).tanh();
+}

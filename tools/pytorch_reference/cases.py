@@ -70,6 +70,17 @@ class ScaledLinear(nn.Module):
         return self.linear(x) * self.scale
 
 
+class ListedGainsTanh(nn.Module):
+    """CustomModules.cs: tanh(x * gains[0] + gains[1]), the raw parameters in a ParameterList."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.gains = nn.ParameterList([nn.Parameter(torch.ones(features)), nn.Parameter(torch.zeros(features))])
+
+    def forward(self, x):
+        return torch.tanh(x * self.gains[0] + self.gains[1])
+
+
 def nested(width, classes):
     """Case 'nested-sequential':
     Sequential(outer=Sequential(Linear, ReLU), deep=Sequential(inner=Sequential(linear)))."""
@@ -190,6 +201,7 @@ CASES = {
     "custom-unused-parameter-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainTanhWithSpare(5)]),
     "custom-gainshift-fallback-tokens": classifier(5, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
     "custom-scaled-linear-fallback": classifier(5, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
+    "custom-listed-gains-fallback": classifier(5, lambda: [nn.Linear(6, 5), ListedGainsTanh(5)]),
     # Embedding
     "embedding-pad0": classifier(3, lambda: [nn.Embedding(20, 4, padding_idx=0)], tokens=True),
     "embedding-nopad": classifier(4, lambda: [nn.Embedding(15, 3)], tokens=True),

@@ -196,7 +196,7 @@ internal static class EngineSupport
         UnsupportedLayerPolicy policy = UnsupportedLayerPolicy.Refuse)
     {
         var owners = ModelInspection.ModulesOwningTrainableParameters(model);
-        if (policy == UnsupportedLayerPolicy.PerSampleRerun) owners = FallbackOwners.Apply(owners, supported);
+        if (policy == UnsupportedLayerPolicy.PerSampleRerun) owners = FallbackOwners.Apply(model, owners, supported);
         var missing = owners
             .Where(o => (!supported.Contains(o.Module.Module.GetType()) && policy == UnsupportedLayerPolicy.Refuse)
                 || ModuleSignatures.Find(o.Module.Module) is null)
