@@ -76,6 +76,12 @@ public sealed class GateInputRecurrence
     /// <summary>The gate features of one direction, <c>G*H</c>.</summary>
     public long GateWidth => _layout.Gates * _layout.HiddenSize;
 
+    /// <summary>A zero e for the layer that starts at <paramref name="start"/>, <c>[T, N, D*G*H]</c>, in its
+    /// input's element type and on its device.</summary>
+    public Tensor ZeroGateInput(RecurrentLayerStart start) =>
+        zeros([start.Input.shape[0], start.Input.shape[1], _layout.Directions * GateWidth], start.Input.dtype,
+            start.Input.device);
+
     /// <summary>
     /// Runs the layer on <paramref name="input"/> in its own layout (<c>[T, N, I]</c>, <c>[N, T, I]</c>
     /// batch-first, or <c>[N, I]</c> for a cell) from <paramref name="hidden"/> and <paramref name="cell"/> (null:

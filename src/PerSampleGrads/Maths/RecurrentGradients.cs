@@ -66,8 +66,7 @@ public static class RecurrentGradients
             run = recurrence.Run(call.Input.detach(), call.Hidden?.detach(), call.Cell?.detach(), start =>
             {
                 starts.Add(start);
-                var leaf = zeros([start.Input.shape[0], start.Input.shape[1], layout.Directions *
-                    recurrence.GateWidth], start.Input.dtype, start.Input.device).requires_grad_();
+                var leaf = recurrence.ZeroGateInput(start).requires_grad_();
                 leaves.Add(leaf);
                 return leaf;
             });

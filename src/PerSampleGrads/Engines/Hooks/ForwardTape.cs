@@ -5,14 +5,13 @@ namespace PerSampleGrads.Engines.Hooks;
 /// <summary>
 /// What a recording forward (<see cref="RecordingForward"/>) kept of one layer call for its rule, in the order it
 /// kept them: values it computed (detached) and, once the backward has run, the gradient of <c>sum_i L_i</c> at each
-/// tensor it marked (null where none arrived). It also holds what the backward's graph uses until the call is done.
+/// tensor it marked (null where none arrived).
 /// </summary>
 public sealed class ForwardTape : IDisposable
 {
     private readonly Tensor _probe;
     private readonly List<Tensor> _values = [];
     private readonly List<Tensor?> _gradients = [];
-    private readonly List<IDisposable> _owned = [];
 
     internal ForwardTape(Tensor probe) => _probe = probe;
 
@@ -36,9 +35,6 @@ public sealed class ForwardTape : IDisposable
         return GradientRecorder.apply(value, new TapeSlot(this, _gradients.Count - 1), _probe);
     }
 
-    /// <summary>Disposes <paramref name="resource"/> with the tape (modules whose weights the graph uses).</summary>
-    public void Own(IDisposable resource) => _owned.Add(resource);
-
     // Runs inside the autograd engine: must not throw (see CapturedCall.Record).
     internal void Record(int index, Tensor gradient)
     {
@@ -52,7 +48,6 @@ public sealed class ForwardTape : IDisposable
     {
         foreach (var value in _values) value.Dispose();
         foreach (var gradient in _gradients) gradient?.Dispose();
-        foreach (var resource in _owned) resource.Dispose();
     }
 }
 

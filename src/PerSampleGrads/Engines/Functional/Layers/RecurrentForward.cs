@@ -50,8 +50,10 @@ public static class RecurrentForward
             // The states before each step: from a run without the per-sample terms (its value is the same).
             Tensor? before = null;
             if (length > 1)
-                before = recurrence.Layer(start with { Input = x }, zeros([length, k, layout.Directions *
-                    recurrence.GateWidth], x.dtype, x.device)).Output.detach();
+            {
+                var detached = start with { Input = x };
+                before = recurrence.Layer(detached, recurrence.ZeroGateInput(detached)).Output.detach();
+            }
             var blocks = new List<Tensor>();
             for (int direction = 0; direction < layout.Directions; direction++)
             {

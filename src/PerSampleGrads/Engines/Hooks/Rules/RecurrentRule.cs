@@ -45,8 +45,7 @@ public static class RecurrentRule
             {
                 tape.Keep(start.Input);
                 tape.Keep(start.Hidden);
-                return tape.Mark(zeros([start.Input.shape[0], start.Input.shape[1],
-                    layout.Directions * recurrence.GateWidth], start.Input.dtype, start.Input.device));
+                return tape.Mark(recurrence.ZeroGateInput(start));
             });
         foreach (var output in run.LayerOutputs) tape.Keep(output);
         var result = run.Result;
