@@ -21,7 +21,8 @@ public sealed class ClippingEquivalenceTests
         EngineEquivalenceTests.CasesAndDTypesWhere(id => !CaseRefusals.Clipping(id));
 
     public static TheoryData<string> Cases =>
-        new(CaseCatalogue.All.Where(c => !CaseRefusals.Clipping(c.Id)).Select(c => c.Id));
+        new(CaseCatalogue.All.Where(c => !CaseRefusals.Clipping(c.Id) && TestSettings.Selects(c.Id))
+            .Select(c => c.Id));
 
     [Theory]
     [MemberData(nameof(CasesAndDTypes))]

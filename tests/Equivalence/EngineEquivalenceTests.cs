@@ -32,11 +32,12 @@ public abstract class EngineEquivalenceTests
 
     public static TheoryData<string, string> CasesAndDTypes => CasesAndDTypesWhere(_ => true);
 
-    /// <summary>The cases whose id <paramref name="taken"/> accepts, in every dtype.</summary>
+    /// <summary>The cases whose id <paramref name="taken"/> accepts (and <see cref="TestSettings.Selects"/>), in every
+    /// dtype.</summary>
     public static TheoryData<string, string> CasesAndDTypesWhere(Func<string, bool> taken)
     {
         var data = new TheoryData<string, string>();
-        foreach (var c in CaseCatalogue.All.Where(c => taken(c.Id)))
+        foreach (var c in CaseCatalogue.All.Where(c => taken(c.Id) && TestSettings.Selects(c.Id)))
             foreach (var dtype in TestSettings.DTypes)
                 data.Add(c.Id, ElementTypes.Name(dtype));
         return data;

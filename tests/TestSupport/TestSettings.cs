@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace PerSampleGrads.Tests;
 
 /// <summary>
-/// Device and element types for tests, from the environment: <c>PSG_DEVICE=cpu|cuda</c> (default cpu) and
-/// <c>PSG_DTYPE=float32|float64</c> (default: both). A test asked for CUDA where CUDA is absent fails with a message
+/// Device, element types and catalogue cases for tests, from the environment: <c>PSG_DEVICE=cpu|cuda</c> (default
+/// cpu), <c>PSG_DTYPE=float32|float64</c> (default: both) and <c>PSG_CASES</c> (default: every case). A test asked for CUDA where CUDA is absent fails with a message
 /// instead of quietly running on the CPU.
 /// </summary>
 public static class TestSettings
@@ -42,6 +42,21 @@ public static class TestSettings
             var other => throw new InvalidOperationException($"PSG_DTYPE='{other}' is not supported: use float32 or " +
                 $"float64 (or leave it unset for both)."),
         };
+
+    /// <summary>Whether the theories over the whole catalogue (each engine's and the clipping method's equivalence)
+    /// run the case <paramref name="caseId"/>: <c>PSG_CASES</c> is a
+    /// comma-separated list of case-id prefixes, each taking the cases it starts, or, written <c>-prefix</c>, leaving
+    /// them out (<c>PSG_CASES=lstm,gru</c>; <c>PSG_CASES=-zoo-resnet18</c>, which the mutation runner uses to run the
+    /// cheap cases first). Unset or blank: every case.</summary>
+    public static bool Selects(string caseId)
+    {
+        var prefixes = (Environment.GetEnvironmentVariable("PSG_CASES") ?? "")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var taken = prefixes.Where(p => !p.StartsWith('-')).ToList();
+        var leftOut = prefixes.Where(p => p.StartsWith('-')).Select(p => p[1..]);
+        return (taken.Count == 0 || taken.Any(p => caseId.StartsWith(p, StringComparison.Ordinal)))
+            && !leftOut.Any(p => caseId.StartsWith(p, StringComparison.Ordinal));
+    }
 
     /// <summary>Fails with TorchSharp's one-line load problem (missing GLIBCXX, say) instead of a type-initialisation
     /// trace.</summary>
