@@ -56,7 +56,14 @@ CALL_STATEMENT = re.compile(r"^\s*(?!return\b|var\b|throw\b|using\b|if\b|else\b|
                             r"[A-Za-z_][\w.\[\]]*\s*(\(|=[^=>]|\+=|-=|\*=)[^;{}]*;\s*$")
 
 # A parameter with a default value in a signature line (`double termMagnitude = 0)`).
-DEFAULT_PARAMETER = re.compile(r"\b[\w<>\[\]?]+\s+\w+\s*=\s*[^=;(){}]+[,)]")
+DEFAULT_PARAMETER = re.compile(r"\b[\w<>\[\]?]+\s+\w+\s*=\s*(?!\[)[^=;(){}\[]+[,)]")
+
+
+def is_default_parameter(line):
+    """Whether a line declares a parameter's default value; a local declaration of several variables
+    (`long n = x.shape[0], l = ...;`) ends with a semicolon and does not."""
+    stripped = line.split("//")[0].rstrip()
+    return DEFAULT_PARAMETER.search(line) is not None and (not stripped.endswith(";") or "=>" in stripped)
 
 PRESETS = {
     "checker": {
@@ -99,6 +106,18 @@ PRESETS = {
         "deferred": ["-method", "PerSampleGrads.Tests.ResultReuseTests."
                                 "The_hook_engine_writing_in_place_gives_bit_for_bit_its_fresh_result_on_resnet18"],
     },
+}
+
+# The rest of Engines/: the engines' frames (HookEngine, FunctionalEngine, ClippingMethod), what they accept
+# (EngineSupport, the signatures, the probes), the fallback's owners, the clipping method's norm rules. Killed by the
+# engines' equivalence and by the tests of refusals, real-world patterns, the fallback and result reuse.
+PRESETS["engine-frames"] = {
+    "files": sorted(str(p) for p in Path("src/PerSampleGrads/Engines").rglob("*.cs")
+                    if str(p) not in PRESETS["engines"]["files"]),
+    "tests": PRESETS["engines"]["tests"] + [
+        part for name in ("BadInputTests", "RealWorldPatternTests", "SignatureTests", "FallbackTests",
+                          "ResultReuseTests", "ClippingEquivalenceTests", "RecurrentUnrollTests")
+        for part in ("-method", f"PerSampleGrads.Tests.{name}.*")],
 }
 
 
@@ -240,6 +259,8 @@ def main():
     parser.add_argument("--shard", default="1/1",
                         help="K/M: run every M-th mutant starting at the K-th (M runners side by side, each its own "
                              "--out; --merge joins them)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the mutants already in --out's results.json (same commit) and run the rest")
     parser.add_argument("--merge", nargs="*", default=None, metavar="DIR",
                         help="join the results.json of these folders into --out (no mutant is run)")
     args = parser.parse_args()
@@ -315,6 +336,11 @@ def main():
         clean = {name: (binaries / name).read_bytes() for name in ("PerSampleGrads.dll", "PerSampleGrads.Oracle.dll")}
 
         results = []
+        if args.resume and (out / "results.json").exists():
+            results = json.loads((out / "results.json").read_text())["results"]
+            done = {(r["file"], r["line"], r["operator"], r["after"]) for r in results}
+            mutants = [m for m in mutants if (m[0], m[1], m[2], m[3].strip()) not in done]
+            print(f"resumed: {len(results)} mutants kept, {len(mutants)} to run", flush=True)
         for index, (path, number, operator, mutated) in enumerate(mutants, start=1):
             source = work / path
             original = source.read_text()
@@ -326,7 +352,7 @@ def main():
             assembly = "PerSampleGrads.Oracle.dll" if "Oracle" in project else "PerSampleGrads.dll"
             # C# copies a parameter's default value into every call site: such a mutant changes nothing unless the
             # callers (the tests) are rebuilt too, and then rebuilt again without it.
-            inlined = DEFAULT_PARAMETER.search(before) is not None
+            inlined = is_default_parameter(before)
             try:
                 code, output, build_seconds = compilers[project].compile()
                 if code == 0 and inlined:

@@ -384,6 +384,8 @@ public static class CaseCatalogue
             Attention(new AttentionOptions(CrossKeyValue: true, KeyPadding: true), 1, CeSum),
             Attention(new AttentionOptions(BiasKeyValue: true), 3, CeMean),
             Attention(new AttentionOptions(ZeroAttention: true, KeyPadding: true, Causal: true), 3, CeSum),
+            // bias_k/bias_v append a key column that the attention mask must cover too.
+            Attention(new AttentionOptions(BiasKeyValue: true, Causal: true), 3, CeSum),
             Attention(new AttentionOptions(BiasKeyValue: true, ZeroAttention: true, KeyPadding: true, UseWeights: true),
                 2, CeMean),
             Attention(new AttentionOptions(CrossKeyValue: true, KeyValueWidth: 6), 3, CeMean),

@@ -179,6 +179,7 @@ def sequence_cases():
         "attention-h4-weights": lambda s: AttentionClassifier(heads=4, use_weights=True),
         "attention-h2-keypad-cross": lambda s: AttentionClassifier(key_padding=True, cross=True),
         "attention-h2-biaskv": lambda s: AttentionClassifier(bias_kv=True),
+        "attention-h2-causal-biaskv": lambda s: AttentionClassifier(causal=True, bias_kv=True),
         "attention-h2-keypad-causal-zeroattn": lambda s: AttentionClassifier(key_padding=True, causal=True,
                                                                              zero_attn=True),
         "attention-h2-keypad-weights-biaskv-zeroattn": lambda s: AttentionClassifier(
