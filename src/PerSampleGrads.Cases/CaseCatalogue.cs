@@ -324,6 +324,9 @@ public static class CaseCatalogue
             Recurrent("gru-l2-bi-h0", new(gru, Layers: 2, Bidirectional: true, InitialState: true), 3, CeMean),
             // h0 and c0 of the upper layer's two directions are rows 2 and 3 of the given states.
             Recurrent("lstm-l2-bi-h0", new(lstm, Layers: 2, Bidirectional: true, InitialState: true), 3, CeSum),
+            // One layer called twice in a forward: both calls' terms must reach its gradients.
+            Recurrent("lstm-twice-h0", new(lstm, InitialState: true, Twice: true), 3, CeMean),
+            Recurrent("gru-l2-twice-batchfirst", new(gru, Layers: 2, BatchFirst: true, Twice: true), 3, CeSum),
             Recurrent("gru-batchfirst-nobias-final", new(gru, BatchFirst: true, Bias: false, ReadFinalState: true), 4,
                 CeSum),
             // Biases trained, weights frozen: the per-sample terms carry biases only (GRU's b_hn scaled by r).

@@ -30,9 +30,11 @@ public enum RecurrentCellKind
 /// <param name="Bias">Whether the layer has biases.</param>
 /// <param name="InitialState">h0 (and c0) computed from the first step's features instead of zeros.</param>
 /// <param name="ReadFinalState">The head reads h_n (and c_n) besides the last step's output.</param>
+/// <param name="Twice">The layer (not a cell) runs a second time, from zeros, on the sequence reversed in time; its
+/// last step's output is added to the first run's.</param>
 public sealed record RecurrentOptions(RecurrentCellKind Kind, bool Cell = false, long Layers = 1,
     bool Bidirectional = false, bool BatchFirst = false, bool Bias = true, bool InitialState = false,
-    bool ReadFinalState = false);
+    bool ReadFinalState = false, bool Twice = false);
 
 /// <summary>
 /// A sequence classifier around one recurrent layer, inputs <c>[N, T, F]</c>: <c>embed</c> = Linear(F→I) per step,
@@ -112,33 +114,41 @@ public sealed class RecurrentClassifier : Module<Tensor, Tensor>
         {
             var sequence = _options.BatchFirst ? x : x.transpose(0, 1);
             Tensor output;
-            switch (_recurrent)
-            {
-                case LSTM lstm:
-                    {
-                        var (o, h, c) = lstm.call(sequence, initial is null ? null : (initial[0], initial[1]));
-                        (output, finals) = (o, [h, c]);
-                        break;
-                    }
-                case GRU gru:
-                    {
-                        var (o, h) = gru.call(sequence, initial?[0]);
-                        (output, finals) = (o, [h]);
-                        break;
-                    }
-                default:
-                    {
-                        var (o, h) = ((RNN)_recurrent).call(sequence, initial?[0]);
-                        (output, finals) = (o, [h]);
-                        break;
-                    }
-            }
+            (output, finals) = Run(sequence, initial);
             last = _options.BatchFirst ? output.select(1, -1) : output[-1];
+            if (_options.Twice)
+            {
+                var (again, _) = Run(sequence.flip(_options.BatchFirst ? 1 : 0), null);
+                last = last + (_options.BatchFirst ? again.select(1, -1) : again[-1]);
+            }
         }
         var features = new List<Tensor> { last };
         if (_options.ReadFinalState)
             features.AddRange(finals.Select(f => _options.Cell ? f : f.transpose(0, 1).reshape(n, -1)));
         return scope.MoveToOuter(_head.call(features.Count == 1 ? last : cat(features, 1)));
+    }
+
+    // The layer over a sequence in its own layout: the output and the final states (h, or h and c).
+    private (Tensor Output, List<Tensor> Finals) Run(Tensor sequence, Tensor[]? initial)
+    {
+        switch (_recurrent)
+        {
+            case LSTM lstm:
+                {
+                    var (o, h, c) = lstm.call(sequence, initial is null ? null : (initial[0], initial[1]));
+                    return (o, [h, c]);
+                }
+            case GRU gru:
+                {
+                    var (o, h) = gru.call(sequence, initial?[0]);
+                    return (o, [h]);
+                }
+            default:
+                {
+                    var (o, h) = ((RNN)_recurrent).call(sequence, initial?[0]);
+                    return (o, [h]);
+                }
+        }
     }
 
     // The cell over the steps of x [N, T, I]: the last h (and c).

@@ -5,6 +5,7 @@ using PerSampleGrads.Testing.Checks;
 using PerSampleGrads.Engines.Functional;
 using PerSampleGrads.Engines.Functional.Layers;
 using PerSampleGrads.Engines.Hooks;
+using PerSampleGrads.Oracle;
 using PerSampleGrads.Zoo;
 using static TorchSharp.torch;
 
@@ -60,6 +61,24 @@ public abstract class EngineEquivalenceTests
         SkipWhereTheMachineIsAtFault(comparison.Passed, gradientCase, dtype);
         GradientAssert.Passed(comparison);
         Assert.Empty(snapshot.Differences());
+    }
+
+    // The recurrent layers' libtorch modules are kept between calls: a call after a training step changed the
+    // weights of the same model must use the new ones.
+    [Theory]
+    [InlineData("lstm-l2-h0-final-B3-ce-sum")]
+    [InlineData("gru-l2-bi-h0-B3-ce-mean")]
+    [InlineData("rnn-relu-nobias-B3-ce-sum")]
+    public void A_call_after_the_weights_changed_uses_the_new_weights(string caseId)
+    {
+        using var problem = CaseCatalogue.Get(caseId).Create(ScalarType.Float64, TestSettings.Device);
+        var engine = CreateEngine();
+        using (problem.Run(engine)) { }
+        using (no_grad())
+            foreach (var parameter in problem.Model.parameters()) parameter.mul_(1.2).add_(0.05);
+        using var expected = problem.Run(new PerSampleGradientOracle());
+        using var actual = problem.Run(engine);
+        GradientAssert.Agree(actual, expected, ScalarType.Float64);
     }
 
     // The LSTM: both engines run libtorch layers of their own, kept between calls.

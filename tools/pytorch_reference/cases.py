@@ -277,6 +277,8 @@ CASES = {
     "lstm-l2-train": recurrent("lstm", layers=2, batch_first=True),
     "gru-l2-bi-h0": recurrent("gru", layers=2, bidirectional=True, initial_state=True),
     "lstm-l2-bi-h0": recurrent("lstm", layers=2, bidirectional=True, initial_state=True),
+    "lstm-twice-h0": recurrent("lstm", initial_state=True, twice=True),
+    "gru-l2-twice-batchfirst": recurrent("gru", layers=2, batch_first=True, twice=True),
     "gru-batchfirst-nobias-final": recurrent("gru", batch_first=True, bias=False, read_final_state=True),
     "gru-bi-frozen-weights": recurrent("gru", bidirectional=True),
     "lstm-frozen-biases": recurrent("lstm"),

@@ -9,14 +9,17 @@ from torch import nn
 class RecurrentClassifier(nn.Module):
     """RecurrentModels.cs: embed = Linear(F->I) per step, a recurrent layer (sequence-first unless batch_first; a cell
     is called once per step from zeros or h0), h0 (and c0) = tanh(initial(x[:, 0])) when asked, head = Linear on the
-    last step's output, concatenated with every final state when asked. The names (weight_ih_l0, ...) are
+    last step's output (plus, twice, the last output of a second run on the reversed sequence), concatenated with
+    every final state when asked. The names (weight_ih_l0, ...) are
     PyTorch's own, so nothing is mapped."""
 
     def __init__(self, kind, cell=False, layers=1, bidirectional=False, batch_first=False, bias=True,
-                 initial_state=False, read_final_state=False, features=3, input_size=4, hidden=5, classes=3):
+                 initial_state=False, read_final_state=False, twice=False, features=3, input_size=4, hidden=5,
+                 classes=3):
         super().__init__()
         self.kind, self.cell, self.batch_first = kind, cell, batch_first
         self.initial_state, self.read_final_state, self.hidden = initial_state, read_final_state, hidden
+        self.twice = twice
         self.embed = nn.Linear(features, input_size)
         if cell:
             self.recurrent = {"lstm": lambda: nn.LSTMCell(input_size, hidden, bias),
@@ -59,6 +62,9 @@ class RecurrentClassifier(nn.Module):
             output, final = self.recurrent(sequence, state)
             finals = list(final) if self.kind == "lstm" else [final]
             last = output[:, -1] if self.batch_first else output[-1]
+            if self.twice:
+                again, _ = self.recurrent(sequence.flip(1 if self.batch_first else 0))
+                last = last + (again[:, -1] if self.batch_first else again[-1])
             finals = [f.transpose(0, 1).reshape(n, -1) for f in finals]
         features = [last] + (finals if self.read_final_state else [])
         return self.head(torch.cat(features, 1))
