@@ -96,6 +96,12 @@ public sealed class ResultReuseTests
         Maths.PerSampleContractions.SumOfOuterProductsInto(a, b, outer);
         Assert.True(Close(outer, Maths.PerSampleContractions.SumOfOuterProducts(a, b)),
             "in-place outer products differ from the batched ones");
+        // One output (a Linear layer with one output unit): one row per sample, still summed over the positions.
+        var single = a.narrow(2, 0, 1);
+        var row = full([n, 1, 5], double.NaN, dtype: ScalarType.Float64);
+        Maths.PerSampleContractions.SumOfOuterProductsInto(single, b, row);
+        Assert.True(Close(row, Maths.PerSampleContractions.SumOfOuterProducts(single, b)),
+            "in-place outer products with one output differ from the batched ones");
     }
 
     // Within the float64 policy, relative to the largest expected value (NaN never passes).
