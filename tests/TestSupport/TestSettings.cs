@@ -5,8 +5,8 @@ namespace PerSampleGrads.Tests;
 
 /// <summary>
 /// Device, element types and catalogue cases for tests, from the environment: <c>PSG_DEVICE=cpu|cuda</c> (default
-/// cpu), <c>PSG_DTYPE=float32|float64</c> (default: both) and <c>PSG_CASES</c> (default: every case). A test asked for CUDA where CUDA is absent fails with a message
-/// instead of quietly running on the CPU.
+/// cpu), <c>PSG_DTYPE=float32|float64</c> (default: both) and <c>PSG_CASES</c> (default: every case). A test asked
+/// for CUDA where CUDA is absent fails with a message instead of quietly running on the CPU.
 /// </summary>
 public static class TestSettings
 {
