@@ -6,10 +6,10 @@ projects run their tests in a separate executable, so no mutant was ever active:
 TolerancePolicy.cs it reported 55 of 55 mutants as survived (0 %), mutants that the Checker tests kill here.
 
 What it does: copies the committed tree (git archive HEAD) to a temporary folder, builds the test project once, then
-for each mutant applies one textual change to one line of a source file, recompiles only the mutated assembly
-(the compiler's own arguments, read once from MSBuild, through the compiler server), copies it next to the tests and runs a fast test selection with a timeout. A mutant is
-'killed' when the selection fails, 'survived' when it passes, 'timeout' when it runs past the limit, 'stillborn'
-when it does not compile (left out of the score).
+for each mutant applies one textual change to one line of a source file, recompiles only the mutated assembly (the
+compiler's own arguments, read once from MSBuild, through the compiler server), copies it next to the tests and runs a
+fast test selection with a timeout. A mutant is 'killed' when the selection fails, 'survived' when it passes,
+'timeout' when it runs past the limit, 'stillborn' when it does not compile (left out of the score).
 
 Usage (from the repository root):
   python3 scripts/mutation/mutate.py --files src/PerSampleGrads/Checking/GradientComparison.cs --max 20
@@ -322,7 +322,7 @@ def main():
         # One libtorch thread per test run: the selection's tensors are small, so it runs faster than with two (8.7
         # against 9.8 s, 11 against 17 CPU seconds, 2 cores), and shards side by side do not contend.
         env = dict(os.environ, PSG_DTYPE="float64", DOTNET_CLI_TELEMETRY_OPTOUT="1", OMP_NUM_THREADS="1")
-        # The compiler server, kept warm between mutants (csc /shared uses it too).
+        # MSBuild's rebuilds of a default parameter's callers use the compiler server that csc /shared keeps warm.
         build_env = dict(os.environ, UseSharedCompilation="true", DOTNET_CLI_TELEMETRY_OPTOUT="1")
         code, output, seconds = run(["dotnet", "build", "tests/Equivalence/Equivalence.csproj", "-c", "Debug"], work)
         if code != 0:

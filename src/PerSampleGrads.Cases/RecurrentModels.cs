@@ -113,8 +113,7 @@ public sealed class RecurrentClassifier : Module<Tensor, Tensor>
         else
         {
             var sequence = _options.BatchFirst ? x : x.transpose(0, 1);
-            Tensor output;
-            (output, finals) = Run(sequence, initial);
+            (var output, finals) = Run(sequence, initial);
             last = _options.BatchFirst ? output.select(1, -1) : output[-1];
             if (_options.Twice)
             {

@@ -44,10 +44,10 @@ public static class TestSettings
         };
 
     /// <summary>Whether the theories over the whole catalogue (each engine's and the clipping method's equivalence)
-    /// run the case <paramref name="caseId"/>: <c>PSG_CASES</c> is a
-    /// comma-separated list of case-id prefixes, each taking the cases it starts, or, written <c>-prefix</c>, leaving
-    /// them out (<c>PSG_CASES=lstm,gru</c>; <c>PSG_CASES=-zoo-resnet18</c>, which the mutation runner uses to run the
-    /// cheap cases first). Unset or blank: every case.</summary>
+    /// run the case <paramref name="caseId"/>: <c>PSG_CASES</c> is a comma-separated list of case-id prefixes, each
+    /// taking the cases it starts, or, written <c>-prefix</c>, leaving them out (<c>PSG_CASES=lstm,gru</c>;
+    /// <c>PSG_CASES=-zoo-resnet18</c>, which the mutation runner uses to run the cheap cases first). Unset or blank:
+    /// every case.</summary>
     public static bool Selects(string caseId)
     {
         var prefixes = (Environment.GetEnvironmentVariable("PSG_CASES") ?? "")
