@@ -162,9 +162,14 @@ public static class CaseCatalogue
             Classifier("prelu-single", [6], 4, CeMean, () => [Linear(6, 5), PReLU(1)]),
             Classifier("prelu-per-channel", [3, 5, 5], 3, CeSum, () => [Conv2d(3, 4, 3), PReLU(4)]),
             Classifier("prelu-per-feature", [6], 3, CeMean, () => [Linear(6, 5), PReLU(5)]),
+            // Exactly two slopes: neither the single-slope shape nor a broadcast of one slope.
+            Classifier("prelu-two-channels", [3, 4, 4], 3, CeMean, () => [Conv2d(3, 2, 3), PReLU(2)]),
             // Custom modules without a rule: the per-sample rerun fallback (raw parameters; a child with a rule
             // inside).
             Classifier("custom-gainshift-fallback", [6], 4, CeMean, () => [Linear(6, 5), new GainShiftTanh(5)]),
+            // One raw parameter and nothing else, the most common custom layer, on features and on tokens.
+            Classifier("custom-one-gain-fallback", [6], 4, CeMean, () => [Linear(6, 5), new FeatureGain(5), Tanh()]),
+            Classifier("custom-one-gain-fallback-tokens", [3, 4], 3, CeSum, () => [new FeatureGain(4), Linear(4, 4)]),
             Classifier("custom-unused-parameter-fallback", [6], 3, CeSum,
                 () => [Linear(6, 5), new GainTanhWithSpare(5)]),
             Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum,
@@ -395,6 +400,11 @@ public static class CaseCatalogue
                 2, CeMean),
             Attention(new AttentionOptions(CrossKeyValue: true, KeyValueWidth: 6), 3, CeMean),
             Attention(new AttentionOptions(CrossKeyValue: true, DistinctValues: true), 3, CeSum),
+            // The weights alone reach the loss (attention as an alignment or pointer score): the value and output
+            // projections get no gradient, and their per-sample gradients are zeros.
+            Attention(new AttentionOptions(UseWeights: true, WeightsOnly: true), 3, CeMean),
+            Attention(new AttentionOptions(KeyPadding: true, UseWeights: true, CrossKeyValue: true,
+                DistinctValues: true, WeightsOnly: true), 2, CeSum),
             Transformer("transformer-encoder-relu", false, Activations.ReLU, 3, CeMean),
             Transformer("transformer-encoder-gelu", false, Activations.GELU, 2, CeSum),
             Transformer("transformer-decoder-relu", true, Activations.ReLU, 3, CeMean),

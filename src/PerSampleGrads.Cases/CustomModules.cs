@@ -27,6 +27,25 @@ public sealed class GainShiftTanh : Module<Tensor, Tensor>
 }
 
 /// <summary>
+/// The most common custom layer: one raw <c>Parameter</c> and nothing else, <c>y = x * gain</c> with <c>gain</c> of
+/// shape <c>[F]</c> over the last dimension. Its per-sample gradient is <c>sum over positions of g * x</c>.
+/// </summary>
+public sealed class FeatureGain : Module<Tensor, Tensor>
+{
+    private readonly Parameter gain;
+
+    /// <summary>Creates it for <paramref name="features"/> features, gain 1 + 0.2 z.</summary>
+    public FeatureGain(long features) : base(nameof(FeatureGain))
+    {
+        gain = Parameter(1 + 0.2 * randn(features));
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input) => input * gain;
+}
+
+/// <summary>
 /// A custom layer whose forward uses one of its two trainable raw parameters: <c>y = tanh(x * gain)</c>, with
 /// <c>spare</c> (an option switched off, say) never used. Its per-sample gradient is zero: the fallback's rerun finds
 /// no gradient on it at all and must write zeros, not skip or fail.

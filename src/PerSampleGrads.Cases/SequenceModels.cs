@@ -68,15 +68,18 @@ public sealed class BagClassifier : Module<Tensor, Tensor>
 /// the second embedding has this width), or null.</param>
 /// <param name="DistinctValues">Values <c>tanh(keys)</c> instead of the keys themselves (key and value slots
 /// differ).</param>
+/// <param name="WeightsOnly">Feed the head the attention weights alone (with <paramref name="UseWeights"/>): the
+/// layer's output reaches no loss, so the value and output projections get no gradient at all.</param>
 public sealed record AttentionOptions(long Heads = 2, bool Bias = true, bool KeyPadding = false, bool Causal = false,
     bool UseWeights = false, bool CrossKeyValue = false, bool BiasKeyValue = false, bool ZeroAttention = false,
-    long? KeyValueWidth = null, bool DistinctValues = false)
+    long? KeyValueWidth = null, bool DistinctValues = false, bool WeightsOnly = false)
 {
     /// <inheritdoc/>
     public override string ToString() => $"h{Heads}" + (Bias ? "" : "-nobias") + (KeyPadding ? "-keypad" : "")
         + (Causal ? "-causal" : "") + (UseWeights ? "-weights" : "") + (CrossKeyValue ? "-cross" : "")
         + (BiasKeyValue ? "-biaskv" : "") + (ZeroAttention ? "-zeroattn" : "")
-        + (KeyValueWidth is { } w ? $"-kv{w}" : "") + (DistinctValues ? "-values" : "");
+        + (KeyValueWidth is { } w ? $"-kv{w}" : "") + (DistinctValues ? "-values" : "")
+        + (WeightsOnly ? "-weightsonly" : "");
 }
 
 /// <summary>
@@ -102,7 +105,7 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
             options.ZeroAttention, options.KeyValueWidth, options.KeyValueWidth);
         // The weights attend over the keys plus bias_k and the zero key when those are on.
         long keys = length + (options.BiasKeyValue ? 1 : 0) + (options.ZeroAttention ? 1 : 0);
-        head = Linear(width + (options.UseWeights ? length * keys : 0), classes);
+        head = Linear((options.WeightsOnly ? 0 : width) + (options.UseWeights ? length * keys : 0), classes);
         RegisterComponents();
     }
 
@@ -124,8 +127,8 @@ public sealed class AttentionClassifier : Module<Tensor, Tensor>
             ? full(t, t, double.NegativeInfinity, dtype: query.dtype, device: ids.device).triu(1) : null;
         var values = _options.DistinctValues ? keys.tanh() : keys;
         var (output, weights) = attention.call(query, keys, values, padding, _options.UseWeights, causal);
-        var pooled = output.mean([0]);
-        if (_options.UseWeights) pooled = cat([pooled, weights.reshape(n, -1)], 1);
+        var pooled = _options.WeightsOnly ? weights.reshape(n, -1) : output.mean([0]);
+        if (_options.UseWeights && !_options.WeightsOnly) pooled = cat([pooled, weights.reshape(n, -1)], 1);
         return scope.MoveToOuter(head.call(pooled));
     }
 }

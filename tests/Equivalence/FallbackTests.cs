@@ -70,6 +70,35 @@ public sealed class FallbackTests
         Assert.Empty(snapshot.Differences());
     }
 
+    // The check's bound is relative to the output's scale (outputs near 1000 here): a module whose sample-0 output
+    // alone differs from its batch output by a tenth of the tolerance is a valid module's rounding; by ten times it,
+    // the module mixes the samples.
+    [Theory]
+    [InlineData(0.1, false)]
+    [InlineData(10.0, true)]
+    public void The_one_sample_check_bounds_the_gap_relative_to_the_outputs_scale(double tolerances, bool refused)
+    {
+        double relative = Checking.TolerancePolicy.ToleranceFor(ScalarType.Float64).Relative;
+        using var module = new BatchLeak(tolerances * relative);
+        using var input = tensor(new[] { 1000.0, -1000.0 }).reshape(2, 1);
+        using var batch = module.forward(input);
+        var check = () => Maths.PerSampleRerun.CheckOneSample(module, "leak", input, batch.shape, batch);
+        if (!refused)
+        {
+            check();
+            return;
+        }
+        var error = Assert.Throws<PerSampleGradientsException>(check);
+        Assert.Contains("'leak' (BatchLeak)", error.Message, StringComparison.Ordinal);
+    }
+
+    // y = x + leak * (mean over the batch): for the batch [1000, -1000], sample 0's output is 1000 in the batch and
+    // 1000 (1 + leak) alone.
+    private sealed class BatchLeak(double leak) : Module<Tensor, Tensor>(nameof(BatchLeak))
+    {
+        public override Tensor forward(Tensor input) => input + leak * input.mean([0L], keepdim: true);
+    }
+
     // y = (x - mean over the batch) * gain: each sample's output depends on the others.
     private sealed class BatchCentring : Module<Tensor, Tensor>
     {

@@ -46,6 +46,17 @@ class GainShiftTanh(nn.Module):
         return torch.tanh(x * self.gain + self.shift)
 
 
+class FeatureGain(nn.Module):
+    """CustomModules.cs: x * gain over the last dimension, one raw parameter and nothing else."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(features))
+
+    def forward(self, x):
+        return x * self.gain
+
+
 class GainTanhWithSpare(nn.Module):
     """CustomModules.cs: tanh(x * gain) with a second raw parameter, spare, that the forward never uses."""
 
@@ -196,8 +207,11 @@ CASES = {
     "prelu-single": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(1)]),
     "prelu-per-channel": classifier(5, lambda: [nn.Conv2d(3, 4, 3), nn.PReLU(4)]),
     "prelu-per-feature": classifier(5, lambda: [nn.Linear(6, 5), nn.PReLU(5)]),
+    "prelu-two-channels": classifier(5, lambda: [nn.Conv2d(3, 2, 3), nn.PReLU(2)]),
     # Custom modules without a rule (the per-sample rerun fallback)
     "custom-gainshift-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
+    "custom-one-gain-fallback": classifier(5, lambda: [nn.Linear(6, 5), FeatureGain(5), nn.Tanh()]),
+    "custom-one-gain-fallback-tokens": classifier(5, lambda: [FeatureGain(4), nn.Linear(4, 4)]),
     "custom-unused-parameter-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainTanhWithSpare(5)]),
     "custom-gainshift-fallback-tokens": classifier(5, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
     "custom-scaled-linear-fallback": classifier(5, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),

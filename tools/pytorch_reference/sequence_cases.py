@@ -102,16 +102,16 @@ class AttentionClassifier(nn.Module):
     embedding) -> mean over positions -> Linear head. Same parameter names as TorchSharp (in_proj_weight, ...)."""
 
     def __init__(self, heads=2, bias=True, key_padding=False, causal=False, use_weights=False, cross=False,
-                 bias_kv=False, zero_attn=False, kv_width=None, distinct_values=False):
+                 bias_kv=False, zero_attn=False, kv_width=None, distinct_values=False, weights_only=False):
         super().__init__()
         self.embedding = nn.Embedding(10, 8)
         self.memory = nn.Embedding(10, kv_width or 8) if cross else None
         self.attention = nn.MultiheadAttention(8, heads, bias=bias, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
                                                kdim=kv_width, vdim=kv_width)
         keys = 5 + (1 if bias_kv else 0) + (1 if zero_attn else 0)
-        self.head = nn.Linear(8 + (5 * keys if use_weights else 0), 3)
+        self.head = nn.Linear((0 if weights_only else 8) + (5 * keys if use_weights else 0), 3)
         self.key_padding, self.causal, self.use_weights = key_padding, causal, use_weights
-        self.distinct_values = distinct_values
+        self.distinct_values, self.weights_only = distinct_values, weights_only
 
     def forward(self, ids):
         n, t = ids.shape
@@ -125,6 +125,8 @@ class AttentionClassifier(nn.Module):
         values = torch.tanh(keys) if self.distinct_values else keys
         output, weights = self.attention(query, keys, values, key_padding_mask=padding,
                                          need_weights=self.use_weights, attn_mask=causal)
+        if self.weights_only:
+            return self.head(weights.reshape(n, -1))
         pooled = output.mean(0)
         if self.use_weights:
             pooled = torch.cat([pooled, weights.reshape(n, -1)], 1)
@@ -192,6 +194,9 @@ def sequence_cases():
             key_padding=True, use_weights=True, bias_kv=True, zero_attn=True),
         "attention-h2-cross-kv6": lambda s: AttentionClassifier(cross=True, kv_width=6),
         "attention-h2-cross-values": lambda s: AttentionClassifier(cross=True, distinct_values=True),
+        "attention-h2-weights-weightsonly": lambda s: AttentionClassifier(use_weights=True, weights_only=True),
+        "attention-h2-keypad-weights-cross-values-weightsonly": lambda s: AttentionClassifier(
+            key_padding=True, use_weights=True, cross=True, distinct_values=True, weights_only=True),
         "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
         "transformer-encoder-gelu": lambda s: TransformerClassifier(False, "gelu"),
         "transformer-decoder-relu": lambda s: TransformerClassifier(True, "relu"),
