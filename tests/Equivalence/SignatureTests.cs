@@ -38,15 +38,21 @@ public sealed class SignatureTests
         HookRules.Default.Where(p => p.Key != typeof(MultiheadAttention)).ToDictionary(p => p.Key, p => p.Value);
 
     [Theory]
-    [InlineData(false, false, false)]
-    [InlineData(true, true, false)]
-    [InlineData(false, false, true)]
+    [InlineData(false, false, false, false)]
+    [InlineData(true, true, false, false)]
+    [InlineData(false, false, true, false)]
+    [InlineData(false, true, false, true)]
     public void The_hook_engine_reruns_an_attention_layer_per_sample_with_all_its_arguments(bool keyPadding,
-        bool causal, bool useWeights)
+        bool causal, bool useWeights, bool oneTrained)
     {
         using var model = Attention(new AttentionOptions(KeyPadding: keyPadding, Causal: causal,
             UseWeights: useWeights));
         model.to(ScalarType.Float64);
+        // Fine-tuning one tensor of the layer: the fallback re-runs it for that parameter alone.
+        foreach (var (name, parameter) in model.named_parameters())
+            if (oneTrained && name.StartsWith("attention.", StringComparison.Ordinal)
+                && name != "attention.in_proj_weight")
+                parameter.requires_grad = false;
         var (ids, targets) = Batch(4);
         using var snapshot = new ModelSnapshot(model, ids);
         var loss = LossFunction.CrossEntropy();
