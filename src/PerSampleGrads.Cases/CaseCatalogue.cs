@@ -401,8 +401,9 @@ public static class CaseCatalogue
             Attention(new AttentionOptions(CrossKeyValue: true, KeyValueWidth: 6), 3, CeMean),
             Attention(new AttentionOptions(CrossKeyValue: true, DistinctValues: true), 3, CeSum),
             // The weights alone reach the loss (attention as an alignment or pointer score): the value and output
-            // projections get no gradient, and their per-sample gradients are zeros.
+            // projections (and bias_v) get no gradient, and their per-sample gradients are zeros.
             Attention(new AttentionOptions(UseWeights: true, WeightsOnly: true), 3, CeMean),
+            Attention(new AttentionOptions(UseWeights: true, BiasKeyValue: true, WeightsOnly: true), 2, CeSum),
             Attention(new AttentionOptions(KeyPadding: true, UseWeights: true, CrossKeyValue: true,
                 DistinctValues: true, WeightsOnly: true), 2, CeSum),
             Transformer("transformer-encoder-relu", false, Activations.ReLU, 3, CeMean),

@@ -195,6 +195,8 @@ def sequence_cases():
         "attention-h2-cross-kv6": lambda s: AttentionClassifier(cross=True, kv_width=6),
         "attention-h2-cross-values": lambda s: AttentionClassifier(cross=True, distinct_values=True),
         "attention-h2-weights-weightsonly": lambda s: AttentionClassifier(use_weights=True, weights_only=True),
+        "attention-h2-weights-biaskv-weightsonly": lambda s: AttentionClassifier(use_weights=True, bias_kv=True,
+                                                                                  weights_only=True),
         "attention-h2-keypad-weights-cross-values-weightsonly": lambda s: AttentionClassifier(
             key_padding=True, use_weights=True, cross=True, distinct_values=True, weights_only=True),
         "transformer-encoder-relu": lambda s: TransformerClassifier(False, "relu"),
