@@ -309,8 +309,8 @@ public static class CaseCatalogue
     // H = 5, 3 classes.
     private static IEnumerable<GradientCase> RecurrentCases()
     {
-        GradientCase Recurrent(string name, RecurrentOptions options, long n, LossFunction loss) =>
-            Case(name, [4, 3], loss, n, () => Seeded.Build(11, () =>
+        GradientCase Recurrent(string name, RecurrentOptions options, long n, LossFunction loss, long length = 4) =>
+            Case(name, [length, 3], loss, n, () => Seeded.Build(11, () =>
             {
                 var model = new RecurrentClassifier(options, 3, 4, 5, 3);
                 model.eval();
@@ -341,6 +341,11 @@ public static class CaseCatalogue
             // Weights trained, biases frozen: no bias gradient may be formed for the sink.
             WithFrozen(Recurrent("lstm-frozen-biases", new(lstm), 3, CeSum), "recurrent.bias_ih_l0",
                 "recurrent.bias_hh_l0"),
+            // Fine-tuning the upper layer of a stack: the lower layer has no per-sample term at all.
+            WithFrozen(Recurrent("lstm-l2-top-trained", new(lstm, Layers: 2), 3, CeSum), "recurrent.weight_ih_l0",
+                "recurrent.weight_hh_l0", "recurrent.bias_ih_l0", "recurrent.bias_hh_l0"),
+            // Two steps (the shortest sequence with a state before a step that is not h0), one sample.
+            Recurrent("lstm-two-steps", new(lstm), 1, CeMean, length: 2),
             Recurrent("rnn-tanh-l2-final", new(tanh, Layers: 2, ReadFinalState: true), 3, CeMean),
             Recurrent("rnn-relu-bi-batchfirst-h0", new(relu, Bidirectional: true, BatchFirst: true,
                 InitialState: true), 3, CeMean),

@@ -296,6 +296,8 @@ CASES = {
     "gru-batchfirst-nobias-final": recurrent("gru", batch_first=True, bias=False, read_final_state=True),
     "gru-bi-frozen-weights": recurrent("gru", bidirectional=True),
     "lstm-frozen-biases": recurrent("lstm"),
+    "lstm-l2-top-trained": recurrent("lstm", layers=2),
+    "lstm-two-steps": recurrent("lstm"),
     "rnn-tanh-l2-final": recurrent("rnn-tanh", layers=2, read_final_state=True),
     "rnn-relu-bi-batchfirst-h0": recurrent("rnn-relu", bidirectional=True, batch_first=True, initial_state=True),
     "rnn-relu-nobias": recurrent("rnn-relu", bias=False),

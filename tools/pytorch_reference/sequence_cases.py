@@ -71,7 +71,8 @@ class RecurrentClassifier(nn.Module):
 
 
 def recurrent(kind, **options):
-    """CaseCatalogue.RecurrentCases: T = 4 steps of F = 3 features, I = 4, H = 5, 3 classes."""
+    """CaseCatalogue.RecurrentCases: T = 4 steps (2 for lstm-two-steps; from the request) of F = 3 features, I = 4,
+    H = 5, 3 classes."""
     return lambda sample_shape: RecurrentClassifier(kind, **options)
 
 
