@@ -170,6 +170,9 @@ public static class CaseCatalogue
             // One raw parameter and nothing else, the most common custom layer, on features and on tokens.
             Classifier("custom-one-gain-fallback", [6], 4, CeMean, () => [Linear(6, 5), new FeatureGain(5), Tanh()]),
             Classifier("custom-one-gain-fallback-tokens", [3, 4], 3, CeSum, () => [new FeatureGain(4), Linear(4, 4)]),
+            // Two custom modules side by side, one holding its parameters in a list: each is re-run on its own.
+            Classifier("custom-two-modules-fallback", [6], 3, CeMean,
+                () => [new FeatureGain(6), Linear(6, 5), new ListedGainsTanh(5)]),
             Classifier("custom-unused-parameter-fallback", [6], 3, CeSum,
                 () => [Linear(6, 5), new GainTanhWithSpare(5)]),
             Classifier("custom-gainshift-fallback-tokens", [3, 4], 3, CeSum,

@@ -39,8 +39,8 @@ public static class PatternModels
 
     /// <summary>A parent that calls a child through forward() (no hooks) when <paramref name="always"/>, or once
     /// through call() and once through forward().</summary>
-    public static Module<Tensor, Tensor> ChildCalledWithForward(bool always) =>
-        Seeded.Build(15, () => (Module<Tensor, Tensor>)new ForwardCaller(always));
+    public static Module<Tensor, Tensor> ChildCalledWithForward(bool always, bool bias = true) =>
+        Seeded.Build(15, () => (Module<Tensor, Tensor>)new ForwardCaller(always, bias));
 
     /// <summary>Activations centred over the batch between two Linear layers (a batch statistic outside
     /// BatchNorm); <paramref name="afterLastLayer"/> centres the output instead.</summary>
@@ -120,9 +120,9 @@ public static class PatternModels
         private readonly Linear second;
         private readonly bool always;
 
-        public ForwardCaller(bool always) : base(nameof(ForwardCaller))
+        public ForwardCaller(bool always, bool bias) : base(nameof(ForwardCaller))
         {
-            first = Linear(4, 4);
+            first = Linear(4, 4, hasBias: bias);
             second = Linear(4, 3);
             this.always = always;
             RegisterComponents();

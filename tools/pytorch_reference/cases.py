@@ -212,6 +212,7 @@ CASES = {
     "custom-gainshift-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainShiftTanh(5)]),
     "custom-one-gain-fallback": classifier(5, lambda: [nn.Linear(6, 5), FeatureGain(5), nn.Tanh()]),
     "custom-one-gain-fallback-tokens": classifier(5, lambda: [FeatureGain(4), nn.Linear(4, 4)]),
+    "custom-two-modules-fallback": classifier(5, lambda: [FeatureGain(6), nn.Linear(6, 5), ListedGainsTanh(5)]),
     "custom-unused-parameter-fallback": classifier(5, lambda: [nn.Linear(6, 5), GainTanhWithSpare(5)]),
     "custom-gainshift-fallback-tokens": classifier(5, lambda: [GainShiftTanh(4), nn.Linear(4, 4)]),
     "custom-scaled-linear-fallback": classifier(5, lambda: [nn.Linear(6, 6), nn.Tanh(), ScaledLinear(6, 5)]),
