@@ -145,6 +145,28 @@ public sealed class RealWorldPatternTests
         Assert.True(result["embedding.weight"].equal(result["head.weight"]).all().item<bool>());
     }
 
+    // A reused result holds the tied tensor under both names, one memory: written once, and not zeroed afterwards as
+    // a name nothing wrote.
+    [Theory]
+    [InlineData("hooks")]
+    [InlineData("functional")]
+    public void A_result_reused_for_a_model_with_tied_weights_equals_a_fresh_one(string method)
+    {
+        using var model = PatternModels.TiedEmbeddingClassifier();
+        var (x, y) = Tokens(5, 3, 7);
+        Func<PerSampleGradients?, PerSampleGradients> compute = method == "hooks"
+            ? into => new HookEngine().Compute(model, x, y, Loss, into)
+            : into => new FunctionalEngine().Compute(model, x, y, Loss, into);
+        using var fresh = compute(null);
+        using var buffer = compute(null);
+        using (no_grad()) foreach (var (_, g) in buffer.Entries) g.fill_(float.NaN);
+
+        var reused = compute(buffer);
+
+        Assert.Same(buffer, reused);
+        GradientAssert.Agree(reused, fresh, ScalarType.Float32);
+    }
+
     [Theory, MemberData(nameof(Methods))]
     public void One_module_under_two_parents_accumulates_both_calls(string method)
     {

@@ -40,7 +40,8 @@ internal sealed class ResultBuffer : IDisposable
                 + "call Compute without one to get fresh memory.");
         var problems = new List<string>();
         var expected = trainable.Select(p => p.Name).ToList();
-        if (!expected.SequenceEqual(into.Names))
+        // The same names in any order: a result lists a tied tensor's names together, the model in its own order.
+        if (!expected.Order(StringComparer.Ordinal).SequenceEqual(into.Names.Order(StringComparer.Ordinal)))
             problems.Add($"it holds [{string.Join(", ", into.Names)}] but the model's trainable parameters are "
                 + $"[{string.Join(", ", expected)}]");
         else
